@@ -1,0 +1,162 @@
+"""The lab's one TOML config file: devices and per-service sections.
+
+Every error names the file, the key and what was expected::
+
+    lab.toml: devices.chamber.port: expected a string, got 7
+
+Without a file the built-in demo lab (`services/demo.toml`) is used: simulated
+devices only, SQLite under ./var/.
+
+>>> cfg = load(None)
+>>> cfg.devices["wavemeter"].kind, cfg.devices["wavemeter"].simulation
+('highfinesse', True)
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drivers.base import Device
+from drivers.registry import OptionError, create
+
+__all__ = ["DEMO_PATH", "Config", "ConfigError", "DeviceSpec", "Section", "load", "parse"]
+
+DEMO_PATH = Path(__file__).with_name("demo.toml")
+_REQUIRED = object()
+_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
+               dict: "a table", list: "an array"}
+
+
+class ConfigError(Exception):
+    """A config file is unreadable or a key in it is wrong."""
+
+    def __init__(self, file: str, key: str, expected: str):
+        where = f"{file}: {key}: " if key else f"{file}: "
+        super().__init__(f"{where}{expected}")
+        self.file, self.key, self.expected = file, key, expected
+
+
+@dataclass(frozen=True)
+class Section:
+    """One table of the config, with typed access that reports the key path."""
+
+    file: str
+    path: str
+    data: dict[str, Any]
+
+    def error(self, key: str, expected: str) -> ConfigError:
+        return ConfigError(self.file, self._key(key), expected)
+
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, kind: type, default: Any = _REQUIRED) -> Any:
+        """The value of `key`, checked to be of `kind` (int is accepted for float)."""
+        if key not in self.data:
+            if default is _REQUIRED:
+                raise self.error(key, f"missing; expected {_TYPE_NAMES.get(kind, kind.__name__)}")
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(key, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise self.error(key, f"expected a finite number, got {value!r}")
+        return value
+
+    def positive(self, key: str, default: Any = _REQUIRED) -> float:
+        value = self.get(key, float, default)
+        if value is not None and value <= 0:
+            raise self.error(key, f"expected a number > 0, got {value!r}")
+        return value
+
+    def section(self, key: str) -> Section:
+        """A sub-table (empty when absent)."""
+        return Section(self.file, self._key(key), self.get(key, dict, {}))
+
+    def check_keys(self, allowed: set[str] | list[str]) -> None:
+        """Refuse keys this section does not know (typos must not pass silently)."""
+        for key in self.data:
+            if key not in allowed:
+                known = ", ".join(sorted(allowed))
+                raise self.error(key, f"unknown key; expected one of {known}")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One `[devices.NAME]` table: how to open a device and how often to poll it."""
+
+    name: str
+    kind: str
+    simulation: bool
+    poll_s: float
+    options: dict[str, Any] = field(default_factory=dict)
+    section: Section | None = None
+
+    def open(self) -> Device:
+        """Create and open the device; option errors become ConfigErrors."""
+        try:
+            device = create(self.kind, self.name, self.simulation, self.options)
+        except OptionError as exc:
+            raise self.section.error(exc.key, exc.expected) from None
+        return device.open()
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    data: dict[str, Any]
+    devices: dict[str, DeviceSpec]
+
+    @property
+    def is_demo(self) -> bool:
+        return self.file == str(DEMO_PATH)
+
+    def section(self, name: str) -> Section:
+        return Section(self.file, "", self.data).section(name)
+
+
+_DEVICE_KEYS = {"kind", "simulation", "poll_s"}
+
+
+def parse(text: str, file: str = "<config>") -> Config:
+    """Parse config text; `file` is only used to name it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML ({exc})") from None
+    top = Section(file, "", data)
+    devices = {}
+    table = top.section("devices")
+    for name in table.data:
+        sec = table.section(name)
+        if not name or "/" in name:
+            raise table.error(name, "a device name without '/'")
+        kind = sec.get("kind", str)
+        options = {k: v for k, v in sec.data.items() if k not in _DEVICE_KEYS}
+        devices[name] = DeviceSpec(
+            name=name,
+            kind=kind,
+            simulation=sec.get("simulation", bool, False),
+            poll_s=sec.positive("poll_s", 1.0),
+            options=options,
+            section=sec,
+        )
+    return Config(file, data, devices)
+
+
+def load(path: str | Path | None) -> Config:
+    """Load a config file, or the built-in demo lab when `path` is None."""
+    path = Path(path) if path is not None else DEMO_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read config file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "", "not UTF-8 text") from None
+    return parse(text, str(path))

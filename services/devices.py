@@ -1,0 +1,93 @@
+"""`ionlab devices` (read every device once) and `ionlab watch` (a live table).
+
+The lab's smoke test: open every configured device, read it, print a table of
+name, kind, reading, unit and status.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import ExitStack
+
+from drivers.base import DeviceError, Reading
+
+from .config import Config, load
+
+__all__ = ["format_table", "read_all", "register"]
+
+
+def read_all(config: Config, devices: dict) -> list[tuple[str, str, Reading | str]]:
+    """One row per sensor: (device, kind, reading) or (device, kind, error text)."""
+    rows = []
+    for name, device in devices.items():
+        kind = config.devices[name].kind
+        try:
+            rows.extend((name, kind, r) for r in device.read())
+        except DeviceError as exc:
+            rows.append((name, kind, str(exc)))
+    return rows
+
+
+def format_table(rows) -> str:
+    header = ("DEVICE", "KIND", "SENSOR", "READING", "UNIT", "STATUS", "READ AT (UTC)")
+    lines = [header]
+    for device, kind, r in rows:
+        if isinstance(r, Reading):
+            lines.append((device, kind, r.sensor, f"{r.value:.9g}", r.unit, r.status.value,
+                          r.timestamp.strftime("%H:%M:%S.%f")[:-3]))
+        else:
+            lines.append((device, kind, "-", "-", "-", "error", r))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
+    out = []
+    for line in lines:
+        cells = [str(c).ljust(w) for c, w in zip(line, widths, strict=False)]
+        out.append("  ".join(cells + [str(line[-1])]).rstrip())
+    return "\n".join(out)
+
+
+def _open_all(config: Config, stack: ExitStack) -> dict:
+    return {name: stack.enter_context(spec.open()) for name, spec in config.devices.items()}
+
+
+def devices_command(args) -> int:
+    config = load(args.config)
+    with ExitStack() as stack:
+        try:
+            devices = _open_all(config, stack)
+        except DeviceError as exc:
+            print(f"ionlab: cannot open device: {exc}", file=sys.stderr)
+            return 1
+        rows = read_all(config, devices)
+    print(format_table(rows))
+    return 1 if any(not isinstance(r, Reading) for _, _, r in rows) else 0
+
+
+def watch_command(args) -> int:
+    config = load(args.config)
+    with ExitStack() as stack:
+        devices = _open_all(config, stack)
+        try:
+            while True:
+                table = format_table(read_all(config, devices))
+                sys.stdout.write("\x1b[H\x1b[2J" + table + "\n\nCtrl-C stops.\n")
+                sys.stdout.flush()
+                time.sleep(args.interval)
+        except KeyboardInterrupt:
+            print("stopped.")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("devices", help="open every configured device, read it once, print a table",
+                       description="Open every configured device, read it once and print a "
+                       "table: the lab's smoke test. Exit 1 if any device fails.")
+    p.add_argument("--config", metavar="FILE", help="lab config (TOML); default: the demo lab")
+    p.set_defaults(func=devices_command)
+    p = sub.add_parser("watch", help="show every device reading live in the terminal",
+                       description="Read every configured device once a second and show a live "
+                       "table in the terminal. Ctrl-C stops.")
+    p.add_argument("--config", metavar="FILE", help="lab config (TOML); default: the demo lab")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S",
+                   help="seconds between refreshes (default 1)")
+    p.set_defaults(func=watch_command)
