@@ -18,7 +18,10 @@ __all__ = ["KINDS", "OptionError", "create", "driver_class"]
 
 #: kind -> (real driver, simulated twin), each as "module:Class"
 KINDS: dict[str, tuple[str, str]] = {
-    "highfinesse": ("drivers.highfinesse.wlm:Wavemeter", "drivers.highfinesse.simulated:SimWavemeter"),
+    "highfinesse": (
+        "drivers.highfinesse.wlm:Wavemeter",
+        "drivers.highfinesse.simulated:SimWavemeter",
+    ),
     "tpg": ("drivers.pfeiffer.tpg:TPG", "drivers.pfeiffer.tpg:SimTPG"),
     "pm100": ("drivers.thorlabs.pm100:PM100", "drivers.thorlabs.pm100:SimPM100"),
     "ls218": ("drivers.lakeshore.ls218:LS218", "drivers.lakeshore.ls218:SimLS218"),
@@ -54,10 +57,11 @@ def create(kind: str, name: str, simulation: bool = False, options: dict | None 
     cls = driver_class(kind, simulation)
     options = dict(options or {})
     params = inspect.signature(cls).parameters
-    accepted = [p for p in params if p != "name" and params[p].kind is inspect.Parameter.KEYWORD_ONLY]
+    accepted = [p for p in params if params[p].kind is inspect.Parameter.KEYWORD_ONLY]
     for key in options:
         if key not in accepted:
-            raise OptionError(key, f"unknown option for {kind}; known: {', '.join(accepted) or 'none'}")
+            known = ", ".join(accepted) or "none"
+            raise OptionError(key, f"unknown option for {kind}; known: {known}")
     for key in accepted:
         if params[key].default is inspect.Parameter.empty and key not in options:
             raise OptionError(key, f"required by {kind}")

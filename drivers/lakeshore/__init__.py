@@ -1,0 +1,1 @@
+"""Lake Shore Cryotronics instruments: the Model 218 temperature monitor."""

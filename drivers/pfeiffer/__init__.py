@@ -1,0 +1,1 @@
+"""Pfeiffer Vacuum instruments: TPG 26x/36x gauge controllers."""

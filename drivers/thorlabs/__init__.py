@@ -1,0 +1,1 @@
+"""Thorlabs instruments: PM100 optical power meters."""
