@@ -91,3 +91,38 @@ def run_cli():
         return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, **kwargs)
 
     return run
+
+
+WLM_SIM_SOURCES = ROOT / "drivers" / "highfinesse" / "sim"
+
+
+@pytest.fixture(scope="session")
+def wlm_library(cc) -> str:
+    """build/sim/libwlmData.so, compiled like `make sim` when missing or older than its source."""
+    target = ROOT / "build" / "sim" / "libwlmData.so"
+    sources = sorted(WLM_SIM_SOURCES.glob("*.c"))
+    newest = max(p.stat().st_mtime for p in [*sources, *WLM_SIM_SOURCES.glob("*.h")])
+    if not target.exists() or target.stat().st_mtime < newest:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        done = subprocess.run(
+            [cc, "-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-o", str(partial),
+             *map(str, sources), "-lm", "-lpthread"],
+            capture_output=True, text=True)
+        if done.returncode:
+            pytest.fail(f"compiling the simulated wavemeter library failed:\n{done.stderr}")
+        os.replace(partial, target)  # never let a loader see a half-written library
+    return str(target)
+
+
+@pytest.fixture
+def wlm_sim(wlm_library):
+    """Control of the compiled simulated wavemeter: seed 0, 8 channels, manual clock at 0."""
+    from drivers.highfinesse.simcontrol import LibraryControl
+
+    sim = LibraryControl(wlm_library)
+    sim.set_realtime(False)
+    sim.reset(0, 8)
+    yield sim
+    sim.set_realtime(True)
+    sim.reset(0, 8)  # back to a plain running wavemeter, getters released

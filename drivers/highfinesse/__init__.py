@@ -1,0 +1,1 @@
+"""HighFinesse wavelength meters: the wlmData driver, its simulated twins, its analog outputs."""
