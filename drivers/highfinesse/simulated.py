@@ -25,6 +25,7 @@ __all__ = ["SimWavemeter", "SimulatedLibrary"]
 
 _MASK = 2**64 - 1
 SWITCH_MS = 12.0
+WARM_S = 1.0  # seconds the simulated wavemeter has been measuring when loaded
 SKIP_CYCLES = 100
 LOW_UW_MS, HIGH_UW_MS, TARGET_UW_MS = 50.0, 20000.0, 1000.0
 EXPOSURE_MIN, EXPOSURE_MAX = 1, 9999
@@ -66,6 +67,7 @@ class SimulatedLibrary:
         self._released = threading.Condition(self._lock)
         self._realtime = 1
         self._reset(seed, nchannels)
+        self._mono_base -= WARM_S  # like a wavemeter already measuring when a client connects
 
     def __repr__(self):
         with self._lock:
