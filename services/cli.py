@@ -17,6 +17,7 @@ __all__ = ["main"]
 
 COMMANDS = [
     "services.devices",
+    "services.wavemeter.command",
 ]
 
 

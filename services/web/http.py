@@ -68,6 +68,8 @@ class JsonHandler(tornado.web.RequestHandler):
                     "field": None}
         else:
             body = {"error": self._reason, "field": None}
+        if status_code == 401:  # send_error cleared the headers set before raising
+            self.set_header("WWW-Authenticate", 'Bearer realm="ionlab"')
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(body))
 
@@ -91,7 +93,6 @@ class JsonHandler(tornado.web.RequestHandler):
     def require_token(self) -> None:
         """401 unless the request carries the configured write token."""
         if not token_matches(self.settings.get("token"), self.bearer_token()):
-            self.set_header("WWW-Authenticate", 'Bearer realm="ionlab"')
             raise ApiError(401, "this write needs 'Authorization: Bearer <token>' with the lab's "
                            "token (config [server] token or IONLAB_TOKEN)")
 

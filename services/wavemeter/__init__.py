@@ -1,0 +1,1 @@
+"""The wavemeter server: background acquisition, HTTP API, JSON-RPC, client and laser locks."""

@@ -1,0 +1,169 @@
+"""The SSE stream, read by an independent client library (sseclient-py) over real sockets."""
+
+import json
+import socket
+import urllib.request
+
+import pytest
+import sseclient
+
+from services.web.hub import Hub
+from services.web.sse import frame
+
+
+def no_services(hub):
+    hub.declare("wavemeter/1", "wavemeter/2", "wavemeter/3", "vacuum/chamber")
+    return []
+
+
+def open_stream(url, query="", last_id=None):
+    """(response, iterator of sseclient events)."""
+    request = urllib.request.Request(url + "/api/v1/stream" + query)
+    if last_id is not None:
+        request.add_header("Last-Event-ID", str(last_id))
+    response = urllib.request.urlopen(request, timeout=30)
+    return response, sseclient.SSEClient(response).events()
+
+
+def publish(srv, channel, data):
+    return srv.call(srv.hub.publish, channel, data).id
+
+
+def test_frame_splits_multiline_data_so_a_client_joins_it_back():
+    text = "first line\nsecond: with colon\r\nthird\rfourth"
+    events = list(sseclient.SSEClient([frame(text, "x/1", 5), frame("{}")]).events())
+    assert [(e.id, e.event, e.data) for e in events] == [
+        ("5", "x/1", "first line\nsecond: with colon\nthird\nfourth"), (None, "message", "{}")]
+    with pytest.raises(ValueError, match="line break"):
+        frame("x", event="bad\nname")
+
+
+def test_events_carry_id_channel_and_json_data_including_multiline_strings(server_thread):
+    srv = server_thread(no_services)
+    response, events = open_stream(srv.url, "?channels=wavemeter/*")
+    assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["X-Accel-Buffering"] == "no"
+    assert "Content-Encoding" not in response.headers
+    sent = []
+    for n in range(3):
+        data = {"n": n, "note": f"line one\nline two of {n}", "ch": n % 2 + 1}
+        sent.append((publish(srv, f"wavemeter/{n % 2 + 1}", data), data))
+        publish(srv, "vacuum/chamber", {"not": "wanted"})
+    got = [next(events) for _ in sent]
+    assert [(int(e.id), e.event, json.loads(e.data)) for e in got] == [
+        (i, f"wavemeter/{d['ch']}", d) for i, d in sent]
+    response.close()
+
+
+def test_a_new_client_first_gets_the_latest_value_of_each_channel(server_thread):
+    srv = server_thread(no_services)
+    publish(srv, "wavemeter/1", {"v": 1})
+    last1 = publish(srv, "wavemeter/1", {"v": 2})
+    last2 = publish(srv, "wavemeter/2", {"v": 3})
+    response, events = open_stream(srv.url, "?channels=wavemeter/1,wavemeter/2")
+    assert [(int(e.id), json.loads(e.data)) for e in (next(events), next(events))] == [
+        (last1, {"v": 2}), (last2, {"v": 3})]
+    response.close()
+
+
+def test_reconnecting_with_last_event_id_loses_nothing_and_repeats_nothing(server_thread):
+    srv = server_thread(no_services)
+    response, events = open_stream(srv.url, "?channels=wavemeter/*")
+    ids = [publish(srv, f"wavemeter/{n % 3 + 1}", {"n": n}) for n in range(5)]
+    seen = [int(next(events).id) for _ in range(3)]
+    response.close()
+    srv.wait_for(lambda: srv.hub.subscriber_count == 0, what="the server to notice")
+    ids += [publish(srv, f"wavemeter/{n % 3 + 1}", {"n": n}) for n in range(5, 9)]
+    response, events = open_stream(srv.url, "?channels=wavemeter/*", last_id=seen[-1])
+    more = [publish(srv, "wavemeter/2", {"n": 9})]
+    rest = [int(next(events).id) for _ in range(len(ids) + len(more) - len(seen))]
+    assert seen + rest == ids + more
+    response.close()
+
+
+def test_an_id_too_old_to_replay_gets_an_explicit_event_then_the_latest(server_thread):
+    srv = server_thread(no_services, hub=Hub(ring_size=3))
+    first = publish(srv, "wavemeter/1", {"n": 0})
+    for n in range(1, 10):
+        publish(srv, "wavemeter/1", {"n": n})
+    response, events = open_stream(srv.url, "?channels=wavemeter/1", last_id=first)
+    gap = next(events)
+    assert gap.event == "too-old"
+    assert json.loads(gap.data)["last_event_id"] == first
+    latest = next(events)
+    assert (latest.event, json.loads(latest.data)) == ("wavemeter/1", {"n": 9})
+    response.close()
+    # an id this server never issued (an earlier run) is too old as well
+    response, events = open_stream(srv.url, "?channels=wavemeter/1", last_id=10_000)
+    assert next(events).event == "too-old"
+    response.close()
+
+
+def test_heartbeat_comments_arrive_on_an_idle_stream(server_thread, api):
+    srv = server_thread(no_services, heartbeat_s=0.05)
+    sock = api.raw(srv.port, "/api/v1/stream?channels=vacuum/chamber")
+    received = b""
+    while received.count(b": heartbeat\n\n") < 3:
+        chunk = sock.recv(4096)
+        assert chunk, "stream closed"
+        received += chunk
+    assert b"event:" not in received  # nothing was published: comments only
+    sock.close()
+
+
+@pytest.mark.parametrize("query, status, field", [
+    ("?channels=wavemeter/9", 404, "channels"),
+    ("?channels=nothing/*", 404, "channels"),
+    ("?channels=wavemeter/1,,wavemeter/2", 400, "channels"),
+])
+def test_bad_channel_patterns_are_json_errors(server_thread, api, query, status, field):
+    srv = server_thread(no_services)
+    code, body, headers = api.http("GET", srv.url + "/api/v1/stream" + query)
+    assert (code, body["field"]) == (status, field)
+    assert headers["Content-Type"].startswith("application/json")
+    assert "no channel matches" in body["error"] or "empty" in body["error"]
+
+
+def test_a_bad_last_event_id_is_a_400(server_thread, api):
+    srv = server_thread(no_services)
+    code, body, _ = api.http("GET", srv.url + "/api/v1/stream", headers={"Last-Event-ID": "x1"})
+    assert (code, body["field"]) == (400, "Last-Event-ID")
+
+
+def test_a_client_that_never_reads_stays_bounded_is_dropped_and_others_keep_up(server_thread, api):
+    hub = Hub(subscriber_buffer=16)
+    srv = server_thread(no_services, hub=hub, drop_after_s=0.5)
+    stalled = api.raw(srv.port, "/api/v1/stream?channels=wavemeter/1",
+                      "")
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    srv.wait_for(lambda: hub.subscriber_count == 1, what="the stalled client")
+    response, events = open_stream(srv.url, "?channels=wavemeter/1")
+    srv.wait_for(lambda: hub.subscriber_count == 2, what="the reading client")
+    big = "x" * 100_000
+    received = 0
+    for n in range(120):  # 12 MB: far more than the socket buffers hold
+        publish(srv, "wavemeter/1", {"n": n, "pad": big})
+        event = next(events)
+        assert json.loads(event.data)["n"] == n  # the reader gets every event, in order
+        received += 1
+        sizes = srv.call(lambda: [len(s._queue) for s in hub._subscriptions])
+        assert max(sizes) <= 16
+    assert received == 120
+    srv.wait_for(lambda: hub.subscriber_count == 1, what="the stalled client to be dropped")
+    stalled.close()
+    response.close()
+
+
+def test_streams_beyond_the_hubs_limit_get_503(server_thread, api):
+    srv = server_thread(no_services, hub=Hub(max_subscribers=1))
+    response, events = open_stream(srv.url, "?channels=vacuum/chamber")
+    srv.wait_for(lambda: srv.hub.subscriber_count == 1, what="the first stream")
+    code, body, _ = api.http("GET", srv.url + "/api/v1/stream")
+    assert code == 503 and "limit of 1 subscribers" in body["error"]
+    response.close()
+    srv.wait_for(lambda: srv.hub.subscriber_count == 0, what="the first stream to end")
+    response, events = open_stream(srv.url, "?channels=vacuum/chamber")
+    publish(srv, "vacuum/chamber", {"p": 1})
+    assert json.loads(next(events).data) == {"p": 1}
+    response.close()
