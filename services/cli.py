@@ -18,6 +18,8 @@ __all__ = ["main"]
 COMMANDS = [
     "services.devices",
     "services.wavemeter.command",
+    "services.logger.command",
+    "services.run",
 ]
 
 

@@ -6,7 +6,6 @@ name, kind, reading, unit and status.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from contextlib import ExitStack
@@ -91,9 +90,4 @@ def register(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="lab config (TOML); default: the demo lab")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between refreshes (default 1)")
-    p.set_defaults(func=watch_command)
-    p = sub.add_parser("run", help="the demo lab, live in the terminal (same as watch for now)",
-                       description="Show the lab's devices reading live (same as `ionlab watch`).")
-    p.add_argument("--config", metavar="FILE", help="lab config (TOML); default: the demo lab")
-    p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(func=watch_command)

@@ -1,0 +1,298 @@
+"""The logger: ingest and queries on PostgreSQL and SQLite against InfluxDB 1.6.
+
+Dataset: 50 sensors, one sample each every ~158 s over a year: 10 million
+samples (1 million with --quick), generated in time order as a logger sees them.
+
+- Ingest: samples/s through the logger's Writer (batches of binary COPY)
+  into a fresh PostgreSQL database (rollups are refreshed by the writer while
+  it is idle; the time they still needed after the load is printed too),
+  against `psql \\copy` of the same rows into the same partitioned table (no rollups: the ceiling) and against
+  InfluxDB receiving the same points as line protocol over HTTP (10k per
+  request). The SQLite store's ingest through the same Writer is shown too.
+- Queries on the loaded data (median of repeated runs, warm): one sensor-day
+  at 1-minute buckets, one sensor-year at 1-day buckets, the latest value of
+  every sensor; ionlab through `Store.series`/`Store.latest` against InfluxDB's
+  `GROUP BY time() fill(none)` and `last()` over HTTP.
+
+InfluxDB (Debian package `influxdb`) is installed with apt-get when missing and
+started on 127.0.0.1 with a throw-away data folder; PostgreSQL is the test
+server (IONLAB_TEST_PG, default postgresql://127.0.0.1:5432/test).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from services.logger.queries import from_us, make_query, to_us
+from services.logger.spool import Spool
+from services.logger.store import open_store
+from services.logger.writer import Writer
+
+from .run import Row
+
+__all__ = ["run"]
+
+SENSORS = 50
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+YEAR = timedelta(days=365)
+CHUNK = 500_000
+PG_URL = os.environ.get("IONLAB_TEST_PG", "postgresql://127.0.0.1:5432/test")
+
+
+def chunks(total: int):
+    """The dataset in time order, CHUNK rows at a time: (sensor, unit, time_us, value)."""
+    step = to_us(T0 + YEAR) - to_us(T0)
+    step //= total // SENSORS
+    t0 = to_us(T0)
+    rnd = random.Random(5)
+    names = [f"s{k:02d}" for k in range(SENSORS)]
+    for start in range(0, total, CHUNK):
+        yield [(names[i % SENSORS], "V", t0 + (i // SENSORS) * step + i % SENSORS,
+                rnd.uniform(0.0, 10.0)) for i in range(start, min(start + CHUNK, total))]
+
+
+def ingest(store, total: int, spool_dir: Path) -> float:
+    """Samples/s through the Writer; only the writer's work is timed, not data generation."""
+    writer = Writer(store, Spool(spool_dir, 2**30), batch_s=0.05, max_batch=50_000,
+                    max_pending=CHUNK + 1, maintain_s=10**9)
+    writer.start()
+    writer.flush()
+    spent = 0.0
+    for rows in chunks(total):
+        began = time.perf_counter()
+        writer.add(rows)
+        if not writer.flush(3600):
+            raise RuntimeError("writer did not finish")
+        spent += time.perf_counter() - began
+    writer.stop()
+    if writer.spooled or writer.written != total:
+        raise RuntimeError(f"writer stored {writer.written} of {total}: {writer.last_error}")
+    return total / spent
+
+
+def psql_copy(url: str, total: int, folder: Path) -> float:
+    """Rows/s of `psql \\copy` (text COPY) of the same rows into the same table: the ceiling."""
+    store = open_store(url)
+    store.upgrade()
+    store.create_partitions(T0, T0 + YEAR)
+    store.write([(f"s{k:02d}", "V", to_us(T0) - 10**6, 0.0) for k in range(SENSORS)])
+    store.close()
+    import psycopg2
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name, id FROM sensors")
+        ids = dict(cur.fetchall())
+    conn.close()
+    path = folder / "copy.csv"
+    with open(path, "w") as f:
+        for rows in chunks(total):
+            f.writelines(f"{from_us(t).isoformat()},{ids[s]},{v!r}\n" for s, _, t, v in rows)
+    parts = urlsplit(url)
+    command = ["psql", "-q", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
+               "-d", parts.path.lstrip("/"), "-c",
+               f"\\copy samples (time, sensor_id, value) FROM '{path}' WITH (FORMAT csv)"]
+    if parts.username:
+        command += ["-U", parts.username]
+    began = time.perf_counter()
+    subprocess.run(command, check=True, env={**os.environ, "PGPASSWORD": parts.password or ""})
+    return total / (time.perf_counter() - began)
+
+
+class Influx:
+    """influxd 1.6 on 127.0.0.1 with a throw-away data folder."""
+
+    def __init__(self, folder: Path):
+        exe = shutil.which("influxd") or "/usr/bin/influxd"
+        if not os.path.exists(exe):
+            subprocess.run(["apt-get", "install", "-y", "-qq", "influxdb"], check=True,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        self.port, rpc = _free_port(), _free_port()
+        conf = folder / "influxdb.conf"
+        conf.write_text(f"""reporting-disabled = true
+bind-address = "127.0.0.1:{rpc}"
+[meta]
+  dir = "{folder}/meta"
+[data]
+  dir = "{folder}/data"
+  wal-dir = "{folder}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+""")
+        self.proc = subprocess.Popen([exe, "-config", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.conn = None
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self._request("GET", "/ping")
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("influxd did not start") from None
+                time.sleep(0.2)
+        self._request("POST", "/query?" + urlencode({"q": "CREATE DATABASE bench"}))
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        try:
+            self.conn.request(method, path, body)
+            response = self.conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = None
+            raise OSError("influxd connection failed") from None
+        if response.status >= 300:
+            raise RuntimeError(f"influxd {method} {path}: {response.status} {data[:200]!r}")
+        return data
+
+    def ingest(self, total: int) -> float:
+        """Points/s of line protocol POSTed 10k per request; building the text is not timed."""
+        spent = 0.0
+        for rows in chunks(total):
+            bodies = ["\n".join(f"m,sensor={s} value={v!r} {t}" for s, _, t, v in
+                                rows[k:k + 10_000]).encode() for k in range(0, len(rows), 10_000)]
+            began = time.perf_counter()
+            for body in bodies:
+                self._request("POST", "/write?db=bench&precision=u", body)
+            spent += time.perf_counter() - began
+        return total / spent
+
+    def query(self, q: str) -> bytes:
+        return self._request("GET", "/query?" + urlencode({"db": "bench", "q": q, "epoch": "u"}))
+
+    def stop(self):
+        if self.conn is not None:
+            self.conn.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def median_ms(fn, repeat: int) -> float:
+    fn()  # warm
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1000
+
+
+def _database(name: str):
+    import psycopg2
+
+    admin = psycopg2.connect(PG_URL)
+    admin.autocommit = True
+    return admin, urlunsplit(urlsplit(PG_URL)._replace(path="/" + name))
+
+
+def run(quick: bool) -> list[Row]:
+    total = 1_000_000 if quick else 10_000_000
+    size = f"{total / 1e6:g}M samples, {SENSORS} sensors, 1 year"
+    repeat = 10 if quick else 20
+    name = f"ionlab_bench_{uuid.uuid4().hex[:10]}"
+    admin, url = _database(name)
+    folder = Path(tempfile.mkdtemp(prefix="ionlab-bench-logger-"))
+    influx = None
+    rows: list[Row] = []
+    try:
+        for db in (name, name + "_copy"):
+            admin.cursor().execute(f'CREATE DATABASE "{db}"')
+        pg = open_store(url)
+        pg.upgrade()
+        print(f"bench_logger: loading {size} into PostgreSQL ...", file=sys.stderr, flush=True)
+        pg_rate = ingest(pg, total, folder / "spool-pg")
+        began = time.perf_counter()
+        while pg.refresh_rollups(5000):
+            pass
+        catch_up = time.perf_counter() - began
+        print("bench_logger: psql COPY ...", file=sys.stderr, flush=True)
+        copy_n = min(total, 2_000_000)
+        copy_rate = psql_copy(url + "_copy", copy_n, folder)
+        print("bench_logger: SQLite ...", file=sys.stderr, flush=True)
+        lite = open_store(str(folder / "bench.sqlite"))
+        lite.upgrade()
+        lite_rate = ingest(lite, total, folder / "spool-lite")
+        print("bench_logger: InfluxDB ...", file=sys.stderr, flush=True)
+        influx = Influx(folder)
+        influx_rate = influx.ingest(total)
+
+        unit = "samples/s"
+        influx_name = "InfluxDB 1.6 line protocol"
+        rows += [
+            Row("logger", f"ingest, Writer -> PostgreSQL ({size})", pg_rate, copy_rate,
+                f"psql \\copy of {copy_n / 1e6:g}M rows (ceiling)", unit),
+            Row("logger", f"ingest, Writer -> PostgreSQL ({size})", pg_rate, influx_rate,
+                influx_name, unit),
+            Row("logger", f"ingest, Writer -> SQLite ({size})", lite_rate, influx_rate,
+                influx_name, unit),
+            Row("logger", "PostgreSQL rollups still lagging when the load ended, catch-up",
+                catch_up, unit="s", higher_is_better=False),
+        ]
+
+        day = T0 + timedelta(days=180)
+        sensor = "s07"
+        day_q = make_query(sensor, day, day + timedelta(days=1), "1min", "avg")
+        year_q = make_query(sensor, T0, T0 + YEAR, "1d", "avg")
+        influx_day = (f"SELECT mean(value) FROM m WHERE sensor = '{sensor}' AND time >= "
+                      f"{to_us(day)}u AND time < {to_us(day + timedelta(days=1))}u "
+                      "GROUP BY time(1m) fill(none)")
+        influx_year = (f"SELECT mean(value) FROM m WHERE sensor = '{sensor}' AND time >= "
+                       f"{to_us(T0)}u AND time < {to_us(T0 + YEAR)}u GROUP BY time(1d) fill(none)")
+        influx_latest = "SELECT last(value) FROM m GROUP BY sensor"
+        if len(pg.series(day_q)) != len(lite.series(day_q)) or len(pg.latest()) != SENSORS:
+            raise RuntimeError("PostgreSQL and SQLite disagree on the loaded data")
+        baselines = {
+            "sensor-day @1min avg": median_ms(lambda: influx.query(influx_day), repeat),
+            "sensor-year @1d avg": median_ms(lambda: influx.query(influx_year), repeat),
+            "latest of all sensors": median_ms(lambda: influx.query(influx_latest), repeat),
+        }
+        for label, store in (("PostgreSQL", pg), ("SQLite", lite)):
+            mine = {
+                "sensor-day @1min avg": median_ms(lambda s=store: s.series(day_q), repeat),
+                "sensor-year @1d avg": median_ms(lambda s=store: s.series(year_q), repeat),
+                "latest of all sensors": median_ms(lambda s=store: s.latest(), repeat),
+            }
+            for metric, ms in mine.items():
+                rows.append(Row("logger", f"{metric}, {label} ({size})", ms, baselines[metric],
+                                "InfluxDB 1.6 GROUP BY time()/last()", "ms",
+                                higher_is_better=False))
+        pg.close()
+        lite.close()
+    finally:
+        if influx is not None:
+            influx.stop()
+        for db in (name, name + "_copy"):
+            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        admin.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows

@@ -1,0 +1,83 @@
+"""The logger's HTTP API (reading only, so no token):
+
+- ``GET /api/v1/series?sensor=&start=&end=[&every=&agg=&tz=&format=csv|json]``
+- ``GET /api/v1/latest``, ``GET /api/v1/sensors``, ``GET /api/v1/logger/status``
+
+Queries run on the service's query threads, never on the IO loop.
+"""
+
+from __future__ import annotations
+
+from tornado.ioloop import IOLoop
+
+from ..web.http import ApiError, JsonHandler
+from .queries import QueryError, make_query, rows_csv, rows_json
+from .store import StoreError, StoreUnavailable, UnknownSensor
+
+__all__ = ["routes"]
+
+
+class _LoggerHandler(JsonHandler):
+    def initialize(self, service):
+        self.service = service
+
+    async def query(self, fn, *args):
+        """Run a store call on a query thread; store errors become JSON errors."""
+        try:
+            return await IOLoop.current().run_in_executor(self.service.queries, fn, *args)
+        except UnknownSensor as exc:
+            raise ApiError(404, str(exc), "sensor") from None
+        except QueryError as exc:
+            raise ApiError(400, str(exc), exc.field) from None
+        except StoreUnavailable as exc:
+            raise ApiError(503, f"database unavailable: {exc}") from None
+        except StoreError as exc:
+            raise ApiError(500, str(exc)) from None
+
+
+class SeriesHandler(_LoggerHandler):
+    async def get(self):
+        arg = self.get_query_argument
+        fmt = arg("format", "json")
+        if fmt not in ("json", "csv"):
+            raise ApiError(400, f"format: expected csv or json, got {fmt!r}", "format")
+        for name in ("sensor", "start", "end"):
+            if not arg(name, ""):
+                raise ApiError(400, f"{name}: required", name)
+        try:
+            query = make_query(arg("sensor"), arg("start"), arg("end"), arg("every", None),
+                               arg("agg", None), arg("tz", None))
+        except QueryError as exc:
+            raise ApiError(400, str(exc), exc.field) from None
+        rows = await self.query(self.service.store.series, query)
+        if fmt == "csv":
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.finish(rows_csv(rows))
+        else:
+            unit = await self.query(self.service.store.unit, query.sensor)
+            self.finish(rows_json(query, rows, unit))
+
+
+class LatestHandler(_LoggerHandler):
+    async def get(self):
+        self.write_json({"latest": await self.query(self.service.store.latest)})
+
+
+class SensorsHandler(_LoggerHandler):
+    async def get(self):
+        self.write_json({"sensors": await self.query(self.service.store.sensors)})
+
+
+class StatusHandler(_LoggerHandler):
+    def get(self):
+        self.write_json(self.service.status())
+
+
+def routes(service) -> list:
+    kw = {"service": service}
+    return [
+        (r"/api/v1/series", SeriesHandler, kw),
+        (r"/api/v1/latest", LatestHandler, kw),
+        (r"/api/v1/sensors", SensorsHandler, kw),
+        (r"/api/v1/logger/status", StatusHandler, kw),
+    ]

@@ -1,0 +1,473 @@
+"""The PostgreSQL store: daily partitions, binary COPY, incremental rollups.
+
+Schema (created and migrated by `upgrade()`, i.e. `ionlab db upgrade`):
+
+- ``sensors(id, name UNIQUE, unit, description, last_time, last_value)``;
+  the last columns answer "latest of every sensor" without touching samples.
+- ``samples(time, sensor_id, value)`` range-partitioned by time, one
+  partition per UTC day (``samples_YYYYMMDD``), primary key (sensor_id, time):
+  every write is idempotent and per-sensor time-range scans use the key.
+- ``rollup_1m`` and ``rollup_1h`` (sensor_id, time, count, sum, min, max),
+  recomputed from the samples per sensor-hour by `refresh_rollups` (the
+  writer runs it whenever no readings wait), so a replay never counts a
+  sample twice. A write only marks its sensor-hours in ``rollup_dirty``;
+  queries read raw samples for those hours, so answers are always exact.
+- views ``readings(time, sensor, value, unit)`` (what Grafana plots),
+  ``readings_1m`` and ``readings_1h`` (rollups by name) and ``latest``.
+
+A batch goes in as one binary COPY straight into samples; only if it holds a
+row that is already stored (a replay) is it staged and inserted with
+ON CONFLICT DO NOTHING. Everything that several loggers may do at the same
+moment (schema upgrade, partition creation and dropping) runs under a
+transaction-level advisory lock; sensor registration is an upsert, rollup
+refreshes claim their hours with SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import struct
+from datetime import UTC, datetime, timedelta
+
+import psycopg2
+import psycopg2.errors
+
+from .queries import MAX_POINTS, Query, QueryError, from_us, to_us
+from .store import Row, Store, StoreError, StoreUnavailable, UnknownSensor
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger(__name__)
+
+DAY_US = 86400 * 10**6
+HOUR_US = 3600 * 10**6
+PG_EPOCH_US = 946684800 * 10**6  # 2000-01-01, the epoch of binary timestamps
+LOCK_SCHEMA = 0x10_4C_AB_01  # advisory lock keys, arbitrary but fixed
+LOCK_PARTITIONS = 0x10_4C_AB_02
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_ROW = struct.Struct(">hiqiiid").pack
+_COPY_TRAILER = struct.pack(">h", -1)
+
+_V1 = """
+CREATE TABLE sensors (
+    id serial PRIMARY KEY,
+    name text NOT NULL UNIQUE,
+    unit text NOT NULL DEFAULT '',
+    description text NOT NULL DEFAULT '',
+    last_time timestamptz,
+    last_value double precision
+);
+CREATE TABLE samples (
+    time timestamptz NOT NULL,
+    sensor_id integer NOT NULL,
+    value double precision NOT NULL,
+    PRIMARY KEY (sensor_id, time)
+) PARTITION BY RANGE (time);
+CREATE TABLE rollup_1m (
+    sensor_id integer NOT NULL,
+    time timestamptz NOT NULL,
+    count bigint NOT NULL,
+    sum double precision NOT NULL,
+    min double precision NOT NULL,
+    max double precision NOT NULL,
+    PRIMARY KEY (sensor_id, time)
+);
+CREATE TABLE rollup_1h (LIKE rollup_1m INCLUDING ALL);
+-- (sensor, hour) whose rollups lag the samples: queries read raw samples there
+CREATE TABLE rollup_dirty (
+    sensor_id integer NOT NULL,
+    hour timestamptz NOT NULL,
+    PRIMARY KEY (sensor_id, hour)
+);
+CREATE VIEW readings AS
+    SELECT s.time, n.name AS sensor, s.value, n.unit
+    FROM samples s JOIN sensors n ON n.id = s.sensor_id;
+CREATE VIEW readings_1m AS
+    SELECT r.time, n.name AS sensor, r.sum / r.count AS value, r.min, r.max, r.count, r.sum,
+           n.unit
+    FROM rollup_1m r JOIN sensors n ON n.id = r.sensor_id;
+CREATE VIEW readings_1h AS
+    SELECT r.time, n.name AS sensor, r.sum / r.count AS value, r.min, r.max, r.count, r.sum,
+           n.unit
+    FROM rollup_1h r JOIN sensors n ON n.id = r.sensor_id;
+CREATE VIEW latest AS
+    SELECT last_time AS time, name AS sensor, last_value AS value, unit
+    FROM sensors WHERE last_time IS NOT NULL;
+"""
+
+#: version -> SQL; append, never edit a released step
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+VERSION = MIGRATIONS[-1][0]
+
+_EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
+
+_MARK_DIRTY = """
+    INSERT INTO rollup_dirty (sensor_id, hour)
+    SELECT * FROM unnest(%s::integer[], %s::timestamptz[]) ORDER BY 1, 2
+    ON CONFLICT DO NOTHING"""
+
+_LATEST = """
+    UPDATE sensors s SET last_time = n.time, last_value = n.value
+    FROM unnest(%s::integer[], %s::timestamptz[], %s::double precision[]) AS n(id, time, value)
+    WHERE s.id = n.id AND (s.last_time IS NULL OR s.last_time < n.time)"""
+
+# A batch that may hold stored rows (a replay): insert only what is new.
+_INSERT_NEW = """
+    INSERT INTO samples (time, sensor_id, value)
+    SELECT time, sensor_id, value FROM ionlab_staging
+    ON CONFLICT DO NOTHING"""
+
+_ROLLUP_FROM_RAW = """
+    INSERT INTO rollup_{suffix} AS r (sensor_id, time, count, sum, min, max)
+    SELECT s.sensor_id, date_bin('{width}', s.time, {epoch}), count(*), sum(s.value),
+           min(s.value), max(s.value)
+    FROM claimed c JOIN samples s ON s.sensor_id = c.sensor_id
+        AND s.time >= c.hour AND s.time < c.hour + interval '1 hour'
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (sensor_id, time) DO UPDATE SET
+        count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max"""
+
+# Claim up to %(n)s lagging sensor-hours (skipping those another logger works
+# on) and recompute their rollups from the samples: exact and idempotent. An
+# hour whose samples are gone (retention) keeps its rollups.
+_REFRESH = f"""
+WITH claimed AS (
+    DELETE FROM rollup_dirty WHERE (sensor_id, hour) IN (
+        SELECT sensor_id, hour FROM rollup_dirty ORDER BY 1, 2 LIMIT %(n)s
+        FOR UPDATE SKIP LOCKED)
+    RETURNING sensor_id, hour
+),
+m AS ({_ROLLUP_FROM_RAW.format(suffix="1m", width="1 minute", epoch=_EPOCH)}),
+h AS ({_ROLLUP_FROM_RAW.format(suffix="1h", width="1 hour", epoch=_EPOCH)})
+SELECT count(*) FROM claimed
+"""
+
+
+def _database(method):
+    """Map driver errors: lost connections to StoreUnavailable, the rest to StoreError."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            self._drop_conn()
+            self._partitions = None
+            raise StoreUnavailable(f"PostgreSQL unreachable: {_first_line(exc)}") from exc
+        except psycopg2.Error as exc:
+            conn = getattr(self._local, "conn", None)
+            if conn is not None and not conn.closed:
+                conn.rollback()
+            self._partitions = None
+            raise StoreError(f"PostgreSQL refused: {_first_line(exc)}") from exc
+
+    return wrapper
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def partition_name(day: int) -> str:
+    """`samples_YYYYMMDD` for the UTC day number `day` since the epoch."""
+    return "samples_" + from_us(day * DAY_US).strftime("%Y%m%d")
+
+
+class PostgresStore(Store):
+    """Samples in PostgreSQL; see the module docstring for the schema."""
+
+    def __init__(self, url: str, *, connect_timeout: int = 5):
+        super().__init__(url)
+        self.connect_timeout = connect_timeout
+        self._ids: dict[str, tuple[int, str]] = {}
+        self._partitions: set[int] | None = None
+
+    def _connect(self):
+        conn = psycopg2.connect(
+            self.url, connect_timeout=self.connect_timeout, application_name="ionlab",
+            keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
+            options="-c timezone=UTC -c statement_timeout=120s -c work_mem=64MB")
+        with conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE ionlab_staging (time timestamptz, sensor_id integer, "
+                        "value double precision) ON COMMIT DELETE ROWS")
+        conn.commit()
+        return conn
+
+    # -- schema -----------------------------------------------------------------------
+
+    @_database
+    def upgrade(self) -> int:
+        conn = self._conn()
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_SCHEMA,))
+            cur.execute("CREATE TABLE IF NOT EXISTS ionlab_schema (version integer PRIMARY KEY, "
+                        "upgraded_at timestamptz NOT NULL DEFAULT now())")
+            cur.execute("SELECT coalesce(max(version), 0) FROM ionlab_schema")
+            current = cur.fetchone()[0]
+            if current > VERSION:
+                conn.rollback()
+                raise StoreError(f"database schema version {current} is newer than this ionlab "
+                                 f"knows ({VERSION}); upgrade ionlab")
+            for version, sql in MIGRATIONS:
+                if version > current:
+                    log.info("upgrading %s to schema version %d", self, version)
+                    cur.execute(sql)
+                    cur.execute("INSERT INTO ionlab_schema (version) VALUES (%s)", (version,))
+        conn.commit()
+        self.maintain(datetime.now(UTC))
+        return VERSION
+
+    @_database
+    def maintain(self, now: datetime) -> None:
+        """Create the partitions of today and the next two days ahead of time."""
+        today = int(now.timestamp()) // 86400
+        self._ensure_partitions(self._conn(), {today, today + 1, today + 2})
+
+    @_database
+    def create_partitions(self, start: datetime, end: datetime) -> None:
+        """Create the daily partitions covering [start, end] (e.g. before a bulk load)."""
+        first, last = to_us(start) // DAY_US, to_us(end) // DAY_US
+        self._ensure_partitions(self._conn(), set(range(first, last + 1)))
+
+    def _ensure_partitions(self, conn, days: set[int]) -> None:
+        if self._partitions is None:
+            self._partitions = set(self._existing_partitions(conn))
+        missing = sorted(days - self._partitions)
+        if not missing:
+            return
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_PARTITIONS,))
+            for day in missing:
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF "
+                            "samples FOR VALUES FROM (%s) TO (%s)",
+                            (from_us(day * DAY_US), from_us((day + 1) * DAY_US)))
+        conn.commit()
+        self._partitions.update(missing)
+
+    def _existing_partitions(self, conn) -> dict[int, str]:
+        with conn.cursor() as cur:
+            out = self._existing_partitions_cur(cur)
+        conn.commit()
+        return out
+    @staticmethod
+    def _existing_partitions_cur(cur) -> dict[int, str]:
+        """day number -> partition name, for every partition of samples."""
+        cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = 'samples'::regclass")
+        out = {}
+        for (name,) in cur.fetchall():
+            day = datetime.strptime(name.removeprefix("samples_"), "%Y%m%d").replace(tzinfo=UTC)
+            out[int(day.timestamp()) // 86400] = name
+        return out
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _sensor_ids(self, conn, rows: list[Row]) -> dict[str, int]:
+        wanted = {}
+        for sensor, unit, _, _ in rows:
+            wanted[sensor] = unit
+        new = {s: u for s, u in wanted.items() if self._ids.get(s, (None, None))[1] != u}
+        if new:
+            with conn.cursor() as cur:
+                for sensor in sorted(new):
+                    cur.execute("INSERT INTO sensors (name, unit) VALUES (%s, %s) "
+                                "ON CONFLICT (name) DO UPDATE SET unit = EXCLUDED.unit "
+                                "RETURNING id", (sensor, new[sensor]))
+                    self._ids[sensor] = (cur.fetchone()[0], new[sensor])
+            conn.commit()
+        return {s: self._ids[s][0] for s in wanted}
+
+    @_database
+    def write(self, rows: list[Row]) -> int:
+        """COPY the batch straight into samples; on a duplicate, insert only the new rows.
+
+        Rollups are not touched here: the batch's sensor-hours are marked
+        dirty and `refresh_rollups` recomputes them (queries stay exact
+        meanwhile by reading raw samples for dirty hours).
+        """
+        if not rows:
+            return 0
+        conn = self._conn()
+        ids = self._sensor_ids(conn, rows)
+        times = [r[2] for r in rows]
+        first, last = min(times) // DAY_US, max(times) // DAY_US
+        days = set(range(first, last + 1)) if last - first < 32 else {t // DAY_US for t in times}
+        self._ensure_partitions(conn, days)
+        data = _COPY_HEADER + b"".join([_COPY_ROW(3, 8, t - PG_EPOCH_US, 4, ids[s], 8, v)
+                                        for s, _, t, v in rows]) + _COPY_TRAILER
+        hours = sorted({(ids[s], t // HOUR_US) for s, _, t, _ in rows})
+        newest: dict[int, tuple[int, float]] = {}
+        for s, _, t, v in rows:
+            if t >= newest.get(ids[s], (t,))[0]:
+                newest[ids[s]] = (t, v)
+        with conn.cursor() as cur:
+            cur.execute(_MARK_DIRTY, ([i for i, _ in hours],
+                                      [from_us(h * HOUR_US) for _, h in hours]))
+            cur.execute("SAVEPOINT append")
+            try:
+                cur.copy_expert("COPY samples FROM STDIN WITH (FORMAT binary)", io.BytesIO(data))
+                new = len(rows)
+            except psycopg2.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT append")
+                cur.copy_expert("COPY ionlab_staging FROM STDIN WITH (FORMAT binary)",
+                                io.BytesIO(data))
+                cur.execute(_INSERT_NEW)
+                new = cur.rowcount
+            cur.execute(_LATEST, (list(newest), [from_us(t) for t, _ in newest.values()],
+                                  [v for _, v in newest.values()]))
+        conn.commit()
+        return new
+
+    @_database
+    def refresh_rollups(self, limit: int = 2000) -> int:
+        """Bring up to `limit` lagging sensor-hours of rollups up to date; returns how many."""
+        conn = self._conn()
+        with conn.cursor() as cur:
+            cur.execute(_REFRESH, {"n": limit})
+            done = cur.fetchone()[0]
+        conn.commit()
+        return done
+
+    @_database
+    def describe(self, sensor: str, unit: str, description: str) -> None:
+        conn = self._conn()
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO sensors (name, unit, description) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (name) DO UPDATE SET unit = EXCLUDED.unit, "
+                        "description = EXCLUDED.description RETURNING id",
+                        (sensor, unit, description))
+            self._ids[sensor] = (cur.fetchone()[0], unit)
+        conn.commit()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _fetch(self, sql: str, params=None) -> list[tuple]:
+        conn = self._conn()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            conn.rollback()
+
+    def _sensor(self, sensor: str) -> tuple[int, str]:
+        rows = self._fetch("SELECT id, unit FROM sensors WHERE name = %s", (sensor,))
+        if not rows:
+            raise UnknownSensor(sensor)
+        return rows[0]
+
+    @_database
+    def unit(self, sensor: str) -> str:
+        return self._sensor(sensor)[1]
+
+    @_database
+    def series(self, query: Query) -> list[tuple[datetime, float]]:
+        sensor_id, _ = self._sensor(query.sensor)
+        p = {"id": sensor_id, "start": query.start, "end": query.end, "tz": str(query.tz or ""),
+             "every": f"{query.every} seconds"}
+        if query.every is None:
+            rows = self._fetch("SELECT time, value FROM samples WHERE sensor_id = %(id)s AND "
+                               "time >= %(start)s AND time < %(end)s ORDER BY time LIMIT %(n)s",
+                               {**p, "n": MAX_POINTS + 1})
+            if len(rows) > MAX_POINTS:
+                raise QueryError("every", f"more than {MAX_POINTS} samples in this range; "
+                                 "ask for buckets (every=...) or a shorter range")
+            return [(query.label(t), v) for t, v in rows]
+        if query.tz is None:
+            bucket = "date_bin(%(every)s::interval, {}, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+        else:
+            bucket = ("date_bin(%(every)s::interval, {} AT TIME ZONE %(tz)s, "
+                      "TIMESTAMP '1970-01-01 00:00:00')")
+        raw = "FROM samples WHERE sensor_id = %(id)s AND time >= %(start)s AND time < %(end)s"
+        if query.agg in ("first", "last"):
+            order = "time" if query.agg == "first" else "time DESC"
+            sql = (f"SELECT DISTINCT ON (b) b, value FROM (SELECT {bucket.format('time')} AS b, "
+                   f"time, value {raw}) q ORDER BY b, {order}")
+        elif (width := query.rollup) and (span := _aligned(query, width)):
+            p["a"], p["z"] = span
+            edge = "FROM samples WHERE sensor_id = %(id)s AND time >= {} AND time < {}"
+            parts = (f"SELECT time AS t, count AS c, sum AS s, min AS lo, max AS hi "
+                     f"FROM rollup_{'1h' if width == 3600 else '1m'} r "
+                     f"WHERE sensor_id = %(id)s AND time >= %(a)s AND time < %(z)s "
+                     f"AND NOT EXISTS (SELECT 1 FROM rollup_dirty d WHERE d.sensor_id = %(id)s "
+                     f"AND d.hour = date_bin('1 hour', r.time, {_EPOCH})) "
+                     f"UNION ALL SELECT time, 1, value, value, value "
+                     f"{edge.format('%(start)s', '%(a)s')} "
+                     f"UNION ALL SELECT time, 1, value, value, value "
+                     f"{edge.format('%(z)s', '%(end)s')} "
+                     f"UNION ALL SELECT s.time, 1, s.value, s.value, s.value "
+                     f"FROM rollup_dirty d JOIN samples s ON s.sensor_id = d.sensor_id "
+                     f"AND s.time >= d.hour AND s.time < d.hour + interval '1 hour' "
+                     f"WHERE d.sensor_id = %(id)s AND d.hour >= %(a)s - interval '1 hour' "
+                     f"AND d.hour < %(z)s AND s.time >= %(a)s AND s.time < %(z)s")
+            value = {"avg": "sum(s) / sum(c)", "min": "min(lo)", "max": "max(hi)",
+                     "count": "sum(c)::bigint"}[query.agg]
+            sql = (f"SELECT {bucket.format('t')} AS b, {value} FROM ({parts}) q "
+                   "GROUP BY 1 ORDER BY 1")
+        else:
+            value = {"avg": "avg(value)", "min": "min(value)", "max": "max(value)",
+                     "count": "count(*)"}[query.agg]
+            sql = f"SELECT {bucket.format('time')} AS b, {value} {raw} GROUP BY 1 ORDER BY 1"
+        return [(query.label(b), v) for b, v in self._fetch(sql, p)]
+
+    @_database
+    def latest(self) -> list[dict]:
+        rows = self._fetch("SELECT sensor, time, value, unit FROM latest ORDER BY sensor")
+        return [{"sensor": s, "time": t, "value": v, "unit": u} for s, t, v, u in rows]
+
+    @_database
+    def sensors(self) -> list[dict]:
+        rows = self._fetch("SELECT name, unit, description, last_time FROM sensors ORDER BY name")
+        return [{"sensor": s, "unit": u, "description": d, "last_time": t}
+                for s, u, d, t in rows]
+
+    # -- retention --------------------------------------------------------------------
+
+    @_database
+    def apply_retention(self, now: datetime, default: timedelta | None,
+                        per_sensor: dict[str, timedelta]) -> dict:
+        """Drop whole daily partitions older than every sensor's retention.
+
+        A sensor whose retention is shorter than the longest loses its rows of
+        older partitions one partition at a time (a DELETE bounded to one
+        sensor-day, using the primary key), never in one huge DELETE.
+        """
+        summary = {"dropped": [], "deleted": 0}
+        if default is None and not per_sensor:
+            return summary
+        while self.refresh_rollups():  # rollups must hold what is about to go
+            pass
+        conn = self._conn()
+        ids = {name: i for i, name in self._fetch("SELECT id, name FROM sensors")}
+        kept = [r for r in [default, *per_sensor.values()] if r is not None]
+        longest = None if default is None else max(kept)
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_PARTITIONS,))
+            partitions = self._existing_partitions_cur(cur)
+            for day, name in sorted(partitions.items()):
+                end = from_us((day + 1) * DAY_US)
+                if longest is not None and end <= now - longest:
+                    cur.execute(f"DROP TABLE {name}")
+                    summary["dropped"].append(name)
+                    continue
+                for sensor, sensor_id in ids.items():
+                    keep = per_sensor.get(sensor, default)
+                    if keep is not None and end <= now - keep:
+                        cur.execute(f"DELETE FROM {name} WHERE sensor_id = %s", (sensor_id,))
+                        summary["deleted"] += cur.rowcount
+        conn.commit()
+        self._partitions = None
+        if summary["dropped"] or summary["deleted"]:
+            log.info("retention: dropped %d partitions (%s), deleted %d rows",
+                     len(summary["dropped"]), ", ".join(summary["dropped"]), summary["deleted"])
+        return summary
+
+def _aligned(query: Query, width: int) -> tuple[datetime, datetime] | None:
+    """The part of the range on whole rollup buckets, or None when there is none."""
+    w = width * 10**6
+    a = -(-query.start_us // w) * w
+    z = query.end_us // w * w
+    return (from_us(a), from_us(z)) if a < z else None

@@ -1,0 +1,237 @@
+"""What a series query is: sensor, time range, bucket width, aggregate, time zone.
+
+Checked once here for the HTTP API, the CLI and analysis scripts alike; every
+problem is a QueryError naming the field. Times are microseconds since the
+Unix epoch (UTC) inside; buckets are aligned to the epoch in UTC, or to local
+wall-clock time when a time zone is asked for (daily buckets start at local
+midnight).
+
+>>> parse_every("90s"), parse_every("5min"), parse_every("1d")
+(90, 300, 86400)
+>>> q = make_query("chamber", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00+00:00", "1h", "max")
+>>> q.every, q.agg, q.rollup
+(3600, 'max', 3600)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "AGGREGATES",
+    "MAX_BUCKETS",
+    "MAX_POINTS",
+    "ROLLUPS",
+    "Query",
+    "QueryError",
+    "bucket_label",
+    "from_us",
+    "make_query",
+    "offset_segments",
+    "parse_duration",
+    "parse_every",
+    "parse_time",
+    "rows_csv",
+    "rows_json",
+    "to_us",
+]
+
+AGGREGATES = ("avg", "min", "max", "count", "first", "last")
+#: aggregates the rollup tables answer exactly
+ROLLUP_AGGREGATES = ("avg", "min", "max", "count")
+#: rollup widths in seconds, coarsest first
+ROLLUPS = (3600, 60)
+MAX_BUCKETS = 100_000
+MAX_POINTS = 100_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+
+
+class QueryError(ValueError):
+    """A query argument is wrong; `field` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_duration(text: str, field: str = "every") -> int:
+    """Whole seconds from '90s', '5min', '1h', '1d', '2w'."""
+    match = _DURATION.match(text.lower()) if isinstance(text, str) else None
+    if not match or match.group(2) not in _UNITS:
+        raise QueryError(field, f"expected a duration like 90s, 5min, 1h, 1d or 2w, got {text!r}")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise QueryError(field, f"expected a duration > 0, got {text!r}")
+    return seconds
+
+
+def parse_every(text: str) -> int:
+    return parse_duration(text, "every")
+
+
+def parse_time(value: str | datetime, field: str) -> datetime:
+    """An aware datetime from ISO 8601 text with an offset (or an aware datetime)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            raise QueryError(field, f"not an ISO 8601 time: {text!r}") from None
+    if not isinstance(value, datetime):
+        raise QueryError(field, f"expected an ISO 8601 time, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise QueryError(field, "time needs a UTC offset (e.g. 'Z' or '+01:00'): "
+                         f"{value.isoformat()!r}")
+    return value
+
+
+def to_us(t: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime, exactly."""
+    return (t - EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int, tz=UTC) -> datetime:
+    return (EPOCH + timedelta(microseconds=us)).astimezone(tz)
+
+
+def bucket_label(local_us: int, tz) -> datetime:
+    """The aware start of a bucket given as local wall-clock microseconds since 1970-01-01."""
+    naive = datetime(1970, 1, 1) + timedelta(microseconds=local_us)
+    return naive.replace(tzinfo=tz)
+
+
+def offset_segments(tz, start_us: int, end_us: int) -> list[tuple[int | None, int]]:
+    """The UTC offsets of `tz` over [start, end): [(until_us, offset_us), ...], last until None.
+
+    Offsets are probed daily and each change is located exactly by bisection.
+    """
+    day = 86400 * 10**6
+
+    def offset(us: int) -> int:
+        return from_us(us, tz).utcoffset() // timedelta(microseconds=1)
+
+    segments: list[tuple[int | None, int]] = []
+    t, current = start_us, offset(start_us)
+    while t < end_us:
+        nxt = min(t + day, end_us)
+        if offset(nxt) != current:
+            lo, hi = t, nxt  # offset(lo) == current != offset(hi)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if offset(mid) == current:
+                    lo = mid
+                else:
+                    hi = mid
+            segments.append((hi, current))
+            t, current = hi, offset(hi)
+        else:
+            t = nxt
+    segments.append((None, current))
+    return segments
+
+
+@dataclass(frozen=True)
+class Query:
+    """A checked query: raw samples when `every` is None, else buckets of `every` seconds."""
+
+    sensor: str
+    start: datetime
+    end: datetime
+    every: int | None = None
+    agg: str = "avg"
+    tz: ZoneInfo | None = None
+
+    @property
+    def start_us(self) -> int:
+        return to_us(self.start)
+
+    @property
+    def end_us(self) -> int:
+        return to_us(self.end)
+
+    @property
+    def rollup(self) -> int | None:
+        """The coarsest rollup width (s) that answers this query exactly, or None for raw data."""
+        if self.every is None or self.agg not in ROLLUP_AGGREGATES:
+            return None
+        for width in ROLLUPS:
+            if self.every % width:
+                continue
+            if self.tz is not None:
+                offsets = {o for _, o in offset_segments(self.tz, self.start_us, self.end_us)}
+                if any(o % (width * 10**6) for o in offsets):
+                    continue
+            return width
+        return None
+
+    def label(self, bucket: int | datetime) -> datetime:
+        """A bucket start as an aware datetime in the query's zone (UTC by default)."""
+        if isinstance(bucket, datetime):
+            if bucket.tzinfo is None:
+                return bucket.replace(tzinfo=self.tz or UTC)
+            return bucket.astimezone(self.tz or UTC)
+        if self.tz is None:
+            return from_us(bucket)
+        return bucket_label(bucket, self.tz)
+
+
+def make_query(sensor: str, start, end, every: str | int | None = None, agg: str | None = None,
+               tz: str | None = None) -> Query:
+    """A Query from user input, or QueryError naming the first wrong field."""
+    if not sensor or not isinstance(sensor, str):
+        raise QueryError("sensor", "a sensor name is required")
+    start, end = parse_time(start, "start"), parse_time(end, "end")
+    if end <= start:
+        raise QueryError("end", f"must be after start ({start.isoformat()})")
+    if isinstance(every, str):
+        every = parse_every(every) if every.strip() else None
+    agg = agg or "avg"
+    if agg not in AGGREGATES:
+        raise QueryError("agg", f"expected one of {', '.join(AGGREGATES)}, got {agg!r}")
+    zone = None
+    if tz:
+        if every is None:
+            raise QueryError("tz", "a time zone only applies to buckets; give every= too")
+        try:
+            zone = ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise QueryError("tz", f"unknown time zone {tz!r} (use an IANA name like "
+                             "'Europe/Berlin')") from None
+    if every is not None:
+        buckets = (end - start) / timedelta(seconds=every)
+        if buckets > MAX_BUCKETS:
+            raise QueryError("every", f"{buckets:.0f} buckets; at most {MAX_BUCKETS} per query: "
+                             "ask for wider buckets or a shorter range")
+    return Query(sensor, start, end, every, agg, zone)
+
+
+def rows_csv(rows: list[tuple[datetime, float]]) -> str:
+    """A header line, then one `time,value` row per bucket (or sample)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("time", "value"))
+    writer.writerows((t.isoformat(), repr(v) if isinstance(v, float) else v) for t, v in rows)
+    return out.getvalue()
+
+
+def rows_json(query: Query, rows: list[tuple[datetime, float]], unit: str | None) -> str:
+    body = {
+        "sensor": query.sensor,
+        "unit": unit,
+        "start": query.start.isoformat(),
+        "end": query.end.isoformat(),
+        "every": query.every,
+        "agg": query.agg if query.every else None,
+        "tz": str(query.tz) if query.tz else None,
+        "points": [[t.isoformat(), v] for t, v in rows],
+    }
+    return json.dumps(body, allow_nan=False)

@@ -1,0 +1,152 @@
+// The lab dashboard: wires the API snapshot and the one event stream to the page's panels.
+//
+// `window.ionlab` holds the page's state (stream, channels, traces, locks, history)
+// for whoever opens the browser console.
+
+import { getJson, token } from "./api.js";
+import { ChannelTable } from "./channels.js";
+import { serverNow } from "./clock.js";
+import { History } from "./history.js";
+import { LockPanel } from "./locks.js";
+import { Stream } from "./stream.js";
+import { TRACE_WINDOW_S, Traces } from "./traces.js";
+
+// Whenever the stream opens, the traces are filled from the logger's store: the last
+// minutes on the first connection, what the stream could not replay after a reconnection.
+// Once more after this delay, for readings the logger had not written yet.
+const REFILL_AGAIN_MS = 5000;
+const STATE_TEXT = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…" };
+
+const $ = (id) => document.getElementById(id);
+
+const stream = new Stream("/api/v1/stream");
+const channels = new ChannelTable($("channels").tBodies[0]);
+const traces = new Traces($("traces"));
+const locks = new LockPanel($("locks").tBodies[0], $("locks-message"), $("locks-hint"),
+                            (n) => channels.rows.get(n)?.data?.frequency_thz);
+const history = new History({
+  form: $("history-form"), sensorList: $("history-sensors"), range: $("history-range"),
+  custom: $("history-custom"), start: $("history-start"), end: $("history-end"),
+  message: $("history-message"), plots: $("history-plots"),
+});
+window.ionlab = { stream, channels, traces, locks, history };
+
+function showChannel(data) {
+  channels.update(data);
+  traces.get(data.channel).addReading(data);
+  locks.setName(data.channel, data.name);
+}
+
+const followedChannels = new Set();
+
+/** Show and follow the channels not followed yet (the wavemeter may appear after the page). */
+function follow(channelObjects) {
+  for (const data of channelObjects) {
+    if (followedChannels.has(data.channel)) continue;
+    followedChannels.add(data.channel);
+    showChannel(data);
+    stream.on(`wavemeter/${data.channel}`, showChannel);
+    stream.on(`lock/${data.channel}`, (status) => locks.update(status));
+  }
+}
+
+const followedSensors = new Set();
+
+function followSensors(sensors) {
+  history.setSensors(sensors);
+  for (const { sensor } of sensors) {
+    if (followedSensors.has(sensor)) continue;
+    followedSensors.add(sensor);
+    stream.on(`logger/${sensor}`, (data) => history.sample(data));
+  }
+}
+
+/** Fill traces from the logger's store: `since` maps a channel to the time to start at. */
+async function refill(since) {
+  const end = new Date(serverNow() * 1000).toISOString();
+  const stored = [...since].filter(([channel]) => followedSensors.has(`wavemeter/${channel}`));
+  await Promise.all(stored.map(async ([channel, t]) => {
+    const params = new URLSearchParams({ sensor: `wavemeter/${channel}`,
+                                         start: new Date(t * 1000).toISOString(), end });
+    try {
+      const series = await getJson(`/api/v1/series?${params}`);
+      const trace = traces.get(channel);
+      for (const [time, value] of series.points) trace.add(Date.parse(time) / 1000, value);
+    } catch (error) {
+      console.warn(`channel ${channel}: cannot fill the trace from the logger`, error);
+    }
+  }));
+}
+
+async function onOpen(reconnected) {
+  const windowStart = serverNow() - TRACE_WINDOW_S;
+  const since = new Map();
+  for (const [channel, trace] of traces.byChannel) {
+    since.set(channel, reconnected ? Math.max(trace.newest ?? 0, windowStart) : windowStart);
+  }
+  if (reconnected) {
+    try {
+      followSensors((await getJson("/api/v1/sensors")).sensors);
+    } catch (error) {
+      history.say(`history unavailable: ${error.message}`);
+    }
+  }
+  await refill(since);
+  setTimeout(() => refill(since), REFILL_AGAIN_MS);
+}
+
+function tick() {
+  const now = serverNow();
+  channels.tick(now);
+  traces.redraw(now);
+  history.redraw();
+}
+
+async function main() {
+  const connection = $("connection");
+  stream.onState((state) => {
+    connection.dataset.state = state;
+    connection.textContent = STATE_TEXT[state];
+  });
+  const form = $("token-form");
+  const field = $("token");
+  const tokenState = $("token-state");
+  token.onChange((set) => {
+    locks.enable(set);
+    tokenState.textContent = set ? "set: writes enabled" : "not set: controls are read-only";
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    token.set(field.value.trim());
+    field.value = "";
+  });
+  $("token-forget").addEventListener("click", () => token.set(""));
+
+  // The wavemeter is the page's core; locks and history show why they are missing, if so.
+  const [channelObjects, lockStatuses, sensors] = await Promise.all([
+    getJson("/api/v1/channels"),
+    getJson("/api/v1/locks").catch((error) => {
+      locks.say(`locks unavailable: ${error.message}`);
+      return [];
+    }),
+    getJson("/api/v1/sensors").then((body) => body.sensors, (error) => {
+      history.say(`history unavailable: ${error.message}`);
+      return [];
+    }),
+  ]);
+  for (const status of lockStatuses) locks.update(status);
+  follow(channelObjects);
+  followSensors(sensors);
+  stream.on("wavemeter/status", () => getJson("/api/v1/channels").then(follow, () => {}));
+  stream.onOpen(onOpen);
+  stream.open();
+  setInterval(tick, 500);
+  tick();
+  if (history.chosen().length) history.show();
+}
+
+main().catch((error) => {
+  console.error("dashboard:", error);
+  $("connection").textContent = `cannot start: ${error.message}`;
+  $("connection").dataset.state = "offline";
+});

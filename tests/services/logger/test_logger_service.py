@@ -1,0 +1,190 @@
+"""The logger service on a real server: polling, skipping, publishing, the HTTP API, the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import urllib.request
+from urllib.parse import urlencode
+
+import pytest
+
+from drivers.base import Device, Reading, Status, utcnow
+from services.config import ConfigError, parse
+from services.logger.service import LoggerService
+from services.logger.settings import LoggerSettings
+
+
+class SlowDevice(Device):
+    """Takes a second per read: it must delay nobody else."""
+
+    def _read(self):
+        time.sleep(1.0)
+        return [Reading("slow", 1.0, "s", utcnow())]
+
+
+class OddDevice(Device):
+    """Reads NaN, inf, a not-ok status and one good value each time."""
+
+    def _read(self):
+        now = utcnow()
+        return [Reading("odd nan", math.nan, "V", now), Reading("odd inf", math.inf, "V", now),
+                Reading("odd off", 0.0, "V", now, Status.SENSOR_OFF),
+                Reading("odd good", 2.5, "V", now)]
+
+
+class LabLogger(LoggerService):
+    """The service with two test devices besides the simulated instruments."""
+
+    def open_device(self, spec):
+        if spec.kind == "test-slow":
+            return SlowDevice(spec.name).open()
+        if spec.kind == "test-odd":
+            return OddDevice(spec.name).open()
+        return super().open_device(spec)
+
+
+def lab_config(tmp_path, db: str) -> str:
+    return f"""
+[devices.chamber]
+kind = "tpg"
+simulation = true
+poll_s = 0.05
+port = "/dev/ttyUSB0"
+gauges = {{ 1 = "chamber" }}
+
+[devices.temperatures]
+kind = "ls218"
+simulation = true
+poll_s = 0.05
+port = "/dev/ttyUSB1"
+sensors = {{ 1 = "table", 2 = "water in" }}
+
+[devices.slow]
+kind = "test-slow"
+poll_s = 0.05
+
+[devices.odd]
+kind = "test-odd"
+poll_s = 0.05
+
+[logger]
+db = "{db}"
+batch_s = 0.05
+spool_dir = "{tmp_path / 'spool'}"
+
+[logger.sensors.chamber]
+description = "main chamber gauge"
+"""
+
+
+@pytest.fixture
+def logger_server(store_url, tmp_path, server_thread):  # the database outlives the server
+    config = parse(lab_config(tmp_path, store_url), "lab.toml")
+    return server_thread(lambda hub: [LabLogger(config, hub)])
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.status, r.headers.get("Content-Type"), r.read().decode()
+
+
+def test_logger_polls_stores_publishes_and_serves(logger_server, api, caplog):
+    caplog.set_level(logging.WARNING)
+    srv = logger_server
+    sub = srv.call(srv.hub.subscribe, ["logger/*"])
+    service = srv.services[0]
+    srv.wait_for(lambda: service.status()["devices"]["slow"]["reads"] >= 2, what="two slow reads")
+    srv.wait_for(lambda: service.writer.status()["pending"] == 0, what="flush")
+    status = api.http("GET", srv.url + "/api/v1/logger/status")[1]
+    assert status["devices"]["chamber"]["reads"] >= 10  # the slow device delayed only itself
+    assert status["skipped_nonfinite"] >= 4 and status["skipped_status"] >= 2
+    assert status["database"] == "ok" and status["spooled_readings"] == 0 and status["last_write"]
+    assert "odd nan: skipping non-finite value nan" in caplog.text
+    assert caplog.text.count("odd inf: skipping") == 1  # warned once, counted always
+
+    sensors = {s["sensor"]: s for s in api.http("GET", srv.url + "/api/v1/sensors")[1]["sensors"]}
+    assert set(sensors) == {"chamber", "table", "water in", "slow", "odd good"}
+    assert sensors["chamber"]["unit"] == "mbar"
+    assert sensors["chamber"]["description"] == "main chamber gauge"
+
+    events = srv.call(sub.drain)
+    assert {e.channel for e in events} >= {"logger/chamber", "logger/table", "logger/odd good"}
+    chamber = [e.data for e in events if e.channel == "logger/chamber"]
+    assert set(chamber[0]) == {"sensor", "value", "unit", "timestamp", "status"}
+    start, end = chamber[0]["timestamp"], chamber[-1]["timestamp"]
+    code, ctype, body = get(f"{srv.url}/api/v1/series?" + urlencode(
+        {"sensor": "chamber", "start": start, "end": end}))
+    points = json.loads(body)["points"]
+    assert code == 200 and ctype.startswith("application/json")
+    assert points == [[d["timestamp"], d["value"]] for d in chamber[:-1]]  # end is exclusive
+
+    latest = {r["sensor"]: r for r in api.http("GET", srv.url + "/api/v1/latest")[1]["latest"]}
+    last = [e.data for e in events if e.channel == "logger/odd good"][-1]
+    assert latest["odd good"]["value"] == 2.5 and latest["odd good"]["unit"] == "V"
+    assert latest["odd good"]["time"] >= last["timestamp"]
+
+    code, ctype, csv = get(f"{srv.url}/api/v1/series?" + urlencode(
+        {"sensor": "odd good", "start": start, "end": end.replace("+00:00", "Z"), "every": "1h",
+         "agg": "count", "format": "csv"}))
+    assert ctype.startswith("text/csv")
+    lines = csv.splitlines()
+    assert lines[0] == "time,value"
+    assert sum(int(line.split(",")[1]) for line in lines[1:]) >= 1
+
+
+@pytest.mark.parametrize("query,status,field,message", [
+    ("sensor=chamber&start=2026-01-01T00:00:00&end=2026-01-02T00:00:00Z", 400, "start",
+     "time needs a UTC offset"),
+    ("sensor=chamber&start=2026-01-01T00:00:00Z", 400, "end", "end: required"),
+    ("sensor=chamber&start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z&agg=median&every=1h",
+     400, "agg", "expected one of avg"),
+    ("sensor=chamber&start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z&format=xml", 400,
+     "format", "expected csv or json"),
+    ("sensor=nothing&start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z", 404, "sensor",
+     "no sensor named 'nothing'"),
+])
+def test_series_errors_name_the_field(server_thread, tmp_path, api, query, status, field,
+                                      message):
+    config = parse(f'[logger]\ndb = "{tmp_path}/db.sqlite"\nspool_dir = "{tmp_path}/spool"')
+    srv = server_thread(lambda hub: [LoggerService(config, hub)])
+    code, body, _ = api.http("GET", f"{srv.url}/api/v1/series?{query}")
+    assert code == status
+    assert body["field"] == field and message in body["error"]
+
+
+def test_logger_settings_errors_name_file_and_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"lab.toml: logger.retension: unknown key"):
+        LoggerSettings.from_config(parse('[logger]\nretension = "1d"', "lab.toml"))
+    with pytest.raises(ConfigError, match=r"lab.toml: logger.retention: expected a duration"):
+        LoggerSettings.from_config(parse('[logger]\nretention = "forever"', "lab.toml"))
+    with pytest.raises(ConfigError, match=r"logger.devices: no device named 'pump'"):
+        LoggerSettings.from_config(parse('[logger]\ndevices = ["pump"]', "lab.toml"))
+    with pytest.raises(ConfigError, match=r"logger.sensors.chamber.retention: expected a string"):
+        LoggerSettings.from_config(parse("[logger.sensors.chamber]\nretention = 5", "lab.toml"))
+    settings = LoggerSettings.from_config(parse("", "lab.toml"), "postgresql://x/y")
+    assert settings.db == "postgresql://x/y" and settings.retention is None
+
+
+def test_ingest_is_safe_from_many_threads(tmp_path):
+    config = parse(f'[logger]\ndb = "{tmp_path}/db.sqlite"\nspool_dir = "{tmp_path}/spool"')
+    service = LoggerService(config, hub=None)
+    base = utcnow()
+
+    def feed(k):
+        for i in range(500):
+            service.ingest(Reading(f"s{k}", float(i), "V", base.replace(microsecond=i)))
+
+    threads = [threading.Thread(target=feed, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert service.writer.status()["pending"] == 2000
+    service.writer.start()
+    assert service.writer.flush()
+    service.writer.stop()
+    assert service.writer.written == 2000

@@ -1,0 +1,289 @@
+"""Both stores against real databases: schema, idempotent writes, buckets, retention."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from services.logger.queries import QueryError, from_us, make_query, to_us
+from services.logger.store import StoreError, UnknownSensor, open_store
+
+T0 = datetime(2026, 3, 27, 21, 13, 7, 250000, tzinfo=UTC)  # spans Berlin's DST change
+
+
+def samples(sensor: str, start: datetime, n: int, step_s: float, seed: int) -> list[tuple]:
+    rnd = random.Random(seed)
+    t0 = to_us(start)
+    return [(sensor, "mbar", t0 + round(i * step_s * 1e6), rnd.uniform(-5, 5)) for i in range(n)]
+
+
+def reference(rows, query):
+    """Buckets computed in Python: epoch-aligned in UTC, or on local wall-clock time."""
+    width = timedelta(seconds=query.every)
+    groups: dict[datetime, list[tuple[int, float]]] = {}
+    for _, _, t, v in rows:
+        if not query.start_us <= t < query.end_us:
+            continue
+        when = from_us(t)
+        if query.tz is None:
+            key = datetime(1970, 1, 1, tzinfo=UTC) + (when - datetime(1970, 1, 1, tzinfo=UTC)) \
+                // width * width
+        else:
+            local = when.astimezone(query.tz).replace(tzinfo=None)
+            naive = datetime(1970, 1, 1) + (local - datetime(1970, 1, 1)) // width * width
+            key = naive.replace(tzinfo=query.tz)
+        groups.setdefault(key, []).append((t, v))
+    agg = {
+        "avg": lambda g: math.fsum(v for _, v in g) / len(g),
+        "min": lambda g: min(v for _, v in g),
+        "max": lambda g: max(v for _, v in g),
+        "count": len,
+        "first": lambda g: min(g)[1],
+        "last": lambda g: max(g)[1],
+    }[query.agg]
+    return [(k.isoformat(), agg(g)) for k, g in sorted(groups.items())]
+
+
+def test_upgrade_creates_the_schema_and_is_repeatable(store_url):
+    a, b = open_store(store_url), open_store(store_url)
+    try:
+        results = []
+        threads = [threading.Thread(target=lambda s=s: results.append(s.upgrade()))
+                   for s in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [1, 1]
+        assert a.upgrade() == 1
+        assert a.write([("chamber", "mbar", to_us(T0), 1e-9)]) == 1
+        assert a.sensors()[0]["sensor"] == "chamber"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_postgres_schema_is_partitioned_with_views(pg_database):
+    import psycopg2
+
+    store = open_store(pg_database)
+    store.upgrade()
+    store.write([("chamber", "mbar", to_us(T0), 2.5e-10)])
+    store.close()
+    with psycopg2.connect(pg_database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version FROM ionlab_schema")
+        assert cur.fetchall() == [(1,)]
+        cur.execute("SELECT partstrat FROM pg_partitioned_table "
+                    "WHERE partrelid = 'samples'::regclass")
+        assert cur.fetchone() == ("r",)
+        cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = 'samples'::regclass")
+        names = {r[0] for r in cur.fetchall()}
+        today = datetime.now(UTC)
+        ahead = {"samples_" + (today + timedelta(days=d)).strftime("%Y%m%d") for d in range(3)}
+        assert ahead | {"samples_20260327"} <= names
+        cur.execute("SELECT time, sensor, value, unit FROM readings")
+        assert cur.fetchall() == [(T0, "chamber", 2.5e-10, "mbar")]
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'samples'")
+        assert "(sensor_id, \"time\")" in cur.fetchone()[0]
+    conn.close()
+
+
+def test_newer_schema_is_refused(pg_database):
+    import psycopg2
+
+    store = open_store(pg_database)
+    store.upgrade()
+    with psycopg2.connect(pg_database) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO ionlab_schema (version) VALUES (99)")
+    conn.close()
+    with pytest.raises(StoreError, match="version 99 is newer than this ionlab knows"):
+        store.upgrade()
+    store.close()
+
+
+def test_writes_are_idempotent_and_rollups_count_once(store):
+    rows = samples("chamber", T0, 600, 1.0, seed=1)
+    assert store.write(rows) == 600
+    assert store.write(rows) == 0
+    assert store.write(rows[100:200] + samples("chamber", T0 + timedelta(hours=1), 5, 1, 2)) == 5
+    everything = make_query("chamber", T0 - timedelta(days=1), T0 + timedelta(days=1), "1d",
+                            "count")
+    assert everything.rollup == 3600
+    assert sum(v for _, v in store.series(everything)) == 605
+    raw = store.series(make_query("chamber", T0, T0 + timedelta(seconds=3)))
+    assert raw == [(from_us(t), v) for _, _, t, v in rows[:3]]
+
+
+def test_partitions_across_a_day_boundary(pg_database):
+    import psycopg2
+
+    store = open_store(pg_database)
+    store.upgrade()
+    midnight = datetime(2026, 5, 2, tzinfo=UTC)
+    rows = samples("rf", midnight - timedelta(seconds=30), 60, 1.0, seed=3)
+    assert store.write(rows) == 60
+    with psycopg2.connect(pg_database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM samples_20260501")
+        assert cur.fetchone() == (30,)
+        cur.execute("SELECT count(*) FROM samples_20260502")
+        assert cur.fetchone() == (30,)
+    conn.close()
+    result = store.series(make_query("rf", midnight - timedelta(minutes=1),
+                                     midnight + timedelta(minutes=1)))
+    assert [v for _, v in result] == [r[3] for r in rows]
+    store.close()
+
+
+DOWNSAMPLED = samples("chamber", T0, 9000, 37.3, seed=4) + samples("other", T0, 500, 60, seed=5)
+
+
+@pytest.fixture(scope="module", params=["postgres", "sqlite"])
+def downsampled(request, tmp_path_factory):
+    """One store per kind holding DOWNSAMPLED, written with an overlapping replay."""
+    if request.param == "postgres":
+        import psycopg2
+
+        base = request.getfixturevalue("pg_url")
+        name = f"ionlab_test_ds_{uuid.uuid4().hex[:12]}"
+        admin = psycopg2.connect(base)
+        admin.autocommit = True
+        admin.cursor().execute(f'CREATE DATABASE "{name}"')
+        url = urlunsplit(urlsplit(base)._replace(path="/" + name))
+    else:
+        url = str(tmp_path_factory.mktemp("downsampled") / "ionlab.sqlite")
+    store = open_store(url)
+    store.upgrade()
+    store.write(DOWNSAMPLED[:5000])
+    store.write(DOWNSAMPLED[3000:])  # an overlapping replay must not change any bucket
+    yield store
+    store.close()
+    if request.param == "postgres":
+        admin.cursor().execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.mark.parametrize("every,agg,tz", [
+    ("90s", "avg", None), ("5min", "min", None), ("5min", "max", None), ("1h", "count", None),
+    ("1h", "avg", None), ("1d", "avg", None), ("1d", "first", None), ("7min", "last", None),
+    ("1d", "avg", "Europe/Berlin"), ("1d", "count", "Europe/Berlin"),
+    ("1d", "last", "Europe/Berlin"), ("1h", "max", "Asia/Kolkata"),
+    ("1h", "avg", "Asia/Kolkata"), ("90s", "first", "Asia/Kolkata"),
+])
+def test_downsampling_equals_a_python_reference(downsampled, every, agg, tz):
+    mine = [r for r in DOWNSAMPLED if r[0] == "chamber"]
+    for start, end in [(T0 - timedelta(hours=3), T0 + timedelta(days=5)),
+                       (T0 + timedelta(minutes=17, seconds=3), T0 + timedelta(hours=50, minutes=1))]:
+        query = make_query("chamber", start.isoformat(), end.isoformat(), every, agg, tz)
+        got = [(t.isoformat(), v) for t, v in downsampled.series(query)]
+        want = reference(mine, query)
+        assert [t for t, _ in got] == [t for t, _ in want]
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-12)
+
+
+def test_daily_buckets_start_at_local_midnight(store):
+    store.write(samples("chamber", T0, 300, 1200, seed=6))
+    query = make_query("chamber", "2026-03-28T00:00:00+01:00", "2026-03-31T00:00:00+02:00",
+                       "1d", "count", "Europe/Berlin")
+    labels = [t.isoformat() for t, _ in store.series(query)]
+    assert labels == ["2026-03-28T00:00:00+01:00", "2026-03-29T00:00:00+01:00",
+                      "2026-03-30T00:00:00+02:00"]
+
+
+def test_rollups_answer_where_raw_data_was_removed(store):
+    old = datetime.now(UTC) - timedelta(days=40)
+    rows = samples("chamber", old, 2000, 30, seed=7) + samples("table", old, 200, 300, seed=8)
+    store.write(rows)
+    hourly = make_query("chamber", old - timedelta(days=1), old + timedelta(days=2), "1h", "avg")
+    before = store.series(hourly)
+    summary = store.apply_retention(datetime.now(UTC), timedelta(days=30),
+                                    {"table": timedelta(days=60)})
+    raw = make_query("chamber", old - timedelta(days=1), old + timedelta(days=2))
+    assert store.series(raw) == []
+    assert len(store.series(make_query("table", old, old + timedelta(days=2)))) == 200
+    kept = store.series(hourly)
+    assert [t for t, _ in kept] == [t for t, _ in before]
+    if "postgresql" in store.url:
+        assert summary["dropped"] == [] and summary["deleted"] == 2000
+        summary = store.apply_retention(datetime.now(UTC), timedelta(days=30), {})
+        day = "samples_" + old.strftime("%Y%m%d")
+        assert day in summary["dropped"] and summary["deleted"] == 0
+        assert store.series(make_query("table", old, old + timedelta(days=2))) == []
+    else:
+        assert summary["deleted"] == 2000
+
+
+def test_latest_and_sensors(store):
+    store.describe("chamber", "mbar", "main chamber gauge")
+    store.write(samples("chamber", T0, 10, 1, seed=9) + samples("rf", T0, 3, 5, seed=10))
+    store.write(samples("chamber", T0 - timedelta(hours=1), 2, 1, seed=11))  # older: not latest
+    latest = {r["sensor"]: r for r in store.latest()}
+    assert latest["chamber"]["time"] == T0 + timedelta(seconds=9)
+    assert latest["rf"]["time"] == T0 + timedelta(seconds=10)
+    assert latest["chamber"]["unit"] == "mbar"
+    sensors = {s["sensor"]: s for s in store.sensors()}
+    assert sensors["chamber"]["description"] == "main chamber gauge"
+    assert store.unit("rf") == "mbar"
+    with pytest.raises(UnknownSensor, match="no sensor named 'nope'"):
+        store.series(make_query("nope", T0, T0 + timedelta(hours=1)))
+
+
+def test_two_writers_register_the_same_new_sensor_at_once(store_url):
+    stores = [open_store(store_url) for _ in range(2)]
+    stores[0].upgrade()
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def write(store, seed):
+        try:
+            barrier.wait()
+            store.write(samples("new sensor", datetime(2027, 1, 1, tzinfo=UTC), 50, 1, seed))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, i)) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [s["sensor"] for s in stores[0].sensors()] == ["new sensor"]
+    count = make_query("new sensor", "2027-01-01T00:00:00Z", "2027-01-02T00:00:00Z", "1d", "count")
+    assert [v for _, v in stores[0].series(count)] == [50]
+    for s in stores:
+        s.close()
+
+
+def test_queries_refuse_bad_input():
+    with pytest.raises(QueryError, match="start: time needs a UTC offset"):
+        make_query("x", "2026-01-01T00:00:00", "2026-01-02T00:00:00Z")
+    with pytest.raises(QueryError, match="end: must be after start"):
+        make_query("x", "2026-01-02T00:00:00Z", "2026-01-01T00:00:00Z")
+    with pytest.raises(QueryError, match="every: expected a duration like 90s"):
+        make_query("x", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "fast")
+    with pytest.raises(QueryError, match="agg: expected one of avg, min"):
+        make_query("x", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "1h", "median")
+    with pytest.raises(QueryError, match="tz: unknown time zone 'Mars/Olympus'"):
+        make_query("x", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "1h", "avg", "Mars/Olympus")
+    with pytest.raises(QueryError, match="every: 31536000 buckets; at most 100000 per query"):
+        make_query("x", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z", "1s")
+
+
+def test_unknown_url_is_refused():
+    with pytest.raises(StoreError, match="unknown database URL 'mysql://x/y'"):
+        open_store("mysql://x/y")
+
+
+def test_kolkata_hours_do_not_use_the_hourly_rollup():
+    q = make_query("x", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "1h", "avg",
+                   "Asia/Kolkata")
+    assert q.rollup == 60
+    assert make_query("x", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "1d", "avg",
+                      "Europe/Berlin").rollup == 3600
+    assert make_query("x", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "90s").rollup is None

@@ -1,0 +1,197 @@
+"""The spool and the writer thread: outages, replays, kill -9, all against real databases."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from services.logger.spool import Spool
+from services.logger.store import open_store
+from services.logger.writer import Writer
+
+ROOT = Path(__file__).resolve().parents[3]
+T0_US = 1_790_000_000 * 10**6
+
+
+def rows(start: int, n: int, sensor: str = "k") -> list[tuple]:
+    return [(sensor, "V", T0_US + i * 1000, float(i)) for i in range(start, start + n)]
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def stored_indices(url: str) -> tuple[list[int], int]:
+    """Values of sensor k in the database, and the count the 1-minute rollup holds."""
+    store = open_store(url)
+    while store.refresh_rollups():
+        pass
+    store.close()
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT value FROM readings WHERE sensor = 'k' ORDER BY time")
+        values = [int(v) for (v,) in cur.fetchall()]
+        cur.execute("SELECT coalesce(sum(count), 0) FROM rollup_1m")
+        rolled = cur.fetchone()[0]
+    conn.close()
+    return values, rolled
+
+
+def test_spool_round_trip_keeps_every_value_exactly(tmp_path):
+    spool = Spool(tmp_path, 10**6)
+    batch = [("397 cooling", "THz", T0_US + 1, 755.222_333_444_555_6),
+             ("Druck ü", "mbar", -5, 1e-300), ("k", "", 2**62, -0.0)]
+    spool.append(batch)
+    spool.append(rows(0, 3))
+    assert spool.readings == 6
+    reopened = Spool(tmp_path, 10**6)
+    (segment,) = reopened.segments()
+    assert reopened.read(segment) == [batch, rows(0, 3)]
+
+
+def test_spool_skips_a_torn_tail(tmp_path, caplog):
+    spool = Spool(tmp_path, 10**6)
+    spool.append(rows(0, 5))
+    spool.append(rows(5, 5))
+    (segment,) = spool.segments()
+    with open(segment, "r+b") as f:
+        f.truncate(segment.stat().st_size - 3)
+    assert Spool(tmp_path, 10**6).read(segment) == [rows(0, 5)]
+    assert "torn or corrupt record" in caplog.text
+
+
+def test_spool_bound_discards_oldest_with_loud_warnings(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    spool = Spool(tmp_path, max_bytes=12_000, segment_bytes=2_000)
+    for i in range(40):
+        spool.append(rows(i * 20, 20))
+    assert spool.bytes <= 12_000
+    assert spool.discarded > 0
+    kept = [r for s in spool.segments() for b in spool.read(s) for r in b]
+    assert kept[-1] == rows(799, 1)[0]  # the newest readings are kept
+    assert len(kept) + spool.discarded == 800
+    assert "spool" in caplog.text and "50% full" in caplog.text and "90% full" in caplog.text
+    assert "readings LOST" in caplog.text
+
+
+def test_writer_batches_into_sqlite_and_reports_status(tmp_path):
+    store = open_store(str(tmp_path / "ionlab.sqlite"))
+    seen = []
+    writer = Writer(store, Spool(tmp_path / "spool", 10**6), batch_s=0.05, on_stored=seen.extend)
+    writer.start()
+    writer.add(rows(0, 100))
+    writer.add(rows(50, 100))  # half of it again: stored once
+    assert writer.flush()
+    writer.stop()
+    status = writer.status()
+    assert status["database"] == "ok" and status["written"] == 150 and status["backlog"] == 0
+    assert status["last_write"] is not None
+    assert len(seen) == 200
+    assert [s["sensor"] for s in store.latest()] == ["k"]
+    store.close()
+
+
+def run_outage(url: str, spool_dir: Path, interrupt, restore,
+               spools: bool = True) -> tuple[Writer, int]:
+    """Feed readings steadily, interrupt the database mid-way, restore it; returns the writer."""
+    writer = Writer(open_store(url), Spool(spool_dir, 10**7), batch_s=0.05, retry_s=0.2)
+    writer.start()
+    n = 0
+    for step in range(60):
+        writer.add(rows(n, 25))
+        n += 25
+        if step == 15:
+            wait_for(lambda: writer.written > 0, what="first writes")
+            interrupt()
+        if step == 30 and spools:
+            wait_for(lambda: writer.spool.readings > 0, what="spooling")
+        if step == 40:
+            restore()
+        time.sleep(0.02)
+    wait_for(lambda: writer.flush(1) and not writer.spool, what="spool replayed")
+    writer.stop()
+    return writer, n
+
+
+def test_database_cut_mid_logging_loses_nothing_and_duplicates_nothing(pg_proxy, tmp_path):
+    url, proxy, direct = pg_proxy
+    writer, n = run_outage(url, tmp_path / "spool", proxy.cut, proxy.restore)
+    values, rolled = stored_indices(direct)
+    assert values == list(range(n))
+    assert rolled == n
+    assert writer.errors >= 1 and writer.spooled > 0 and writer.dropped == 0
+    assert list((tmp_path / "spool").glob("*.spool")) == []
+
+
+def test_backends_terminated_mid_logging(pg_database, tmp_path):
+    def terminate():
+        with psycopg2.connect(pg_database) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'ionlab' AND datname = current_database() "
+                        "AND pid <> pg_backend_pid()")
+            assert cur.fetchone()[0] >= 1
+        conn.close()
+
+    # the connection may be cut mid-write (the batch is spooled) or between writes
+    writer, n = run_outage(pg_database, tmp_path / "spool", terminate, lambda: None,
+                           spools=False)
+    values, rolled = stored_indices(pg_database)
+    assert values == list(range(n)) and rolled == n
+
+
+def test_replaying_what_is_already_stored_changes_nothing(pg_database, tmp_path):
+    store = open_store(pg_database)
+    spool = Spool(tmp_path, 10**6)
+    spool.append(rows(0, 300))
+    store.upgrade()
+    store.write(rows(0, 200))
+    writer = Writer(store, spool, batch_s=0.02)
+    writer.start()
+    wait_for(lambda: not spool, what="replay")
+    writer.stop()
+    values, rolled = stored_indices(pg_database)
+    assert values == list(range(300)) and rolled == 300
+
+
+@pytest.mark.slow
+def test_kill_9_then_restart_loses_at_most_the_current_batch(pg_proxy, tmp_path):
+    url, proxy, direct = pg_proxy
+    spool_dir = tmp_path / "spool"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    feeder = subprocess.Popen([sys.executable, str(Path(__file__).with_name("feeder.py")), url,
+                               str(spool_dir)], stdout=subprocess.PIPE, text=True, env=env,
+                              cwd=ROOT)
+    acked = -1
+    lines = iter(feeder.stdout.readline, "")
+    try:
+        for count, line in enumerate(lines):
+            acked = int(line.split()[1])
+            if count == 20:
+                proxy.cut()  # the next batches go to the spool
+            if count == 40:
+                break
+    finally:
+        feeder.send_signal(signal.SIGKILL)
+        feeder.wait()
+    assert list(spool_dir.glob("*.spool")), "the feeder should have been spooling"
+    proxy.restore()
+    writer = Writer(open_store(url), Spool(spool_dir, 50 * 2**20), batch_s=0.05)
+    writer.start()
+    wait_for(lambda: not writer.spool, what="replay after restart")
+    writer.stop()
+    values, rolled = stored_indices(direct)
+    assert values[: acked + 1] == list(range(acked + 1))  # every acknowledged reading
+    assert values == list(range(len(values)))  # in order, none twice, no gaps
+    assert rolled == len(values)
+    assert not writer._thread.is_alive()
