@@ -220,6 +220,11 @@ class Acquisition:
     def channel_json(self, channel: int) -> dict[str, Any]:
         return self.channels[channel].to_json(utcnow(), self.settings.stale_after_s)
 
+    def channels_json(self) -> list[dict[str, Any]]:
+        """Every channel, in order, with ages at one moment."""
+        now, stale_after_s = utcnow(), self.settings.stale_after_s
+        return [self.channels[ch].to_json(now, stale_after_s) for ch in sorted(self.channels)]
+
     def publish_channel(self, channel: int) -> None:
         self.hub.publish(channel_topic(channel), self.channel_json(channel))
 

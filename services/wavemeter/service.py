@@ -139,7 +139,7 @@ class WavemeterService:
 
     def channels(self) -> list:
         """Every channel with its latest reading, status, read time and age."""
-        return [self.acquisition.channel_json(ch) for ch in sorted(self.acquisition.channels)]
+        return self.acquisition.channels_json()
 
     def channel(self, channel: int) -> dict:
         """One channel with its latest reading, status, read time and age."""
@@ -186,7 +186,9 @@ class WavemeterService:
         if "name" in changes:
             state.name = changes["name"]
         log.info("channel %d: %s", channel, ", ".join(f"{k}={v!r}" for k, v in changes.items()))
-        await self._after_write(channel)
+        if device_changes:
+            await self._reread_settings(channel)
+        self.acquisition.publish_channel(channel)
         return self.acquisition.channel_json(channel)
 
     async def start_measurement(self) -> dict:
@@ -206,7 +208,8 @@ class WavemeterService:
         changes = _checked(changes, {"measurement": bool, "switcher_mode": bool})
         await self._device_call(_write_wavemeter, self._device(), changes)
         log.info("wavemeter: %s", ", ".join(f"{k}={v!r}" for k, v in changes.items()))
-        return await self._after_write(None)
+        await self._reread_settings(None)
+        return self.status()
 
     # -- helpers
 
@@ -241,14 +244,12 @@ class WavemeterService:
         except DeviceError as exc:
             raise ApiError(502, f"the wavemeter refused: {exc}") from None
 
-    async def _after_write(self, channel: int | None) -> dict:
+    async def _reread_settings(self, channel: int | None) -> None:
+        """After a write: what the device now holds (a channel's is published by the caller)."""
         try:
             await self.acquisition.refresh_settings(channel, publish=channel is None)
         except DeviceError as exc:
             log.warning("re-reading settings after a write: %s", exc)
-        if channel is not None:
-            self.acquisition.publish_channel(channel)
-        return self.status()
 
 
 def _checked(changes: Any, allowed: dict[str, type]) -> dict:

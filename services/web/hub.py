@@ -15,7 +15,7 @@ a newer one exists), and only if that is not enough are the oldest dropped.
 The hub is **not thread-safe**: call it on the IO loop only. A thread that
 has a value to publish hands it over with ``IOLoop.add_callback(hub.publish, ...)``.
 
->>> hub = Hub(ring_size=2)
+>>> hub = Hub(ring_size=2, first_id=1)
 >>> sub = hub.subscribe(["wavemeter/*"])
 >>> e = hub.publish("wavemeter/1", {"frequency_thz": 755.2})
 >>> _ = hub.publish("vacuum/chamber", {"pressure_mbar": 1e-11})
@@ -33,6 +33,7 @@ import fnmatch
 import heapq
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,8 +116,9 @@ class Subscription:
 
     async def __anext__(self) -> Event:
         while not self._queue:
-            if not await self.wait():
+            if self._closed:
                 raise StopAsyncIteration
+            await self.wait()
         self.delivered += 1
         return self._queue.popleft()
 
@@ -177,17 +179,21 @@ class Hub:
     IO-loop-only: not thread-safe (see the module docstring). `ring_size` events
     are kept per channel for `replay`; each subscriber buffers at most
     `subscriber_buffer` events; at most `max_subscribers` subscribe at once.
+    Event ids start at `first_id` (default: microseconds since the epoch).
     """
 
     def __init__(self, ring_size: int = 1000, subscriber_buffer: int = 256,
-                 max_subscribers: int = 10_000):
+                 max_subscribers: int = 10_000, first_id: int | None = None):
         if ring_size < 1 or subscriber_buffer < 2 or max_subscribers < 1:
             raise ValueError("Hub needs ring_size >= 1, subscriber_buffer >= 2, "
                              "max_subscribers >= 1")
         self.ring_size = ring_size
         self.subscriber_buffer = subscriber_buffer
         self.max_subscribers = max_subscribers
-        self.last_id = 0
+        # Ids start from the clock (µs since the epoch) unless given, so a client of an
+        # earlier server run never holds an id this run will issue: it gets "too old".
+        self.first_id = time.time_ns() // 1000 if first_id is None else first_id
+        self.last_id = self.first_id - 1
         self._rings: dict[str, collections.deque[Event]] = {}
         self._evicted: dict[str, int] = {}  # channel -> newest id no longer in its ring
         self._routes: dict[str, dict[Subscription, None]] = {}  # channel -> subscribers
@@ -254,7 +260,7 @@ class Hub:
         channel has already forgotten events after `last_id`, or `last_id` was
         never issued by this hub (a client of an earlier server run).
         """
-        if last_id > self.last_id or last_id < 0:
+        if last_id > self.last_id or last_id < self.first_id - 1:
             return None
         runs = []
         for channel, ring in self._rings.items():

@@ -60,12 +60,17 @@ def channels_ok(srv, n=8):
         c.status.value == "ok" for c in acq.channels.values())
 
 
-def measured(srv, wlm_sim):
-    """Advance the simulated clock by one switch cycle and wait until the server read it."""
-    wlm_sim.advance(1.0)
+def two_refreshes(srv):
+    """Wait until the server has read the device twice more (so it saw the present)."""
     acq = srv.services[0].acquisition
     target = srv.call(lambda: acq.refreshes) + 2
     srv.wait_for(lambda: acq.refreshes >= target, what="two refreshes")
+
+
+def measured(srv, wlm_sim):
+    """Advance the simulated clock by a second (every channel measured); wait until read."""
+    wlm_sim.advance(1.0)
+    two_refreshes(srv)
 
 
 def test_channels_show_each_reading_with_status_read_time_and_age(wavemeter, wlm_sim, api):
@@ -221,9 +226,10 @@ def test_a_blocked_driver_call_leaves_the_io_loop_free(wavemeter, wlm_sim, wlm_l
     srv = wavemeter(opener=gated.open)
     wlm_sim.advance(1.0)
     srv.wait_for(channels_ok(srv), what="every channel read")
-    srv.call(srv.hub.declare, "test/other")
-    response = urllib.request.urlopen(srv.url + "/api/v1/stream?channels=test/other", timeout=30)
+    response = urllib.request.urlopen(srv.url + "/api/v1/stream?channels=wavemeter/3",
+                                      timeout=30)
     events = sseclient.SSEClient(response).events()
+    assert json.loads(next(events).data)["channel"] == 3  # the latest, on connecting
     gated.armed = True
     assert gated.entered.wait(30)  # the acquisition is now stuck inside the driver
     try:
@@ -231,8 +237,10 @@ def test_a_blocked_driver_call_leaves_the_io_loop_free(wavemeter, wlm_sim, wlm_l
         assert api.http("GET", srv.url + "/api/v1/channels")[0] == 200
         assert api.http("GET", srv.url + "/healthz")[0] == 200
         assert isinstance(api.rpc(srv.url, "frequency", [3])["result"], float)
-        srv.call(srv.hub.publish, "test/other", {"n": 1})
-        assert json.loads(next(events).data) == {"n": 1}
+        # a write that needs no device call is answered and streamed meanwhile
+        renamed = api.rpc(srv.url, "set_name", [3, "854 quench laser"], token=api.token)
+        assert renamed["result"]["name"] == "854 quench laser"
+        assert json.loads(next(events).data)["name"] == "854 quench laser"
         assert srv.call(lambda: srv.services[0].acquisition.refreshes) == refreshes
     finally:
         gated.armed = False
@@ -317,9 +325,7 @@ def measure_once(srv, wlm_sim, channel):
     count = wlm_sim.measurement_count(channel)
     while wlm_sim.measurement_count(channel) == count:
         wlm_sim.advance(0.002)
-    acq = srv.services[0].acquisition
-    target = srv.call(lambda: acq.refreshes) + 2
-    srv.wait_for(lambda: acq.refreshes >= target, what="two refreshes")
+    two_refreshes(srv)
 
 
 def test_a_neighbours_value_after_a_switch_is_rejected_and_counted(wavemeter, wlm_sim, api):
