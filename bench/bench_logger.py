@@ -232,7 +232,7 @@ def run(quick: bool) -> list[Row]:
         print(f"bench_logger: loading {size} into PostgreSQL ...", file=sys.stderr, flush=True)
         pg_rate = ingest(pg, total, folder / "spool-pg")
         began = time.perf_counter()
-        while pg.refresh_rollups(5000):
+        while pg.refresh_rollups(1000):
             pass
         catch_up = time.perf_counter() - began
         print("bench_logger: psql COPY ...", file=sys.stderr, flush=True)

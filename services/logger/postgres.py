@@ -10,8 +10,8 @@ Schema (created and migrated by `upgrade()`, i.e. `ionlab db upgrade`):
 - ``rollup_1m`` and ``rollup_1h`` (sensor_id, time, count, sum, min, max),
   recomputed from the samples per sensor-hour by `refresh_rollups` (the
   writer runs it whenever no readings wait), so a replay never counts a
-  sample twice. A write only marks its sensor-hours in ``rollup_dirty``;
-  queries read raw samples for those hours, so answers are always exact.
+  sample twice. A write only marks its sensor-days in ``rollup_dirty``;
+  queries read raw samples for those days, so answers are always exact.
 - views ``readings(time, sensor, value, unit)`` (what Grafana plots),
   ``readings_1m`` and ``readings_1h`` (rollups by name) and ``latest``.
 
@@ -20,7 +20,7 @@ row that is already stored (a replay) is it staged and inserted with
 ON CONFLICT DO NOTHING. Everything that several loggers may do at the same
 moment (schema upgrade, partition creation and dropping) runs under a
 transaction-level advisory lock; sensor registration is an upsert, rollup
-refreshes claim their hours with SKIP LOCKED.
+refreshes claim their sensor-days with SKIP LOCKED.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ __all__ = ["PostgresStore"]
 log = logging.getLogger(__name__)
 
 DAY_US = 86400 * 10**6
-HOUR_US = 3600 * 10**6
 PG_EPOCH_US = 946684800 * 10**6  # 2000-01-01, the epoch of binary timestamps
 LOCK_SCHEMA = 0x10_4C_AB_01  # advisory lock keys, arbitrary but fixed
 LOCK_PARTITIONS = 0x10_4C_AB_02
@@ -76,11 +75,12 @@ CREATE TABLE rollup_1m (
     PRIMARY KEY (sensor_id, time)
 );
 CREATE TABLE rollup_1h (LIKE rollup_1m INCLUDING ALL);
--- (sensor, hour) whose rollups lag the samples: queries read raw samples there
+-- (UTC day, sensor) whose rollups lag the samples: queries read raw samples there
 CREATE TABLE rollup_dirty (
+    day timestamptz NOT NULL,
     sensor_id integer NOT NULL,
-    hour timestamptz NOT NULL,
-    PRIMARY KEY (sensor_id, hour)
+    since timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (day, sensor_id)
 );
 CREATE VIEW readings AS
     SELECT s.time, n.name AS sensor, s.value, n.unit
@@ -104,15 +104,21 @@ VERSION = MIGRATIONS[-1][0]
 
 _EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
 
-_MARK_DIRTY = """
-    INSERT INTO rollup_dirty (sensor_id, hour)
-    SELECT * FROM unnest(%s::integer[], %s::timestamptz[]) ORDER BY 1, 2
+# Per sensor of a batch: its first and last time and the last value.
+_BATCH = "unnest(%s::integer[], %s::timestamptz[], %s::timestamptz[], %s::double precision[]) " \
+    "AS b(id, first, last, value)"
+
+_MARK_DIRTY = f"""
+    INSERT INTO rollup_dirty (day, sensor_id)
+    SELECT generate_series(date_bin('1 day', b.first, {_EPOCH}),
+                           date_bin('1 day', b.last, {_EPOCH}), interval '1 day'), b.id
+    FROM {_BATCH} ORDER BY 1, 2
     ON CONFLICT DO NOTHING"""
 
-_LATEST = """
-    UPDATE sensors s SET last_time = n.time, last_value = n.value
-    FROM unnest(%s::integer[], %s::timestamptz[], %s::double precision[]) AS n(id, time, value)
-    WHERE s.id = n.id AND (s.last_time IS NULL OR s.last_time < n.time)"""
+_LATEST = f"""
+    UPDATE sensors s SET last_time = b.last, last_value = b.value
+    FROM {_BATCH}
+    WHERE s.id = b.id AND (s.last_time IS NULL OR s.last_time < b.last)"""
 
 # A batch that may hold stored rows (a replay): insert only what is new.
 _INSERT_NEW = """
@@ -120,29 +126,40 @@ _INSERT_NEW = """
     SELECT time, sensor_id, value FROM ionlab_staging
     ON CONFLICT DO NOTHING"""
 
-_ROLLUP_FROM_RAW = """
-    INSERT INTO rollup_{suffix} AS r (sensor_id, time, count, sum, min, max)
-    SELECT s.sensor_id, date_bin('{width}', s.time, {epoch}), count(*), sum(s.value),
-           min(s.value), max(s.value)
-    FROM claimed c JOIN samples s ON s.sensor_id = c.sensor_id
-        AND s.time >= c.hour AND s.time < c.hour + interval '1 hour'
-    GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (sensor_id, time) DO UPDATE SET
+# Claim up to n lagging sensor-days marked at least `settle` ago, oldest first,
+# skipping those another logger is refreshing. The claim (a DELETE) holds
+# their rows locked until commit, so a write meanwhile waits and marks again.
+_CLAIM = """
+    DELETE FROM rollup_dirty WHERE (day, sensor_id) IN (
+        SELECT day, sensor_id FROM rollup_dirty WHERE since <= now() - %(settle)s::interval
+        ORDER BY 1, 2 LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+    RETURNING sensor_id, day"""
+
+_OVERWRITE = """ON CONFLICT (sensor_id, time) DO UPDATE SET
         count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max"""
 
-# Claim up to %(n)s lagging sensor-hours (skipping those another logger works
-# on) and recompute their rollups from the samples: exact and idempotent. An
-# hour whose samples are gone (retention) keeps its rollups.
+# Recompute the claimed days' rollups from the samples (the time bounds let the
+# planner read only the partitions concerned): exact and idempotent. A day
+# whose samples are gone (retention) produces no rows and keeps its rollups.
 _REFRESH = f"""
-WITH claimed AS (
-    DELETE FROM rollup_dirty WHERE (sensor_id, hour) IN (
-        SELECT sensor_id, hour FROM rollup_dirty ORDER BY 1, 2 LIMIT %(n)s
-        FOR UPDATE SKIP LOCKED)
-    RETURNING sensor_id, hour
+WITH m AS (
+    SELECT s.sensor_id, date_bin('1 minute', s.time, {_EPOCH}) AS time, count(*) AS count,
+           sum(s.value) AS sum, min(s.value) AS min, max(s.value) AS max
+    FROM samples s
+    JOIN unnest(%(ids)s::integer[], %(days)s::timestamptz[]) AS c(sensor_id, day)
+      ON s.sensor_id = c.sensor_id AND date_bin('1 day', s.time, {_EPOCH}) = c.day
+    WHERE s.time >= %(lo)s AND s.time < %(hi)s
+    GROUP BY 1, 2
 ),
-m AS ({_ROLLUP_FROM_RAW.format(suffix="1m", width="1 minute", epoch=_EPOCH)}),
-h AS ({_ROLLUP_FROM_RAW.format(suffix="1h", width="1 hour", epoch=_EPOCH)})
-SELECT count(*) FROM claimed
+minutes AS (
+    INSERT INTO rollup_1m AS r (sensor_id, time, count, sum, min, max)
+    SELECT * FROM m ORDER BY 1, 2
+    {_OVERWRITE}
+)
+INSERT INTO rollup_1h AS r (sensor_id, time, count, sum, min, max)
+SELECT sensor_id, date_bin('1 hour', time, {_EPOCH}), sum(count), sum(sum), min(min), max(max)
+FROM m GROUP BY 1, 2 ORDER BY 1, 2
+{_OVERWRITE}
 """
 
 
@@ -298,14 +315,19 @@ class PostgresStore(Store):
         self._ensure_partitions(conn, days)
         data = _COPY_HEADER + b"".join([_COPY_ROW(3, 8, t - PG_EPOCH_US, 4, ids[s], 8, v)
                                         for s, _, t, v in rows]) + _COPY_TRAILER
-        hours = sorted({(ids[s], t // HOUR_US) for s, _, t, _ in rows})
-        newest: dict[int, tuple[int, float]] = {}
+        spans: dict[int, list] = {}  # sensor id -> [first, last, value at last]
         for s, _, t, v in rows:
-            if t >= newest.get(ids[s], (t,))[0]:
-                newest[ids[s]] = (t, v)
+            span = spans.get(ids[s])
+            if span is None:
+                spans[ids[s]] = [t, t, v]
+            elif t >= span[1]:
+                span[1], span[2] = t, v
+            elif t < span[0]:
+                span[0] = t
+        batch = (list(spans), [from_us(f) for f, _, _ in spans.values()],
+                 [from_us(t) for _, t, _ in spans.values()], [v for _, _, v in spans.values()])
         with conn.cursor() as cur:
-            cur.execute(_MARK_DIRTY, ([i for i, _ in hours],
-                                      [from_us(h * HOUR_US) for _, h in hours]))
+            cur.execute(_MARK_DIRTY, batch)
             cur.execute("SAVEPOINT append")
             try:
                 cur.copy_expert("COPY samples FROM STDIN WITH (FORMAT binary)", io.BytesIO(data))
@@ -316,20 +338,27 @@ class PostgresStore(Store):
                                 io.BytesIO(data))
                 cur.execute(_INSERT_NEW)
                 new = cur.rowcount
-            cur.execute(_LATEST, (list(newest), [from_us(t) for t, _ in newest.values()],
-                                  [v for _, v in newest.values()]))
+            cur.execute(_LATEST, batch)
         conn.commit()
         return new
 
     @_database
-    def refresh_rollups(self, limit: int = 2000) -> int:
-        """Bring up to `limit` lagging sensor-hours of rollups up to date; returns how many."""
+    def refresh_rollups(self, limit: int = 50, settle: timedelta = timedelta(0)) -> int:
+        """Recompute up to `limit` lagging sensor-days marked at least `settle` ago.
+
+        Returns how many were done; the writer passes a settle time so a day
+        still being written is recomputed about once per `settle`, not per batch.
+        """
         conn = self._conn()
         with conn.cursor() as cur:
-            cur.execute(_REFRESH, {"n": limit})
-            done = cur.fetchone()[0]
+            cur.execute(_CLAIM, {"n": limit, "settle": settle})
+            claimed = cur.fetchall()
+            if claimed:
+                days = [d for _, d in claimed]
+                cur.execute(_REFRESH, {"ids": [i for i, _ in claimed], "days": days,
+                                       "lo": min(days), "hi": max(days) + timedelta(days=1)})
         conn.commit()
-        return done
+        return len(claimed)
 
     @_database
     def describe(self, sensor: str, unit: str, description: str) -> None:
@@ -387,31 +416,58 @@ class PostgresStore(Store):
             sql = (f"SELECT DISTINCT ON (b) b, value FROM (SELECT {bucket.format('time')} AS b, "
                    f"time, value {raw}) q ORDER BY b, {order}")
         elif (width := query.rollup) and (span := _aligned(query, width)):
-            p["a"], p["z"] = span
-            edge = "FROM samples WHERE sensor_id = %(id)s AND time >= {} AND time < {}"
-            parts = (f"SELECT time AS t, count AS c, sum AS s, min AS lo, max AS hi "
-                     f"FROM rollup_{'1h' if width == 3600 else '1m'} r "
-                     f"WHERE sensor_id = %(id)s AND time >= %(a)s AND time < %(z)s "
-                     f"AND NOT EXISTS (SELECT 1 FROM rollup_dirty d WHERE d.sensor_id = %(id)s "
-                     f"AND d.hour = date_bin('1 hour', r.time, {_EPOCH})) "
-                     f"UNION ALL SELECT time, 1, value, value, value "
-                     f"{edge.format('%(start)s', '%(a)s')} "
-                     f"UNION ALL SELECT time, 1, value, value, value "
-                     f"{edge.format('%(z)s', '%(end)s')} "
-                     f"UNION ALL SELECT s.time, 1, s.value, s.value, s.value "
-                     f"FROM rollup_dirty d JOIN samples s ON s.sensor_id = d.sensor_id "
-                     f"AND s.time >= d.hour AND s.time < d.hour + interval '1 hour' "
-                     f"WHERE d.sensor_id = %(id)s AND d.hour >= %(a)s - interval '1 hour' "
-                     f"AND d.hour < %(z)s AND s.time >= %(a)s AND s.time < %(z)s")
-            value = {"avg": "sum(s) / sum(c)", "min": "min(lo)", "max": "max(hi)",
-                     "count": "sum(c)::bigint"}[query.agg]
-            sql = (f"SELECT {bucket.format('t')} AS b, {value} FROM ({parts}) q "
-                   "GROUP BY 1 ORDER BY 1")
+            return self._from_rollup(query, p, bucket, width, span)
         else:
             value = {"avg": "avg(value)", "min": "min(value)", "max": "max(value)",
                      "count": "count(*)"}[query.agg]
             sql = f"SELECT {bucket.format('time')} AS b, {value} {raw} GROUP BY 1 ORDER BY 1"
         return [(query.label(b), v) for b, v in self._fetch(sql, p)]
+
+    def _from_rollup(self, query: Query, p: dict, bucket: str, width: int,
+                     span: tuple[datetime, datetime]) -> list[tuple[datetime, float]]:
+        """Buckets from a rollup on [a, z), raw samples at the edges and on lagging days.
+
+        Both statements run in one REPEATABLE READ snapshot, so a refresh or a
+        write in between cannot make a day counted twice or not at all.
+        """
+        a, z = span
+        conn = self._conn()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur.execute("SELECT day FROM rollup_dirty WHERE sensor_id = %s AND day > %s "
+                            "AND day < %s ORDER BY day", (p["id"], a - timedelta(days=1), z))
+                lagging = _merge([(max(d, a), min(d + timedelta(days=1), z))
+                                  for (d,) in cur.fetchall()])
+                raw = [(query.start, a), (z, query.end), *lagging]
+                rolled, at = [], a
+                for lo, hi in lagging:
+                    rolled.append((at, lo))
+                    at = hi
+                rolled.append((at, z))
+                parts, args = [], []
+                table = f"rollup_{'1h' if width == 3600 else '1m'}"
+                for lo, hi in rolled:
+                    if lo < hi:
+                        parts.append("SELECT time AS t, count AS c, sum AS s, min AS lo, max AS hi "
+                                     f"FROM {table} WHERE sensor_id = %s AND time >= %s "
+                                     "AND time < %s")
+                        args += [p["id"], lo, hi]
+                for lo, hi in raw:
+                    if lo < hi:
+                        parts.append("SELECT time AS t, 1 AS c, value AS s, value AS lo, "
+                                     "value AS hi FROM samples "
+                                     "WHERE sensor_id = %s AND time >= %s AND time < %s")
+                        args += [p["id"], lo, hi]
+                value = {"avg": "sum(s) / sum(c)", "min": "min(lo)", "max": "max(hi)",
+                         "count": "sum(c)::bigint"}[query.agg]
+                b = bucket.replace("%(every)s", "%s").replace("%(tz)s", "%s").format("t")
+                head = [p["every"]] + ([p["tz"]] if query.tz is not None else [])
+                cur.execute(f"SELECT {b} AS b, {value} FROM ({' UNION ALL '.join(parts)}) q "
+                            "GROUP BY 1 ORDER BY 1", head + args)
+                return [(query.label(t), v) for t, v in cur.fetchall()]
+        finally:
+            conn.rollback()
 
     @_database
     def latest(self) -> list[dict]:
@@ -438,7 +494,7 @@ class PostgresStore(Store):
         summary = {"dropped": [], "deleted": 0}
         if default is None and not per_sensor:
             return summary
-        while self.refresh_rollups():  # rollups must hold what is about to go
+        while self.refresh_rollups():  # the rollups must hold what is about to go
             pass
         conn = self._conn()
         ids = {name: i for i, name in self._fetch("SELECT id, name FROM sensors")}
@@ -464,6 +520,17 @@ class PostgresStore(Store):
             log.info("retention: dropped %d partitions (%s), deleted %d rows",
                      len(summary["dropped"]), ", ".join(summary["dropped"]), summary["deleted"])
         return summary
+
+def _merge(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Sorted, touching or overlapping ranges joined into one."""
+    out: list[tuple[datetime, datetime]] = []
+    for lo, hi in ranges:
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
 
 def _aligned(query: Query, width: int) -> tuple[datetime, datetime] | None:
     """The part of the range on whole rollup buckets, or None when there is none."""

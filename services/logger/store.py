@@ -139,7 +139,7 @@ class Store(abc.ABC):
                         per_sensor: dict[str, timedelta]) -> dict:
         """Remove raw samples older than their retention; rollups are kept. Returns a summary."""
 
-    def refresh_rollups(self, limit: int = 2000) -> int:
+    def refresh_rollups(self, limit: int = 50, settle: timedelta = timedelta(0)) -> int:
         """Bring lagging rollups up to date (a bounded amount); returns how much was done.
 
         Stores that update rollups as they write have nothing to do.

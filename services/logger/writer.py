@@ -5,7 +5,9 @@ pending readings go to the store in one transaction. When the store fails, the
 batch is appended to the spool instead and polling goes on; every `retry_s` the
 writer tries the store again and, once it answers, replays the spool oldest
 first before writing anything new. A `kill -9` loses at most the readings that
-were pending in memory, i.e. one batch interval.
+were pending in memory, i.e. one batch interval. Whenever no readings wait,
+the writer brings lagging rollups up to date (`Store.refresh_rollups`), a
+day still being written about once per `rollup_settle_s`.
 
 `add` is thread-safe and never blocks on the database, so pollers and the IO
 loop can call it. The pending buffer is bounded by `max_pending`; past that
@@ -37,7 +39,7 @@ class Writer:
                  max_batch: int = 50_000, max_pending: int = 1_000_000, retry_s: float = 2.0,
                  on_stored: Callable[[list[Row]], None] | None = None,
                  retention: tuple[timedelta | None, dict[str, timedelta]] = (None, {}),
-                 maintain_s: float = 3600.0):
+                 maintain_s: float = 3600.0, rollup_settle_s: float = 60.0):
         self.store = store
         self.spool = spool
         self.batch_s = batch_s
@@ -47,6 +49,7 @@ class Writer:
         self.on_stored = on_stored
         self.retention = retention
         self.maintain_s = maintain_s
+        self.rollup_settle = timedelta(seconds=rollup_settle_s)
         self.written = 0  # new rows the store took
         self.spooled = 0  # readings that went to the spool
         self.dropped = 0  # readings lost because the pending buffer was full
@@ -247,7 +250,8 @@ class Writer:
         if not self.database_ok:
             return
         try:
-            while not self._pending and not self._stopping and self.store.refresh_rollups():
+            while (not self._pending and not self._stopping
+                   and self.store.refresh_rollups(settle=self.rollup_settle)):
                 pass
         except StoreError as exc:
             log.warning("rollup refresh failed: %s", exc)

@@ -111,3 +111,20 @@ spool_dir = "{tmp_path / 'spool'}"
     store = open_store(str(db))
     assert [s["sensor"] for s in store.latest()] == ["chamber"]
     store.close()
+
+
+def test_analysis_function_returns_rows_or_a_frame(filled):
+    from services.logger.analysis import series
+
+    url, store = filled
+    got = series(url, "chamber", "2026-02-03T04:00:00Z", "2026-02-03T06:00:00Z", every="30min",
+                 agg="count")
+    want = store.series(make_query("chamber", "2026-02-03T04:00:00Z", "2026-02-03T06:00:00Z",
+                                   "30min", "count"))
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        assert got == want and [v for _, v in got] == [25, 30, 30, 30]
+    else:
+        assert list(got.index) == [t for t, _ in want]
+        assert list(got["chamber"]) == [v for _, v in want]

@@ -1,0 +1,15 @@
+"""The examples in the logger's docstrings run."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from services.logger import queries, settings, store
+
+
+@pytest.mark.parametrize("module", [queries, settings, store], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
