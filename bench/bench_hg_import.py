@@ -1,0 +1,151 @@
+"""Importing a child repository: `hg importrepo` against the manual recipe.
+
+The child is generated (tools/hgimport/synth.py: edits over many files, a
+stable branch merged back, feature branches, renames, binary files, a tag
+every 100 changesets) and cached under build/bench/. Measured, wall time:
+
+- `hg importrepo SOURCE SUBDIR` (default: splice + merge) and `--linear`,
+  each including its verification and `hg verify`;
+- the manual recipe on the same child, run side by side: `hg convert
+  --filemap --branchmap`, `hg pull -f`, `hg phase -f --draft`, `hg rebase`;
+- a re-sync after 10 new child changesets, against a bare incremental
+  `hg convert` of the same 10 (the least any re-sync must do).
+
+Full run: 2,000 changesets over 1,000 files; --quick: 200 over 100.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.run import Row
+from tools.hgimport.hg import Hg, plain_env
+from tools.hgimport.synth import Builder, generate
+
+__all__ = ["run"]
+
+ROOT = Path(__file__).resolve().parent.parent
+HG = str(Path(sys.executable).with_name("hg"))
+CACHE = ROOT / "build" / "bench"
+HGRC = (f"[ui]\nusername = Bench <bench@example.org>\n"
+        f"[extensions]\nimportrepo = {ROOT / 'hgext' / 'importrepo.py'}\nrebase =\nconvert =\n")
+
+
+def _hg(env: dict, cwd: str | Path, *args: str) -> str:
+    result = subprocess.run([HG, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"hg {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _timed(env: dict, cwd: str | Path, *args: str) -> float:
+    start = time.perf_counter()
+    _hg(env, cwd, *args)
+    return time.perf_counter() - start
+
+
+def _child(env: dict, changesets: int, files: int) -> Path:
+    """The generated child, built once per size and kept under build/bench/."""
+    path = CACHE / f"child-{changesets}-{files}"
+    if not (path / ".hg" / "store" / "00changelog.i").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        print(f"  generating a child of {changesets} changesets (cached in {path}) ...",
+              file=sys.stderr, flush=True)
+        with Hg(HG, env=env) as hg:
+            generate(hg, path, changesets, files=files)
+    return path
+
+
+def _parent(env: dict, path: Path) -> Path:
+    with Hg(HG, env=env) as hg:
+        parent = Builder(hg, path, user="Pat <pat@example.org>")
+        for n in range(5):
+            parent.write(f"parent/file{n}.txt", f"parent file {n}\n")
+            parent.commit(f"parent change {n}")
+    return path
+
+
+def _recipe(env: dict, work: Path, child: Path, parent: Path) -> tuple[float, dict]:
+    """The manual procedure from docs/hg-import.md, timed stage by stage."""
+    (work / "filemap").write_text('rename . "child"\nexclude ".hgtags"\n')
+    (work / "branchmap").write_text("default child\n")
+    converted = work / f"converted-{child.name}"
+    stages = {"convert": _timed(env, work, "convert", "-q", "--filemap", str(work / "filemap"),
+                                "--branchmap", str(work / "branchmap"), str(child),
+                                str(converted))}
+    target = _hg(env, parent, "log", "-r", "tip", "-T", "{rev}")
+    stages["pull -f"] = _timed(env, parent, "pull", "-q", "-f", str(converted))
+    first = str(int(target) + 1)
+    stages["phase"] = _timed(env, parent, "phase", "-q", "-f", "--draft", "-r", f"{first}:")
+    stages["rebase"] = _timed(env, parent, "rebase", "-q", "--keepbranches", "-s", first,
+                              "-d", target)
+    return sum(stages.values()), stages
+
+
+def _import(env: dict, work: Path, parent: Path, child: Path, name: str, *extra: str) -> float:
+    copy = work / name
+    shutil.copytree(parent, copy, symlinks=True)
+    return _timed(env, copy, "importrepo", *extra, str(child), "child")
+
+
+def _sync(env: dict, work: Path, child: Path, imported: Path) -> tuple[float, float]:
+    """Re-sync after 10 new child changesets; and a bare incremental convert of them."""
+    newchild = work / "child-more"
+    shutil.copytree(child, newchild, symlinks=True)
+    with Hg(HG, env=env) as hg:
+        more = Builder(hg, newchild)
+        more.update("default")
+        for n in range(10):
+            more.append("src/mod0/file 0.txt", f"new {n}\n")
+            more.commit(f"new change {n}")
+    records = imported / ".hgimports"
+    records.write_text(records.read_text().replace(str(child), str(newchild)))
+    _hg(env, imported, "commit", "-q", "-m", "the child moved")
+    sync = _timed(env, imported, "importrepo", "--sync", "child")
+    maps = ["--filemap", str(work / "filemap"), "--branchmap", str(work / "branchmap")]
+    converted = work / f"converted-{child.name}"
+    if not converted.exists():  # convert the old history first, untimed
+        _hg(env, work, "convert", "-q", *maps, str(child), str(converted))
+    floor = _timed(env, work, "convert", "-q", *maps, str(newchild), str(converted))
+    return sync, floor
+
+
+def run(quick: bool) -> list[Row]:
+    """Quick: everything on 200 changesets over 100 files. Full: ionlab on 2,000
+    changesets over 1,000 files; the recipe (whose rebase alone would take a
+    quarter of an hour) on the first 200 of the same child, scaled by 10."""
+    small, big, files = (200, 200, 100) if quick else (200, 2000, 1000)
+    name, label = "hg_import", "manual recipe (convert, pull -f, phase, rebase)"
+    with tempfile.TemporaryDirectory(prefix="bench-hg-import-") as tmp:
+        work = Path(tmp)
+        (work / "hgrc").write_text(HGRC)
+        env = dict(plain_env(), HGRCPATH=str(work / "hgrc"))
+        parent = _parent(env, work / "parent")
+        child_small = _child(env, small, files)
+        recipe_parent = work / "parent-recipe"
+        shutil.copytree(parent, recipe_parent, symlinks=True)
+        recipe, stages = _recipe(env, work, child_small, recipe_parent)
+        print(f"  manual recipe on {small} changesets: " +
+              ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()), file=sys.stderr)
+        rows = [Row(name, f"import {small} changesets, default",
+                    _import(env, work, parent, child_small, "small"), recipe, label, "s",
+                    higher_is_better=False)]
+        child = child_small
+        if big != small:
+            child, scale = _child(env, big, files), big / small
+            recipe, label = recipe * scale, f"{label} on {small}, x{scale:g}"
+            rows.append(Row(name, f"import {big} changesets, default",
+                            _import(env, work, parent, child, "big"), recipe, label, "s",
+                            higher_is_better=False))
+        rows.append(Row(name, f"import {big} changesets, --linear",
+                        _import(env, work, parent, child, "linear", "--linear"), recipe, label,
+                        "s", higher_is_better=False))
+        sync, floor = _sync(env, work, child, work / ("big" if big != small else "small"))
+        rows.append(Row(name, "re-sync 10 new changesets", sync, floor,
+                        "bare incremental hg convert", "s", higher_is_better=False))
+    return rows

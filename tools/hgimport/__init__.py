@@ -1,0 +1,16 @@
+"""Bring Mercurial and git repositories into subdirectories of a monorepo.
+
+`hg importrepo` (hgext/importrepo.py) and `ionlab-import MANIFEST`
+(`python -m tools.hgimport`) are thin faces over this package, which drives
+Mercurial only through its command line protocol (see hg.py), so it works
+with any Mercurial from 6.3 on, inside or outside a Mercurial process.
+
+Modules: hg (command server), source (the child), mapping (names), importer
+(the import and sync), verify (the checks), state (.hgimports), manifest
+(several children in one run), synth (repositories for tests and benchmarks).
+"""
+
+from .errors import ImportAbort
+from .importer import Options
+
+__all__ = ["ImportAbort", "Options"]

@@ -1,0 +1,494 @@
+"""Import a child repository into a subdirectory of the parent, or re-sync it.
+
+The whole import happens aside, in a clone of the parent under `.hg/`:
+
+1. `hg convert` with a filemap (child files under SUBDIR, `.hgtags` and the
+   excludes dropped), a branchmap (child branches renamed so that they cannot
+   collide) and a splicemap (child roots grafted onto the parent revision);
+   `convert.skiptags` keeps convert's own tag commit out, `hg.saverev` and
+   `hg.sourcename` stamp every changeset with its child node and SUBDIR.
+2. One commit joins the result to the parent: the merge of the child head (or,
+   with `--linear`/`--no-merge`, a commit on the child line) carrying the
+   namespaced tags in `.hgtags`, `subinclude:SUBDIR/.hgignore` in `.hgignore`
+   and the import record in `.hgimports`.
+3. Verification (see verify.py) and `hg verify` of the clone.
+4. Only then one `hg pull` from the clone into the parent (a single
+   transaction) and an update of its working directory.
+
+A failure or Ctrl-C anywhere before step 4 leaves the parent as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+
+from . import state, verify
+from .errors import ImportAbort
+from .hg import Hg, HgError
+from .mapping import branch_target, excluded, filemap_word
+from .source import Source, open_source, revset_string
+from .ui import UI
+
+__all__ = ["Options", "Parent", "Plan", "run", "verify_subdir"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Options:
+    """What the user asked for; None means the default (docs/hg-import.md)."""
+
+    subdir: str
+    source: str | None = None
+    rev: str | None = None
+    onto: str = "."
+    branch: str | None = None
+    branch_prefix: str | None = None
+    tag_prefix: str | None = None
+    branches: dict[str, str] = field(default_factory=dict)
+    exclude: list[str] = field(default_factory=list)
+    linear: bool = False
+    merge: bool = True
+    sync: bool = False
+    dry_run: bool = False
+    message: str | None = None
+    username: str | None = None
+
+
+def normalize_subdir(subdir: str) -> str:
+    """`subdir` as a clean relative path; aborts on anything else."""
+    clean = subdir.replace(os.sep, "/").strip("/")
+    parts = clean.split("/")
+    if not clean or os.path.isabs(subdir) or any(p in ("", ".", "..", ".hg") for p in parts):
+        raise ImportAbort(f"invalid subdirectory {subdir!r}",
+                          "give a relative path inside the repository, such as 'wavemeter'")
+    return clean
+
+
+class Parent:
+    """The repository the child goes into, as seen through the command server."""
+
+    def __init__(self, hg: Hg, root: str, onto: str = "."):
+        self.hg, self.root = hg, root
+        if not os.path.isdir(os.path.join(root, ".hg")):
+            raise ImportAbort(f"{root} is not a Mercurial repository",
+                              "run the command inside the parent repository")
+        try:
+            self.onto, self.onto_branch = hg.lines("log", "-r", onto, "-T", "{node}\n{branch}\n",
+                                                   repo=root)[:2]
+        except (HgError, ValueError):
+            raise ImportAbort(f"unknown revision {onto!r} in the parent",
+                              "give an existing revision with --onto") from None
+        if self.onto == "0" * 40:
+            raise ImportAbort(f"{root} has no changeset to attach the child to",
+                              "commit something first (an .hgignore, a README)")
+        self.wdir = self.text("log", "-r", ".", "-T", "{node}")
+        text = hg.run("cat", "-r", self.onto, os.path.join(root, state.FILENAME), repo=root,
+                      check=False)
+        self.records = state.loads(text.text, f"{state.FILENAME}@{self.onto[:12]}") \
+            if text.code == 0 else {}
+        self.branches = {b["branch"] for b in hg.json("branches", "-c", "-T", "json", repo=root)}
+        self.tags = tags(hg, root)
+        self.bookmarks = {b["bookmark"]: b["node"]
+                          for b in hg.json("bookmarks", "-T", "json", repo=root)}
+
+    def text(self, *args: str) -> str:
+        return self.hg.text(*args, repo=self.root)
+
+    def check_clean(self) -> None:
+        status = self.text("status", "-mard")
+        merging = self.text("log", "-r", "p2()", "-T", "x")
+        if status or merging:
+            raise ImportAbort(f"uncommitted changes in {self.root}",
+                              "commit or shelve them (hg commit, hg shelve), then import again")
+
+    def has_files(self, subdir: str) -> bool:
+        found = self.hg.run("files", "-r", self.onto, "path:" + subdir, repo=self.root,
+                            check=False)
+        return found.code == 0 and bool(found.out)
+
+    def imported(self, sourcename: str) -> dict[str, tuple[str, str]]:
+        """{child node: (node, branch)} of the changesets a previous import brought."""
+        revset = f"extra('convert_source', {revset_string(sourcename)})"
+        result = {}
+        template = '{dict(node, branch, child=get(extras, "convert_revision"))|json}\n'
+        for line in self.hg.lines("log", "-r", revset, "-T", template, repo=self.root):
+            entry = json.loads(line)
+            result[entry["child"]] = (entry["node"], entry["branch"])
+        return result
+
+
+def tags(hg: Hg, repo: str) -> dict[str, str]:
+    """Global tags of `repo`, tip left out."""
+    return {t["tag"]: t["node"] for t in hg.json("tags", "-T", "json", repo=repo)
+            if t["tag"] != "tip" and t.get("type") != "local"}
+
+
+@dataclass
+class Plan:
+    """Everything decided before anything is written."""
+
+    record: state.Record
+    source: Source
+    parent: Parent
+    sync: bool
+    merge: bool
+    done: dict[str, str]               # child node -> imported node (earlier imports)
+    todo: list[str]                    # child nodes to convert
+    branchmap: dict[str, str]
+    excludes: set[str]
+    splice: dict[str, str]             # child root -> parent node
+    newtags: dict[str, str]            # namespaced tag -> child node
+    message: str | None = None
+    username: str | None = None
+
+    def filemap(self) -> str:
+        lines = [f"rename . {filemap_word(self.record.subdir)}"]
+        lines += [f"exclude {filemap_word(p)}" for p in sorted(self.excludes)]
+        return "\n".join(lines) + "\n"
+
+    def describe(self) -> list[str]:
+        """The plan as `--dry-run` prints it."""
+        r, verb = self.record, "sync" if self.sync else "import"
+        heads = len({c.node for c in self.source.changes} -
+                    {p for c in self.source.changes for p in c.parents})
+        how = ("linear, on top of" if r.linear else "merged into" if self.merge else
+               "left unmerged beside")
+        lines = [f"{verb} {r.source} ({self.source.kind}) into {r.subdir}/",
+                 f"child: {len(self.source.changes)} changesets, {heads} heads, "
+                 f"{len(self.source.tags)} tags",
+                 f"changesets to convert: {len(self.todo)} (already imported: {len(self.done)})",
+                 f"attach: {how} {self.parent.onto[:12]} (branch {self.parent.onto_branch})",
+                 "filemap:"] + ["  " + line for line in self.filemap().splitlines()]
+        lines.append("branchmap:")
+        lines += [f"  {src} -> {dst}" for src, dst in sorted(self.branchmap.items())]
+        lines.append(f"tags to create: {len(self.newtags)}")
+        lines += [f"  {name} -> {node[:12]}" for name, node in sorted(self.newtags.items())]
+        return lines
+
+
+def _record(opts: Options, parent: Parent, subdir: str) -> state.Record:
+    """The record for a new import, or the stored one (with overrides) for a sync."""
+    old = parent.records.get(subdir)
+    if opts.sync:
+        if old is None:
+            raise ImportAbort(f"{subdir} is not an import recorded in {state.FILENAME}",
+                              "import it first: hg importrepo SOURCE " + subdir)
+        changes = {k: v for k, v in (("source", opts.source),) if v}
+        if opts.exclude:
+            changes["exclude"] = sorted(set(old.exclude) | set(opts.exclude))
+        return replace(old, **changes)
+    if old is not None:
+        raise ImportAbort(f"{subdir} is already imported from {old.source}",
+                          f"bring in new changesets with: hg importrepo --sync {subdir}")
+    if parent.has_files(subdir):
+        raise ImportAbort(f"{subdir} already exists in the parent and is not an import",
+                          "choose another subdirectory, or move the existing one away first")
+    if os.path.lexists(os.path.join(parent.root, subdir)):
+        raise ImportAbort(f"{subdir} exists in the working directory (untracked files)",
+                          "move it away or choose another subdirectory")
+    if not opts.source:
+        raise ImportAbort("no source given", "hg importrepo SOURCE SUBDIR")
+    linear = opts.linear
+    return state.Record(
+        subdir=subdir, source=opts.source, kind="",
+        branch=opts.branch or (parent.onto_branch if linear else subdir),
+        branch_prefix=subdir + "/" if opts.branch_prefix is None else opts.branch_prefix,
+        tag_prefix=subdir + "/" if opts.tag_prefix is None else opts.tag_prefix,
+        branches=dict(opts.branches), exclude=sorted(set(opts.exclude)), linear=linear,
+        onto=parent.onto)
+
+
+def _branchmap(record: state.Record, source: Source, parent: Parent,
+               owned: set[str]) -> dict[str, str]:
+    mapping = {}
+    for name in sorted({c.branch for c in source.changes}):
+        mapping[name] = branch_target(record, name)
+    seen: dict[str, str] = {}
+    for name, target in mapping.items():
+        if target in seen:
+            raise ImportAbort(f"child branches {seen[target]!r} and {name!r} would both become "
+                              f"{target!r}", "map one of them elsewhere (branches in the "
+                              "manifest) or change --branch-prefix")
+        seen[target] = name
+        ours = target in owned or (record.linear and target == parent.onto_branch)
+        if target in parent.branches and not ours:
+            raise ImportAbort(f"branch collision: child branch {name!r} would become "
+                              f"{target!r}, which exists in the parent",
+                              "choose another name with --branch or --branch-prefix")
+    return mapping
+
+
+def make_plan(hg: Hg, parent: Parent, opts: Options) -> Plan:
+    subdir = normalize_subdir(opts.subdir)
+    record = _record(opts, parent, subdir)
+    source_path = record.source if os.path.isabs(record.source) else \
+        os.path.normpath(os.path.join(parent.root if opts.sync else os.getcwd(), record.source))
+    source = open_source(hg, source_path, opts.rev)
+    if not opts.sync:
+        record.kind = source.kind
+        # as given: relative paths stay relative (to the root), for clones side by side
+        record.source = source_path if os.path.isabs(record.source) else \
+            os.path.relpath(source_path, parent.root)
+    earlier = parent.imported(record.sourcename)
+    done = {child: node for child, (node, _b) in earlier.items()}
+    owned = {branch for _n, branch in earlier.values()}
+    branchmap = _branchmap(record, source, parent, owned)
+    seen = source.covered(set(done))
+    todo = [c.node for c in source.changes if c.node not in seen]
+    excludes = {".hgtags"} | excluded(source.paths(), record.exclude)
+    splice = {root: parent.onto for root in source.roots if root not in seen}
+    ours = set(done.values())
+    newtags = {}
+    for name, node in source.tags.items():
+        target = record.tag_prefix + name
+        if target in parent.tags and parent.tags[target] not in ours:
+            raise ImportAbort(f"tag collision: child tag {name!r} would become {target!r}, "
+                              "which the parent already has",
+                              "choose a namespace with --tag-prefix")
+        newtags[target] = node
+    merge = opts.merge and (opts.sync or not record.linear)  # a sync always merges
+    return Plan(record, source, parent, opts.sync, merge, done, todo,
+                branchmap, excludes, splice, newtags, opts.message, opts.username)
+
+
+class Aside:
+    """A clone of the parent under .hg/ where all the work happens; removed on exit."""
+
+    def __init__(self, hg: Hg, parent: Parent):
+        self.hg = hg
+        self.dir = tempfile.mkdtemp(prefix="importrepo-", dir=os.path.join(parent.root, ".hg"))
+        self.repo = os.path.join(self.dir, "repo")
+        try:
+            hg.run("clone", "-U", "-q", "--config", "hooks.preoutgoing=", "--config",
+                   "hooks.outgoing=", parent.root, self.repo)
+            with open(os.path.join(self.repo, ".hg", "hgrc"), "w", encoding="utf-8") as fh:
+                fh.write("[phases]\npublish = False\n")
+        except BaseException:
+            self.close()
+            raise
+
+    def write(self, name: str, text: str) -> str:
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return path
+
+    def run(self, *args: str, **kw):
+        return self.hg.run(*args, repo=self.repo, **kw)
+
+    def text(self, *args: str) -> str:
+        return self.hg.text(*args, repo=self.repo)
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
+    """Run convert; return its revision map {child node: imported node}."""
+    r = plan.record
+    shamap = os.path.join(aside.repo, ".hg", "shamap")
+    order = [c.node for c in plan.source.changes if c.node in plan.done]
+    with open(shamap, "w", encoding="utf-8") as fh:
+        fh.writelines(f"{node} {plan.done[node]}\n" for node in order)
+    args = ["convert", "--source-type", plan.source.kind, "--dest-type", "hg",
+            "--filemap", aside.write("filemap", plan.filemap()),
+            "--branchmap", aside.write("branchmap", "".join(
+                f"{s} {d}\n" for s, d in plan.branchmap.items())),
+            "--splicemap", aside.write("splicemap", "".join(
+                f"{c} {p}\n" for c, p in plan.splice.items())),
+            "--config", "convert.skiptags=True", "--config", "convert.hg.saverev=True",
+            "--config", "convert.git.saverev=True",
+            "--config", "convert.hg.sourcename=" + r.sourcename]
+    if plan.source.rev:
+        args += ["--rev", plan.source.rev]
+    counting: dict[str, int] = {}  # convert prints "converting..." then N-1 ... 0
+
+    def on_line(line: str) -> None:
+        if line == "converting...":
+            counting["on"] = 1
+        elif counting and line[:1].isdigit():
+            left = int(line.split(" ", 1)[0])
+            total = counting.setdefault("total", left + 1)
+            ui.progress("converting", total - 1 - left, total, "changesets")
+
+    log.debug("hg %s", " ".join(args))
+    try:
+        aside.hg.run(*args, plan.source.path, aside.repo, on_line=on_line)
+    finally:
+        ui.progress("converting", None, None)
+    revmap = {}
+    with open(shamap, encoding="utf-8") as fh:
+        for line in fh:
+            child, node = line.split()
+            revmap[child] = node
+    return revmap
+
+
+def _prefix_bookmarks(aside: Aside, plan: Plan) -> None:
+    """Convert turns git branches into bookmarks: namespace them like branches and
+    put back any parent bookmark that a same-named git branch moved."""
+    before = plan.parent.bookmarks
+    for mark in json.loads(aside.run("bookmarks", "-T", "json").out or b"[]"):
+        name, node = mark["bookmark"], mark["node"]
+        if before.get(name) == node:
+            continue
+        target = plan.record.branch_prefix + name
+        if name in before:
+            aside.run("bookmark", "-f", "-r", before[name], name)
+        else:
+            aside.run("bookmark", "-d", name)
+        if target not in before:
+            aside.run("bookmark", "-f", "-r", node, target)
+
+
+def _is_ancestor(aside: Aside, a: str, b: str) -> bool:
+    return bool(aside.text("log", "-r", f"{a} and ::{b}", "-T", "x"))
+
+
+def _join(aside: Aside, plan: Plan, revmap: dict[str, str], ui: UI) -> tuple[str | None, int]:
+    """Merge (or stack) the child head, write tags, ignore rules and the record, and
+    commit. Returns (the new node or None when nothing changed, new changesets)."""
+    r, parent = plan.record, plan.parent
+    new = sorted(set(revmap.values()) - set(plan.done.values()) - {parent.onto})
+    head = verify.image(plan.source, {**plan.done, **revmap}, plan.source.head)
+    if head is None:
+        raise ImportAbort(f"the child head {plan.source.head[:12]} has no imported changeset",
+                          "it touches only excluded files; import up to another --rev")
+    onto = parent.onto
+    if _is_ancestor(aside, head, onto):
+        base, merging = onto, False
+    elif not plan.merge:
+        base, merging = head, False
+    elif _is_ancestor(aside, onto, head) and aside.text(
+            "log", "-r", head, "-T", "{branch}") == parent.onto_branch:
+        base, merging = head, False
+    else:
+        base, merging = onto, True
+    aside.run("update", "-q", "-C", "-r", base)
+    if merging:
+        result = aside.run("merge", "-q", "-r", head, "--tool", ":merge", check=False)
+        if result.code:
+            conflicts = [line[2:] for line in aside.text("resolve", "-l").splitlines()
+                         if line.startswith("U ")]
+            raise ImportAbort(
+                f"merging {r.subdir} conflicts with the parent in: {', '.join(conflicts)}",
+                f"import with --no-merge, then: hg merge {r.branch} and resolve")
+    wdir = aside.repo
+    tag_lines = _tag_lines(plan, revmap)
+    if tag_lines:
+        _append(os.path.join(wdir, ".hgtags"), tag_lines)
+    if os.path.exists(os.path.join(wdir, r.subdir, ".hgignore")):
+        rule = f"subinclude:{r.subdir}/.hgignore"
+        ignore = os.path.join(wdir, ".hgignore")
+        text = open(ignore, encoding="utf-8").read() if os.path.exists(ignore) else ""
+        if rule not in text.splitlines():
+            _append(ignore, [rule])
+    records = dict(parent.records)
+    records[r.subdir] = r
+    with open(os.path.join(wdir, state.FILENAME), "w", encoding="utf-8") as fh:
+        fh.write(state.dumps(records))
+    aside.run("add", "-q", os.path.join(wdir, state.FILENAME), os.path.join(wdir, ".hgtags"),
+              os.path.join(wdir, ".hgignore"), check=False)
+    if not merging and not aside.text("status", "-mar") and base == onto:
+        return None, len(new)
+    verb = "sync" if plan.sync else "import"
+    message = plan.message or (
+        f"{verb} {r.subdir}/ from {r.source}" +
+        (f" ({len(new)} new changesets)" if plan.sync else ""))
+    commit = ["commit", "-q", "-m", message]
+    if plan.username:
+        commit += ["-u", plan.username]
+    aside.run(*commit)
+    ui.status(f"{'merged' if merging else 'committed'} {r.subdir} at "
+              f"{aside.text('log', '-r', '.', '-T', '{node|short}')}")
+    return aside.text("log", "-r", ".", "-T", "{node}"), len(new)
+
+
+def _tag_lines(plan: Plan, revmap: dict[str, str]) -> list[str]:
+    lines = []
+    for name, child in sorted(plan.newtags.items()):
+        node = verify.image(plan.source, {**plan.done, **revmap}, child)
+        if node and plan.parent.tags.get(name) != node:
+            lines.append(f"{node} {name}")
+    return lines
+
+
+def _append(path: str, lines: list[str]) -> None:
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text + "".join(line + "\n" for line in lines))
+
+
+def run(hg: Hg, root: str, opts: Options, ui: UI) -> int:
+    """Import or sync one child; returns 0, or 1 when there was nothing to do."""
+    parent = Parent(hg, root, opts.onto)
+    if not opts.dry_run:
+        parent.check_clean()
+    plan = make_plan(hg, parent, opts)
+    if opts.dry_run:
+        for line in plan.describe():
+            ui.status(line)
+        return 0
+    if plan.sync and not plan.todo and not _tags_changed(plan):
+        ui.status(f"{plan.record.subdir}: nothing new in {plan.record.source}")
+        return 1
+    ui.status(f"{'syncing' if plan.sync else 'importing'} {plan.record.source} into "
+              f"{plan.record.subdir}/ ({len(plan.todo)} changesets to convert)")
+    aside = Aside(hg, parent)
+    log.debug("working in %s", aside.dir)
+    try:
+        revmap = _convert(aside, plan, ui)
+        if plan.source.kind == "git":
+            _prefix_bookmarks(aside, plan)
+        node, count = _join(aside, plan, revmap, ui)
+        if node is None:
+            ui.status(f"{plan.record.subdir}: nothing new in {plan.record.source}")
+            return 1
+        report = verify.check(hg, aside.repo, plan.record, plan.source, {**plan.done, **revmap},
+                              only=set(plan.todo) if plan.sync else None,
+                              parent_tags=parent.tags, ui=ui)
+        for line in report.lines():
+            ui.status(line)
+        if not report.ok:
+            raise ImportAbort(f"verification of {plan.record.subdir} failed; "
+                              "the parent is unchanged", "report the problems listed above")
+        hg.run("pull", "-q", aside.repo, repo=root)
+        if parent.wdir == parent.onto and (plan.merge or plan.record.linear):
+            hg.run("update", "-q", "-r", node, repo=root)
+        ui.status(f"{plan.record.subdir}: {count} changesets "
+                  f"{'synced' if plan.sync else 'imported'}, head {node[:12]}")
+        return 0
+    except HgError as exc:
+        raise ImportAbort(f"{exc}", "the parent is unchanged") from None
+    finally:
+        aside.close()
+
+
+def _tags_changed(plan: Plan) -> bool:
+    return any(plan.parent.tags.get(name) != verify.image(plan.source, plan.done, node)
+               for name, node in plan.newtags.items())
+
+
+def verify_subdir(hg: Hg, root: str, subdir: str, ui: UI) -> bool:
+    """`--verify` on its own: check an earlier import in the parent itself."""
+    parent = Parent(hg, root)
+    subdir = normalize_subdir(subdir)
+    record = parent.records.get(subdir)
+    if record is None:
+        raise ImportAbort(f"{subdir} is not an import recorded in {state.FILENAME}")
+    path = record.source if os.path.isabs(record.source) else \
+        os.path.normpath(os.path.join(root, record.source))
+    source = open_source(hg, path)
+    done = {child: node for child, (node, _b) in parent.imported(record.sourcename).items()}
+    report = verify.check(hg, root, record, source, done, ui=ui)
+    for line in report.lines():
+        ui.status(line)
+    return report.ok

@@ -1,0 +1,138 @@
+"""Build or extend a monorepo from a manifest: one TOML table per child.
+
+    monorepo = "lab"                  # created when missing (relative to this file)
+    username = "Lab <lab@example.org>"  # optional, for the merge commits
+
+    [[child]]
+    source = "../wavemeter"           # Mercurial or git, relative to this file
+    subdir = "wavemeter"
+    branch = "wavemeter"              # the child's default branch (default: subdir)
+    branch_prefix = "wavemeter/"      # its other branches (default: subdir/)
+    tag_prefix = "wavemeter/"         # its tags (default: subdir/)
+    branches = { stable = "wavemeter-stable" }
+    exclude = ["*.pyc", "build"]
+    linear = false
+    merge = true
+
+A child already recorded in the monorepo's .hgimports is synced, any other
+imported, in manifest order, each one atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+
+from . import importer
+from .errors import ImportAbort
+from .hg import Hg, HgError
+from .ui import UI
+
+__all__ = ["Manifest", "consolidate", "load"]
+
+_KEYS = {"source": str, "subdir": str, "branch": str, "branch_prefix": str, "tag_prefix": str,
+         "branches": dict, "exclude": list, "linear": bool, "merge": bool, "rev": str}
+
+
+class Manifest:
+    """A parsed manifest: where the monorepo is and its children's Options."""
+
+    def __init__(self, path: str, monorepo: str, username: str | None,
+                 children: list[importer.Options]):
+        self.path, self.monorepo, self.username, self.children = \
+            path, monorepo, username, children
+
+    def __repr__(self) -> str:
+        return f"<Manifest {self.path}: {len(self.children)} children into {self.monorepo}>"
+
+
+def load(path: str) -> Manifest:
+    """Read and check a manifest; every problem names the file and the key."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ImportAbort(f"cannot read manifest {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ImportAbort(f"{path}: {exc}") from None
+    base = os.path.dirname(os.path.abspath(path))
+    unknown = set(data) - {"monorepo", "username", "child"}
+    if unknown:
+        raise ImportAbort(f"{path}: unknown key {sorted(unknown)[0]!r}",
+                          "top-level keys are monorepo, username and [[child]] tables")
+    if not isinstance(data.get("monorepo"), str):
+        raise ImportAbort(f"{path}: monorepo: expected the path of the monorepo (a string)")
+    children, seen = [], set()
+    for n, table in enumerate(data.get("child", [])):
+        where = f"{path}: child[{n}]"
+        for key, value in table.items():
+            if key not in _KEYS:
+                raise ImportAbort(f"{where}.{key}: unknown key",
+                                  "known keys: " + ", ".join(sorted(_KEYS)))
+            if not isinstance(value, _KEYS[key]):
+                raise ImportAbort(f"{where}.{key}: expected a {_KEYS[key].__name__}, "
+                                  f"got {value!r}")
+        for key in ("source", "subdir"):
+            if key not in table:
+                raise ImportAbort(f"{where}: missing {key!r}")
+        subdir = importer.normalize_subdir(table["subdir"])
+        if subdir in seen:
+            raise ImportAbort(f"{where}.subdir: {subdir!r} appears twice")
+        seen.add(subdir)
+        source = table["source"]
+        if "://" not in source:
+            source = os.path.normpath(os.path.join(base, source))
+        children.append(importer.Options(
+            subdir=subdir, source=source, rev=table.get("rev"), branch=table.get("branch"),
+            branch_prefix=table.get("branch_prefix"), tag_prefix=table.get("tag_prefix"),
+            branches=dict(table.get("branches", {})), exclude=list(table.get("exclude", [])),
+            linear=table.get("linear", False), merge=table.get("merge", True)))
+    if not children:
+        raise ImportAbort(f"{path}: no [[child]] tables", "add one per repository to import")
+    return Manifest(path, os.path.normpath(os.path.join(base, data["monorepo"])),
+                    data.get("username"), children)
+
+
+def _create(hg: Hg, root: str, ui: UI) -> None:
+    """A new monorepo with one first commit (an .hgignore) to attach children to."""
+    if os.path.exists(root) and os.listdir(root):
+        raise ImportAbort(f"{root} exists and is not a Mercurial repository",
+                          "point monorepo at an existing repository or a new path")
+    hg.run("init", root)
+    with open(os.path.join(root, ".hgignore"), "w", encoding="utf-8") as fh:
+        fh.write("# Ignore rules; each imported child's own are included below.\n")
+    hg.run("commit", "-A", "-q", "-m", "create monorepo", repo=root)
+    ui.status(f"created {root}")
+
+
+def consolidate(manifest: Manifest, ui: UI, *, hg_exe: str | None = None,
+                dry_run: bool = False, verify: bool = False) -> int:
+    """Import or sync every child of `manifest`; returns 0."""
+    config = (f"ui.username={manifest.username}",) if manifest.username else ()
+    try:
+        with Hg(hg_exe, config=config) as hg:
+            return _consolidate(hg, manifest, ui, dry_run, verify)
+    except HgError as exc:
+        raise ImportAbort(str(exc), "nothing half-imported was kept; children done before it stay") from None
+
+
+def _consolidate(hg: Hg, manifest: Manifest, ui: UI, dry_run: bool, verify: bool) -> int:
+    root = manifest.monorepo
+    if not os.path.isdir(os.path.join(root, ".hg")):
+        if dry_run or verify:
+            raise ImportAbort(f"{root} does not exist yet", "run without --dry-run/--verify")
+        _create(hg, root, ui)
+    if verify:
+        failed = [c.subdir for c in manifest.children
+                  if not importer.verify_subdir(hg, root, c.subdir, ui)]
+        if failed:
+            raise ImportAbort(f"verification failed for {', '.join(failed)}")
+        return 0
+    for options in manifest.children:
+        records = importer.Parent(hg, root).records
+        options.sync = options.subdir in records
+        options.dry_run, options.username = dry_run, manifest.username
+        if options.sync:
+            options.linear = False
+        importer.run(hg, root, options, ui)
+    return 0

@@ -1,0 +1,285 @@
+"""Check an import against its child and report.
+
+For every child changeset the import covers:
+
+- kept ones: same author, date, message (hashes in it may be rewritten),
+  mapped branch, parents that are the images of the child's parents, and the
+  same files under SUBDIR. Files are compared by induction: the root's parent
+  has nothing under SUBDIR, and each changeset's git-style diff against its
+  first parent equals the child's (paths prefixed, excluded files left out);
+  where the diffs differ, the two trees are compared in full.
+- dropped ones (tag-only commits, merges convert pruned, changesets touching
+  only excluded files): the child's tree equals the tree of the changeset that
+  stands for it, compared in full. Counts must add up.
+- tags: every child tag exists, namespaced, on the image of its changeset; the
+  parent's own tags are untouched.
+- `hg verify` is clean.
+
+Git children are checked the same way except that diffs are not comparable
+between git and Mercurial: trees are compared in full at every head, every
+tagged commit and every dropped commit, metadata is not compared.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from .hg import Hg
+from .mapping import branch_target, excluded
+from .source import NULL, Source, hg_tree, revset_string
+from .state import Record
+from .ui import UI
+
+__all__ = ["Report", "check", "image"]
+
+_HASH = re.compile(r"\b[0-9a-f]{12,40}\b")
+_FEW = 400  # up to this many changesets are named one by one in a revset
+_MARK = "\x01"
+
+
+def image(source: Source, revmap: dict[str, str], node: str) -> str | None:
+    """The imported changeset standing for child `node`: its own, or for one
+    convert dropped, that of its nearest first-parent ancestor that was kept."""
+    parents = source.parent_map
+    while node is not None:
+        if node in revmap:
+            return revmap[node]
+        node = (parents.get(node) or (None,))[0]
+    return None
+
+
+@dataclass
+class Report:
+    """What was checked and what went wrong."""
+
+    subdir: str
+    scope: str = ""  # "new " when only what a sync brought was checked
+    counts: dict[str, int] = field(default_factory=dict)
+    facts: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < 50:
+            self.problems.append(text)
+        elif len(self.problems) == 50:
+            self.problems.append("... (further problems not listed)")
+
+    def lines(self) -> list[str]:
+        c = self.counts
+        dropped = ", ".join(f"{c[k]} {k}" for k in ("tag-only", "pruned merges",
+                                                   "empty after excludes") if c.get(k))
+        out = [f"verify {self.subdir}/: {'ok' if self.ok else 'FAILED'}",
+               f"  {self.scope}changesets: {c.get('child', 0)} in child = "
+               f"{c.get('kept', 0)} imported"
+               + (f" + {dropped} dropped" if dropped else "")]
+        out += ["  " + fact for fact in self.facts]
+        out += ["  problem: " + p for p in self.problems]
+        return out
+
+
+def _sections(blob: bytes, prefix: bytes) -> dict[bytes, bytes]:
+    """Split one changeset's git diff into {path: section}, `prefix` taken off paths."""
+    result = {}
+    for section in re.split(rb"^(?=diff --git a/)", blob, flags=re.M):
+        if not section.startswith(b"diff --git a/"):
+            continue
+        lines = section.split(b"\n")
+        path = None
+        for i, line in enumerate(lines):
+            if line.startswith((b"@@", b"GIT binary patch", b"Binary")):
+                break
+            if i == 0:
+                rest = line[len(b"diff --git "):]
+                rest = rest.replace(b"a/" + prefix, b"a/", 1)
+                cut = rest.rfind(b" b/" + prefix)
+                if prefix and cut >= 0:
+                    rest = rest[:cut] + b" b/" + rest[cut + 3 + len(prefix):]
+                lines[0] = b"diff --git " + rest
+                path = rest[2:2 + (len(rest) - 5) // 2]
+                continue
+            for lead in (b"--- a/", b"+++ b/", b"rename from ", b"rename to ", b"copy from ",
+                         b"copy to "):
+                if line.startswith(lead + prefix):
+                    line = lines[i] = lead + line[len(lead) + len(prefix):]
+                    if lead in (b"rename to ", b"copy to ", b"+++ b/"):
+                        path = line[len(lead):]
+        result[path] = b"\n".join(lines).rstrip(b"\n")  # the last one has log's blank line
+    return result
+
+
+def _diffs(hg: Hg, repo: str, revset: str, prefix: bytes) -> dict[str, dict[bytes, bytes]]:
+    out = hg.run("log", "--git", "-p", "-r", revset, "-T", _MARK + "{node}\n", repo=repo).out
+    result = {}
+    for chunk in (b"\n" + out).split(b"\n" + _MARK.encode())[1:]:
+        node, _nl, blob = chunk.partition(b"\n")
+        result[node.decode()] = _sections(blob, prefix)
+    return result
+
+
+def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, str], *,
+          only: set[str] | None = None, parent_tags: dict[str, str] | None = None,
+          ui: UI | None = None) -> Report:
+    """Verify the import of `source` into `repo`; `revmap` maps child nodes to
+    imported ones (as convert left it, or rebuilt from the changesets' extras).
+    `only` limits the changeset checks to those child nodes (what a sync brought)."""
+    ui = ui or UI()
+    report = Report(record.subdir, "new " if only is not None else "")
+    subdir = record.subdir
+    revset = f"extra('convert_source', {revset_string(record.sourcename)})"
+    template = ('{dict(node, branch, user, desc, child=get(extras, "convert_revision"), '
+                'date=date|hgdate, p1=p1node, p2=p2node)|json}\n')
+    new = [revmap[n] for n in only or () if n in revmap]
+    if only is not None and len(new) <= _FEW:  # a sync: read only what it brought
+        revset = f"{revset} and ({'+'.join(new) or 'none()'})"
+    kept = {}
+    for line in hg.lines("log", "-r", revset, "-T", template, repo=repo):
+        entry = json.loads(line)
+        kept[entry["child"]] = entry
+    imported = {child: e["node"] for child, e in kept.items()}
+    revmap = {**revmap, **imported}
+    covered = source.covered(set(revmap))
+    changes = [c for c in source.changes if c.node in covered and (only is None or c.node in only)]
+    small = only is not None and len(changes) <= _FEW
+    for child in set(imported) - set(source.parent_map):
+        report.problem(f"{imported[child][:12]} stands for {child[:12]}, unknown in the child")
+    excludes = {".hgtags"} | excluded(source.paths(), record.exclude)
+    branchmap = {name: branch_target(record, name) for name in {c.branch for c in changes}}
+    hgchild = source.kind == "hg"
+    child_meta = {}
+    if hgchild:
+        child_set = "+".join(c.node for c in changes) if small else source.revset
+        dest_set = "+".join(filter(None, (kept.get(c.node, {}).get("node") for c in changes))) \
+            if small else revset
+        if child_set:
+            for line in hg.lines("log", "-r", child_set, "-T", template, repo=source.path):
+                entry = json.loads(line)
+                child_meta[entry["node"]] = entry
+        child_diffs = _diffs(hg, source.path, child_set, b"") if child_set else {}
+        dest_diffs = _diffs(hg, repo, dest_set, (subdir + "/").encode()) if dest_set else {}
+    counts = report.counts
+    counts.update(child=len(changes), kept=0)
+    bases, full, total = set(), 0, len(changes)
+    checkpoints = set() if hgchild else _git_checkpoints(source, revmap)
+    for n, change in enumerate(changes):
+        if n % 50 == 0:
+            ui.progress("verifying", n, total, "changesets")
+        entry = kept.get(change.node)
+        if entry is None:
+            kind = ("tag-only" if change.files == (".hgtags",) else
+                    "pruned merges" if len(change.parents) == 2 else "empty after excludes")
+            counts[kind] = counts.get(kind, 0) + 1
+            target = revmap.get(change.node) or image(source, revmap, change.node)
+            if hgchild and change.parents and target == image(
+                    source, revmap, change.parents[0]) and not any(
+                    p.decode("utf-8", "surrogateescape") not in excludes
+                    for p in child_diffs.get(change.node, {})):
+                continue  # nothing but excluded files changed: same tree as its parent
+            if hgchild and any(image(source, revmap, p) == target and
+                               not _changed(hg, source, p, change.node, excludes)
+                               for p in change.parents[1:]):
+                continue  # a merge convert pruned: same files as the parent it stands for
+            candidates = [target] + [revmap.get(p) for p in change.parents]
+            want = _child_tree(source, change.node, excludes)
+            if not any(c and _dest_tree(hg, repo, c, subdir) == want for c in candidates):
+                report.problem(f"child {change.node[:12]} was dropped but its files differ "
+                               f"from {str(target)[:12]}")
+            continue
+        counts["kept"] += 1
+        node = entry["node"]
+        dest_parents = [p for p in (entry["p1"], entry["p2"]) if p != NULL]
+        want_parents = list(dict.fromkeys(image(source, revmap, p) for p in change.parents))
+        if change.parents:
+            if set(dest_parents) - set(want_parents) or not dest_parents:
+                report.problem(f"{node[:12]} (child {change.node[:12]}): parents "
+                               f"{[p[:12] for p in dest_parents]}, expected "
+                               f"{[str(p)[:12] for p in want_parents]}")
+        else:
+            bases.update(dest_parents)
+        if hgchild:
+            meta = child_meta[change.node]
+            for key in ("user", "date"):
+                if meta[key] != entry[key]:
+                    report.problem(f"{node[:12]}: {key} {entry[key]!r}, child has {meta[key]!r}")
+            if _HASH.sub("#", meta["desc"]) != _HASH.sub("#", entry["desc"]):
+                report.problem(f"{node[:12]}: message differs from child {change.node[:12]}")
+        if entry["branch"] != branchmap.get(change.branch, entry["branch"]):
+            report.problem(f"{node[:12]}: branch {entry['branch']!r}, expected "
+                           f"{branchmap[change.branch]!r}")
+        same_base = not change.parents or (dest_parents and dest_parents[0] ==
+                                           image(source, revmap, change.parents[0]))
+        if hgchild and same_base:
+            mine = {p: s for p, s in child_diffs.get(change.node, {}).items()
+                    if p.decode("utf-8", "surrogateescape") not in excludes}
+            if mine == dest_diffs.get(node, {}):
+                continue
+        if not hgchild and node not in checkpoints:
+            continue
+        full += 1
+        if _dest_tree(hg, repo, node, subdir) != _child_tree(source, change.node, excludes):
+            report.problem(f"{node[:12]}: files under {subdir}/ differ from child "
+                           f"{change.node[:12]}")
+    ui.progress("verifying", None, None)
+    for base in bases:
+        if _dest_tree(hg, repo, base, subdir):
+            report.problem(f"{base[:12]}, where the child was attached, already has {subdir}/")
+    how = "diffs against the first parent" if hgchild else \
+        "full trees at heads, tags and dropped commits"
+    report.facts.append(f"contents: {counts['kept']} changesets by {how}, {full} in full")
+    _check_tags(hg, repo, record, source, revmap, covered, parent_tags, report)
+    result = hg.run("verify", "-q", repo=repo, check=False)
+    if result.code:
+        report.problem("hg verify: " + (result.err or result.out).decode(errors="replace")
+                       .strip().replace("\n", "; "))
+    else:
+        report.facts.append("hg verify: clean")
+    return report
+
+
+def _changed(hg: Hg, source: Source, a: str, b: str, excludes: set[str]) -> list[str]:
+    """Files that differ between child changesets `a` and `b`, excludes left out."""
+    names = hg.lines("status", "-n", "--rev", a, "--rev", b, repo=source.path)
+    return [name for name in names if name not in excludes]
+
+
+def _git_checkpoints(source: Source, revmap: dict[str, str]) -> set[str]:
+    heads = {c.node for c in source.changes} - {p for c in source.changes for p in c.parents}
+    points = heads | set(source.tags.values()) | {source.head}
+    return {revmap[p] for p in points if p in revmap}
+
+
+def _child_tree(source: Source, node: str, excludes: set[str]) -> dict:
+    return {p: v for p, v in source.tree(node).items() if p not in excludes}
+
+
+def _dest_tree(hg: Hg, repo: str, node: str, subdir: str) -> dict:
+    return hg_tree(hg, repo, node, subdir)
+
+
+def _check_tags(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, str],
+                covered: set[str], parent_tags: dict[str, str] | None, report: Report) -> None:
+    have = {t["tag"]: t["node"] for t in hg.json("tags", "-T", "json", repo=repo)
+            if t["tag"] != "tip"}
+    checked = 0
+    for name, node in sorted(source.tags.items()):
+        if node not in covered:
+            continue
+        want, target = image(source, revmap, node), record.tag_prefix + name
+        checked += 1
+        if have.get(target) != want:
+            report.problem(f"tag {target}: {str(have.get(target))[:12]}, expected {str(want)[:12]}"
+                           f" (child {name} is {node[:12]})")
+    namespace = record.tag_prefix or "(no prefix)"
+    report.facts.append(f"tags: {checked} child tags checked under {namespace}")
+    if parent_tags is not None:
+        moved = [n for n, node in parent_tags.items() if have.get(n) != node
+                 and not n.startswith(record.tag_prefix or "\0")]
+        for name in moved:
+            report.problem(f"parent tag {name} changed")
+        report.facts.append(f"parent tags: {len(parent_tags)} untouched" if not moved else
+                            "parent tags: changed")
