@@ -34,6 +34,12 @@ channels = {{ 1 = "397", 2 = "866", 3 = "854", 4 = "423", 5 = "375", 6 = "729", 
 [locks]
 state_file = "{state_file}"
 capture_mhz = 500.0
+# Readings carry wall-clock times while the test moves the simulation at its own pace:
+# no stall of a loaded machine may count as a lost signal, and no long dt may make one
+# integrator step cross the setpoint (1.5 MHz at most, at 100 MHz/V).
+stale_after_s = 60.0
+signal_timeout_s = 120.0
+max_step_v = 0.015
 {extra}
 """, "lab.toml")
 
@@ -110,7 +116,8 @@ def test_lock_pulls_the_laser_in_and_reports_on_rpc_http_and_the_stream(lab):
     assert {"state", "error_mhz", "output_v", "reason", "setpoint_thz"} <= set(status)
     assert status["state"] == "locked" and status["reason"] == ""
     assert abs(status["error_mhz"]) < 3.0  # the measured error: true error plus noise
-    wait_for(lambda: probe.deviation_signal(3) / 1000 == status["output_v"], "the last write")
+    wait_for(lambda: probe.deviation_signal(3) / 1000 == pytest.approx(status["output_v"], abs=1e-12),
+             "the last write")  # V -> mV -> V may differ in the last bit
     assert status["output_v"] == pytest.approx(0.2, abs=0.03)  # 20 MHz at 100 MHz/V
     code, body = server.http("GET", "/api/v1/locks/3", token=None)
     assert code == 200 and body["setpoint_thz"] == setpoint and body["state"] == "locked"
@@ -175,6 +182,7 @@ def test_lock_and_unlock_are_refused_without_the_token_and_nothing_moves(lab):
 def test_bad_writes_name_the_field_and_change_nothing(lab, body, status, field, message):
     start, _, _ = lab
     server = start()
+    wait_for(lambda: server.client().call("lock_status", 4)["timestamp"] is not None, "a reading")
     before = server.client().call("lock_status", 4)
     code, answer = server.http("PUT", "/api/v1/locks/4", body)
     assert (code, answer["field"]) == (status, field) and message in answer["error"]
