@@ -71,21 +71,22 @@ def status(code: int) -> Status:
 class WavemeterError(DeviceError):
     """A vendor call failed; `.code` is the vendor's code, the message its meaning."""
 
-    def __init__(self, device: str, call: str, code: int, meaning: str):
+    def __init__(self, device: str, call: str, code: int, meaning: str, missing: bool = False):
         super().__init__(device, f"{call}: {meaning} (vendor code {code})")
         self.call = call
         self.code = code
+        self.missing = missing  # the wavemeter software was not running
 
 
 def check_set(device: str, call: str, code: int) -> None:
     """Raise WavemeterError unless a set function returned 0."""
     if code != 0:
-        raise WavemeterError(device, call, code, SET_ERRORS.get(code, "unknown error"))
+        raise WavemeterError(device, call, code, SET_ERRORS.get(code, "unknown error"), code == -1)
 
 
 def check_get(device: str, call: str, value: int) -> int:
     """`value` of an integer get function, or WavemeterError when it is an error code."""
     if value < 0:
         meaning = GET_ERRORS.get(value, (None, "unknown error"))[1]
-        raise WavemeterError(device, call, value, meaning)
+        raise WavemeterError(device, call, value, meaning, value == -5)
     return value

@@ -194,7 +194,10 @@ class Acquisition:
         try:
             await self._open()
         except DeviceError as exc:
-            delay = self._failed(str(exc), missing=await self._software_missing())
+            # Judge by the error itself where it says so: by the time we could ask, the
+            # software may be back, and a "missing" would be reported as an error.
+            missing = getattr(exc, "missing", False) or await self._software_missing()
+            delay = self._failed(str(exc), missing=missing)
         self._schedule(delay)
 
     async def stop(self) -> None:
@@ -261,7 +264,10 @@ class Acquisition:
         except DeviceError as exc:
             if self._stopped:
                 return
-            delay = self._failed(str(exc), missing=await self._software_missing())
+            # Judge by the error itself where it says so: by the time we could ask, the
+            # software may be back, and a "missing" would be reported as an error.
+            missing = getattr(exc, "missing", False) or await self._software_missing()
+            delay = self._failed(str(exc), missing=missing)
         except Exception:
             log.exception("wavemeter refresh failed")
             delay = self._failed("internal error (see the server log)")

@@ -122,14 +122,18 @@ def test_wavemeter_software_missing(twin):
     assert {r.status for r in twin.wm.read()} == {Status.WAVEMETER_MISSING}
     with pytest.raises(WavemeterError) as got:
         twin.wm.exposure(1)
-    assert got.value.code == -5 and "wavemeter missing" in str(got.value)
+    assert got.value.code == -5 and "wavemeter missing" in str(got.value) and got.value.missing
     with pytest.raises(WavemeterError) as got:
         twin.wm.set_exposure(1, 20)
     assert got.value.code == -1 and "wavemeter missing" in str(got.value)  # setter's -1
+    assert got.value.missing
     with pytest.raises(WavemeterError, match="GetWLMVersion"):
         twin.wm.version()
     twin.sim.set_server_running(True)
     assert twin.wm.instance_count() == 1 and twin.wm.frequency(1).ok
+    with pytest.raises(WavemeterError) as got:
+        twin.wm.set_exposure(1, 10**6)
+    assert got.value.code == -3 and not got.value.missing  # out of range: present, but refused
 
 
 def test_version(twin):
