@@ -15,19 +15,23 @@ Schema (created and migrated by `upgrade()`, i.e. `ionlab db upgrade`):
 - views ``readings(time, sensor, value, unit)`` (what Grafana plots),
   ``readings_1m`` and ``readings_1h`` (rollups by name) and ``latest``.
 
-A batch goes in as one binary COPY straight into samples; only if it holds a
-row that is already stored (a replay) is it staged and inserted with
-ON CONFLICT DO NOTHING. Everything that several loggers may do at the same
-moment (schema upgrade, partition creation and dropping) runs under a
-transaction-level advisory lock; sensor registration is an upsert, rollup
-refreshes claim their sensor-days with SKIP LOCKED.
+A batch goes in as binary COPY straight into its daily partitions (one COPY
+per day, skipping tuple routing; into samples where the role may not write a
+partition another logger created); only if it holds a row that is already
+stored (a replay) is it staged and inserted with ON CONFLICT DO NOTHING.
+Everything that several loggers may do at the same moment (schema upgrade,
+partition creation and dropping) runs under a transaction-level advisory lock;
+sensor registration is an upsert, rollup refreshes claim their sensor-days with
+SKIP LOCKED.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
-import io
+import itertools
 import logging
+import operator
 import struct
 from datetime import UTC, datetime, timedelta
 
@@ -49,6 +53,9 @@ LOCK_PARTITIONS = 0x10_4C_AB_02
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_ROW = struct.Struct(">hiqiiid").pack
 _COPY_TRAILER = struct.pack(">h", -1)
+_FROM_PG_EPOCH = (-PG_EPOCH_US).__add__
+_SENSOR, _TIME, _VALUE = operator.itemgetter(0), operator.itemgetter(2), operator.itemgetter(3)
+_SENSOR_UNIT = operator.itemgetter(0, 1)
 
 _V1 = """
 CREATE TABLE sensors (
@@ -188,6 +195,46 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+class _CopyData:
+    """Binary COPY data of (time, sensor_id, value) rows, encoded as COPY reads it.
+
+    Each `read` encodes the next few thousand rows, so the server inserts
+    one chunk while the next is being encoded.
+    """
+
+    CHUNK = 4096
+
+    def __init__(self, times: list[int], sensors: list[int], values: list[float]):
+        self._chunks = self._encode(times, sensors, values)
+        self.error: Exception | None = None  # why encoding failed, if it did
+
+    def _encode(self, times, sensors, values):
+        three, four, eight = itertools.repeat(3), itertools.repeat(4), itertools.repeat(8)
+        yield _COPY_HEADER
+        for a in range(0, len(times), self.CHUNK):
+            b = a + self.CHUNK
+            yield b"".join(map(_COPY_ROW, three, eight, map(_FROM_PG_EPOCH, times[a:b]), four,
+                               sensors[a:b], eight, values[a:b]))
+        yield _COPY_TRAILER
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return next(self._chunks, b"")
+        except Exception as exc:  # e.g. a time that is not an integer
+            self.error = exc
+            raise
+
+    def copy_into(self, cur, table: str) -> None:
+        """COPY into `table`; a row that cannot be encoded rolls back and raises its error."""
+        try:
+            cur.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT binary)", self)
+        except psycopg2.OperationalError:
+            if self.error is None:
+                raise
+            cur.connection.rollback()
+            raise self.error from None
+
+
 def partition_name(day: int) -> str:
     """`samples_YYYYMMDD` for the UTC day number `day` since the epoch."""
     return "samples_" + from_us(day * DAY_US).strftime("%Y%m%d")
@@ -201,6 +248,7 @@ class PostgresStore(Store):
         self.connect_timeout = connect_timeout
         self._ids: dict[str, tuple[int, str]] = {}
         self._partitions: set[int] | None = None
+        self._direct = True  # COPY into the partitions (see _append)
 
     def _connect(self):
         conn = psycopg2.connect(
@@ -283,9 +331,7 @@ class PostgresStore(Store):
     # -- writing ----------------------------------------------------------------------
 
     def _sensor_ids(self, conn, rows: list[Row]) -> dict[str, int]:
-        wanted = {}
-        for sensor, unit, _, _ in rows:
-            wanted[sensor] = unit
+        wanted = dict(map(_SENSOR_UNIT, rows))  # the last unit given wins
         new = {s: u for s, u in wanted.items() if self._ids.get(s, (None, None))[1] != u}
         if new:
             with conn.cursor() as cur:
@@ -299,48 +345,68 @@ class PostgresStore(Store):
 
     @_database
     def write(self, rows: list[Row]) -> int:
-        """COPY the batch straight into samples; on a duplicate, insert only the new rows.
+        """COPY the batch straight into its daily partitions; on a duplicate, insert only the new.
 
-        Rollups are not touched here: the batch's sensor-hours are marked
+        Rollups are not touched here: the batch's sensor-days are marked
         dirty and `refresh_rollups` recomputes them (queries stay exact
-        meanwhile by reading raw samples for dirty hours).
+        meanwhile by reading raw samples for dirty days).
         """
         if not rows:
             return 0
         conn = self._conn()
         ids = self._sensor_ids(conn, rows)
-        times = [r[2] for r in rows]
-        first, last = min(times) // DAY_US, max(times) // DAY_US
-        days = set(range(first, last + 1)) if last - first < 32 else {t // DAY_US for t in times}
-        self._ensure_partitions(conn, days)
-        data = _COPY_HEADER + b"".join([_COPY_ROW(3, 8, t - PG_EPOCH_US, 4, ids[s], 8, v)
-                                        for s, _, t, v in rows]) + _COPY_TRAILER
-        spans: dict[int, list] = {}  # sensor id -> [first, last, value at last]
-        for s, _, t, v in rows:
-            span = spans.get(ids[s])
-            if span is None:
-                spans[ids[s]] = [t, t, v]
-            elif t >= span[1]:
-                span[1], span[2] = t, v
-            elif t < span[0]:
-                span[0] = t
-        batch = (list(spans), [from_us(f) for f, _, _ in spans.values()],
-                 [from_us(t) for _, t, _ in spans.values()], [v for _, _, v in spans.values()])
+        times = list(map(_TIME, rows))
+        if not all(map(operator.le, times, itertools.islice(times, 1, None))):
+            rows = sorted(rows, key=_TIME)  # stable: ties keep their order
+            times = list(map(_TIME, rows))
+        sensors = list(map(ids.__getitem__, map(_SENSOR, rows)))
+        values = list(map(_VALUE, rows))
+        n = len(rows)
+        parts, a = [], 0  # (day, first row, end row) of each day of the batch
+        while a < n:
+            day = times[a] // DAY_US
+            b = bisect.bisect_left(times, (day + 1) * DAY_US, a)
+            parts.append((day, a, b))
+            a = b
+        self._ensure_partitions(conn, {day for day, _, _ in parts})
+        ends = dict(zip(sensors, range(n), strict=True))  # sensor id -> index of its newest row
+        starts = dict(zip(reversed(sensors), range(n - 1, -1, -1), strict=True))  # its oldest
+        batch = (list(ends), [from_us(times[starts[i]]) for i in ends],
+                 [from_us(times[k]) for k in ends.values()], [values[k] for k in ends.values()])
         with conn.cursor() as cur:
             cur.execute(_MARK_DIRTY, batch)
             cur.execute("SAVEPOINT append")
             try:
-                cur.copy_expert("COPY samples FROM STDIN WITH (FORMAT binary)", io.BytesIO(data))
-                new = len(rows)
+                self._append(cur, parts, times, sensors, values)
+                new = n
             except psycopg2.errors.UniqueViolation:
                 cur.execute("ROLLBACK TO SAVEPOINT append")
-                cur.copy_expert("COPY ionlab_staging FROM STDIN WITH (FORMAT binary)",
-                                io.BytesIO(data))
+                _CopyData(times, sensors, values).copy_into(cur, "ionlab_staging")
                 cur.execute(_INSERT_NEW)
                 new = cur.rowcount
             cur.execute(_LATEST, batch)
         conn.commit()
         return new
+
+    def _append(self, cur, parts: list[tuple[int, int, int]], times: list[int],
+                sensors: list[int], values: list[float]) -> None:
+        """COPY each day's rows into its partition, or into samples if this role may not.
+
+        A partition another logger's role created may not grant this role
+        INSERT; samples routes the rows then (rights are checked on it alone).
+        """
+        if self._direct:
+            cur.execute("SAVEPOINT direct")
+            try:
+                for day, a, b in parts:
+                    _CopyData(times[a:b], sensors[a:b], values[a:b]).copy_into(
+                        cur, partition_name(day))
+                return
+            except psycopg2.errors.InsufficientPrivilege as exc:
+                cur.execute("ROLLBACK TO SAVEPOINT direct")
+                self._direct = False
+                log.info("writing through samples, not its partitions: %s", _first_line(exc))
+        _CopyData(times, sensors, values).copy_into(cur, "samples")
 
     @_database
     def refresh_rollups(self, limit: int = 50, settle: timedelta = timedelta(0)) -> int:

@@ -17,7 +17,6 @@ readings are dropped, counted and logged.
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -57,7 +56,7 @@ class Writer:
         self.last_write: datetime | None = None
         self.last_error: str | None = None
         self.database_ok: bool | None = None
-        self._pending: collections.deque[Row] = collections.deque()
+        self._pending: list[Row] = []
         self._cond = threading.Condition()
         self._stopping = False
         self._retry_at = 0.0
@@ -77,8 +76,7 @@ class Writer:
             self._pending.extend(rows)
             over = len(self._pending) - self.max_pending
             if over > 0:
-                for _ in range(over):
-                    self._pending.popleft()
+                del self._pending[:over]
                 self.dropped += over
                 log.error("writer is stuck: pending buffer full (%d), %d oldest readings LOST",
                           self.max_pending, over)
@@ -131,8 +129,8 @@ class Writer:
 
     def _take(self) -> list[Row]:
         with self._cond:
-            n = min(len(self._pending), self.max_batch)
-            batch = [self._pending.popleft() for _ in range(n)]
+            batch = self._pending[:self.max_batch]
+            del self._pending[:self.max_batch]
             self._busy = bool(batch)
             return batch
 

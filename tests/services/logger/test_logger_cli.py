@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,12 +98,13 @@ spool_dir = "{tmp_path / 'spool'}"
         port = int(re.search(r":(\d+)/api/v1/series", line).group(1))
         assert f"storing to {db}" in line
         status = {}
-        for _ in range(200):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/logger/status") as r:
                 status = json.load(r)
             if status["written"] >= 3:
                 break
-            proc.wait(0.05) if proc.poll() is not None else None
+            time.sleep(0.05)
         assert status["written"] >= 3 and status["devices"]["chamber"]["errors"] == 0
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -139,6 +140,67 @@ def test_partitions_across_a_day_boundary(pg_database):
                                      midnight + timedelta(minutes=1)))
     assert [v for _, v in result] == [r[3] for r in rows]
     store.close()
+
+
+
+def test_a_shuffled_batch_over_several_days_goes_to_its_partitions(store):
+    midnight = datetime(2026, 5, 2, tzinfo=UTC)
+    rows = samples("rf", midnight - timedelta(hours=30), 60, 3600.0, seed=6) \
+        + samples("gauge", midnight, 5, 60.0, seed=7)
+    shuffled = random.Random(8).sample(rows, len(rows))
+    assert store.write(shuffled[:40]) == 40
+    assert store.write(shuffled) == 25  # a replay in another order: only the new rows
+    latest = {r["sensor"]: (r["time"], r["value"]) for r in store.latest()}
+    assert latest == {"rf": (from_us(rows[59][2]), rows[59][3]),
+                      "gauge": (from_us(rows[64][2]), rows[64][3])}
+    for sensor, part in (("rf", rows[:60]), ("gauge", rows[60:])):
+        day = make_query(sensor, midnight - timedelta(days=2), midnight + timedelta(days=2))
+        assert store.series(day) == [(from_us(t), v) for _, _, t, v in part]
+
+
+
+def test_a_row_that_cannot_be_encoded_is_refused_and_the_store_goes_on(pg_database):
+    store = open_store(pg_database)
+    store.upgrade()
+    good = samples("rf", T0, 3, 1.0, seed=12)
+    with pytest.raises(struct.error, match="not an integer"):
+        store.write(good[:2] + [("rf", "mbar", good[2][2] + 0.5, 1.0)])
+    assert store.write(good) == 3
+    assert [v for _, v in store.series(make_query("rf", T0, T0 + timedelta(minutes=1)))] \
+        == [r[3] for r in good]
+    store.close()
+
+
+
+def test_a_role_that_may_not_write_a_partition_writes_through_samples(pg_database):
+    import psycopg2
+
+    owner = open_store(pg_database)
+    owner.upgrade()
+    owner.create_partitions(T0, T0)  # as another logger's role would: no rights for ours
+    owner.close()
+    role = f"ionlab_test_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(pg_database)
+    admin.autocommit = True
+    cur = admin.cursor()
+    cur.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+    try:
+        cur.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON samples, sensors, rollup_dirty, "
+                    f"rollup_1m, rollup_1h TO {role}")
+        cur.execute(f"GRANT USAGE ON SEQUENCE sensors_id_seq TO {role}")
+        parts = urlsplit(pg_database)
+        store = open_store(urlunsplit(parts._replace(
+            netloc=f"{role}:pw@{parts.hostname}:{parts.port or 5432}")))
+        rows = samples("rf", T0, 5, 1.0, seed=13)
+        assert store.write(rows[:3]) == 3
+        assert store.write(rows) == 2
+        assert store.series(make_query("rf", T0, T0 + timedelta(minutes=1))) \
+            == [(from_us(t), v) for _, _, t, v in rows]
+        store.close()
+    finally:
+        cur.execute(f"DROP OWNED BY {role}")
+        cur.execute(f"DROP ROLE {role}")
+        admin.close()
 
 
 DOWNSAMPLED = samples("chamber", T0, 9000, 37.3, seed=4) + samples("other", T0, 500, 60, seed=5)

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from services.logger.queries import from_us, make_query
 from services.logger.spool import Spool
 from services.logger.store import open_store
 from services.logger.writer import Writer
@@ -99,6 +100,25 @@ def test_writer_batches_into_sqlite_and_reports_status(tmp_path):
     assert status["last_write"] is not None
     assert len(seen) == 200
     assert [s["sensor"] for s in store.latest()] == ["k"]
+    store.close()
+
+
+
+def test_a_full_pending_buffer_drops_the_oldest_and_batches_the_rest(tmp_path, caplog):
+    store = open_store(str(tmp_path / "ionlab.sqlite"))
+    seen = []
+    writer = Writer(store, Spool(tmp_path / "spool", 10**6), batch_s=0.05, max_batch=30,
+                    max_pending=100, on_stored=lambda batch: seen.append(len(batch)))
+    writer.add(rows(0, 70))  # not started yet: as if stuck in a database call
+    with caplog.at_level(logging.ERROR):
+        writer.add(rows(70, 80))
+    assert "pending buffer full (100), 50 oldest readings LOST" in caplog.text
+    writer.start()
+    assert writer.flush()
+    writer.stop()
+    assert writer.dropped == 50 and writer.written == 100 and seen == [30, 30, 30, 10]
+    stored = store.series(make_query("k", from_us(T0_US), from_us(T0_US + 10**9)))
+    assert [v for _, v in stored] == [float(i) for i in range(50, 150)]
     store.close()
 
 
