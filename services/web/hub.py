@@ -34,6 +34,7 @@ import heapq
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +67,9 @@ class Subscription:
     """A bounded, coalescing buffer of events for one subscriber.
 
     Iterate it (``async for event in sub``) or, to send many events at once,
-    ``await sub.wait()`` and then ``sub.drain()``. ``close()`` (or leaving a
+    ``await sub.wait()`` and then ``sub.drain()``; or, to serve many
+    subscribers without a coroutine wake-up each, have the hub call you back
+    (``on_ready``) once per burst of events. ``close()`` (or leaving a
     ``with`` block) unsubscribes and ends the iteration. `coalesced` counts
     events replaced by a newer one of the same channel, `dropped` events lost
     outright, `delivered` events handed out.
@@ -81,6 +84,8 @@ class Subscription:
         self._hub = hub
         self._queue: collections.deque[Event] = collections.deque()
         self._waiter: asyncio.Future | None = None
+        self._listener: Callable[[], None] | None = None
+        self._scheduled = False  # in the hub's ready list
         self._closed = False
 
     def __repr__(self):
@@ -104,6 +109,8 @@ class Subscription:
         self._queue.clear()
         self._hub._remove(self)
         self.wake()
+        if self._listener is not None:
+            self._listener()
 
     def __enter__(self):
         return self
@@ -142,6 +149,14 @@ class Subscription:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def on_ready(self, listener: Callable[[], None] | None) -> None:
+        """Call `listener()` instead of waking `wait()`: when closed, and once per IO-loop
+        iteration in which events arrived (after the whole burst, so one `drain()` takes it).
+
+        The listener runs on the IO loop and must not block; None stops the calls.
+        """
+        self._listener = listener
+
     def drain(self) -> list[Event]:
         """Every pending event, oldest first, without waiting."""
         events = list(self._queue)
@@ -154,6 +169,11 @@ class Subscription:
         if len(self._queue) >= self.maxsize:
             self._coalesce()
         self._queue.append(event)
+        if self._listener is not None:
+            if not self._scheduled:
+                self._scheduled = True
+                self._hub._ready(self)
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -198,6 +218,7 @@ class Hub:
         self._evicted: dict[str, int] = {}  # channel -> newest id no longer in its ring
         self._routes: dict[str, dict[Subscription, None]] = {}  # channel -> subscribers
         self._subscriptions: dict[Subscription, None] = {}
+        self._ready_subs: list[Subscription] = []  # with a listener and new events
 
     def __repr__(self):
         return (f"<Hub channels={len(self._rings)} subscribers={len(self._subscriptions)} "
@@ -285,6 +306,24 @@ class Hub:
         """End every subscription (at shutdown: streams finish, iterations stop)."""
         for sub in list(self._subscriptions):
             sub.close()
+
+    def _ready(self, sub: Subscription) -> None:
+        # One dispatch per IO-loop iteration: a burst of publishes is one call per listener.
+        if not self._ready_subs:
+            asyncio.get_running_loop().call_soon(self._dispatch)
+        self._ready_subs.append(sub)
+
+    def _dispatch(self) -> None:
+        ready, self._ready_subs = self._ready_subs, []
+        for sub in ready:
+            sub._scheduled = False
+            listener = sub._listener
+            if listener is None or sub._closed:
+                continue
+            try:
+                listener()
+            except Exception:  # one broken consumer must not starve the others
+                log.exception("hub listener %r failed", listener)
 
     def _remove(self, sub: Subscription) -> None:
         self._subscriptions.pop(sub, None)

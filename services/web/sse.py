@@ -71,10 +71,13 @@ def _event_frame(event: Event) -> bytes:
 class StreamHandler(JsonHandler):
     """``GET /api/v1/stream``: hub events as server-sent events (see the module docstring).
 
-    One coroutine per client sends what its subscription holds, one write and
-    flush per wake-up however many events are pending. A timer per client
-    sends the heartbeat and drops the client when a flush has waited
-    `drop_after_s`: no per-event timers, so a thousand streams stay cheap.
+    After the backlog, the hub calls `_send` once per burst of events: it
+    writes what the subscription holds in one flush, without a coroutine
+    wake-up, unless the previous flush is still waiting for the client (its
+    completion sends what gathered meanwhile, coalesced by the subscription).
+    A timer per client sends the heartbeat and drops the client when a flush
+    has waited `drop_after_s`: no per-event timers, so a thousand streams
+    stay cheap.
     """
 
     def initialize(self, hub: Hub, heartbeat_s: float = 15.0, drop_after_s: float = 30.0,
@@ -85,6 +88,8 @@ class StreamHandler(JsonHandler):
         self.retry_ms = retry_ms
         self.subscription = None
         self._flushing_since: float | None = None
+        self._ended: asyncio.Future | None = None  # set once streaming live
+        self._chunked = False
         self._beat_due = False
         self._next_beat = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -116,7 +121,12 @@ class StreamHandler(JsonHandler):
                 self.write(b"".join(_event_frame(e) for e in backlog[start:start + _REPLAY_CHUNK]))
                 if not await self._flush():
                     return
-            await self._pump()
+            # Live events skip RequestHandler.flush: chunked as tornado chunks them.
+            self._chunked = self._headers.get("Transfer-Encoding") == "chunked"
+            self._ended = asyncio.get_running_loop().create_future()
+            self.subscription.on_ready(self._send)
+            self._send()
+            await self._ended
         finally:
             self.subscription.close()
             self._timer.cancel()
@@ -126,20 +136,56 @@ class StreamHandler(JsonHandler):
     def on_connection_close(self):
         if self.subscription is not None:
             self.subscription.close()
+        self._end()
 
-    async def _pump(self) -> None:
+    def _end(self) -> None:
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
+
+    def _send(self) -> None:
+        """Write and flush what is pending, unless a flush is still under way."""
         sub = self.subscription
-        while True:
-            pending = await sub.wait()
-            if sub.closed:
+        if sub.closed:
+            self._end()
+            return
+        if self._flushing_since is not None:
+            return
+        events = sub.drain()
+        data = b"".join([_event_frame(e) for e in events])
+        if self._beat_due:
+            self._beat_due = False
+            data += HEARTBEAT
+        if not data:
+            return
+        stream = self.request.connection.stream
+        if stream.closed():
+            self._end()
+            return
+        if self._chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if not stream.writing():  # nothing queued: hand it to the kernel now, no futures
+            try:
+                sent = stream.write_to_fd(memoryview(data))
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # the client is gone (reset, broken pipe)
+                stream.close()
+                self._end()
                 return
-            if pending:
-                self.write(b"".join(_event_frame(e) for e in sub.drain()))
-            if self._beat_due:
-                self._beat_due = False
-                self.write(HEARTBEAT)
-            if not await self._flush():
+            if sent == len(data):
                 return
+            data = data[sent:]
+        # The client has not taken it all: the stream keeps the rest (one burst at
+        # most, as nothing more is written until it is sent) and tells when it is done.
+        self._flushing_since = time.monotonic()
+        stream.write(data).add_done_callback(self._sent)
+
+    def _sent(self, flushed: asyncio.Future) -> None:
+        self._flushing_since = None
+        if flushed.exception() is not None:
+            self._end()
+        else:
+            self._send()
 
     async def _flush(self) -> bool:
         """Send what is written; False when the client is gone."""
@@ -164,7 +210,8 @@ class StreamHandler(JsonHandler):
         if loop.time() >= self._next_beat:
             self._next_beat = loop.time() + self.heartbeat_s
             self._beat_due = True
-            self.subscription.wake()
+            if self._ended is not None:
+                self._send()
         self._timer = loop.call_later(min(self.heartbeat_s, self.drop_after_s / 2), self._tick)
     def _patterns(self) -> list[str] | None:
         text = self.get_query_argument("channels", None)

@@ -150,3 +150,34 @@ def test_event_json_is_encoded_once_and_refuses_nan():
     assert e.json() is e.json()
     with pytest.raises(ValueError):
         hub.publish("a", {"v": float("nan")}).json()
+
+
+def test_a_listener_gets_one_call_per_burst_and_one_on_close(api):
+    api.in_thread(asyncio.run, _listener())
+
+
+async def _listener():
+    hub = Hub()
+    broken, sub = hub.subscribe(None), hub.subscribe(["x/*"])
+    calls = []
+
+    def fail():
+        raise RuntimeError("a broken consumer")
+
+    broken.on_ready(fail)
+    sub.on_ready(lambda: calls.append([e.id for e in sub.drain()]))
+    burst = [hub.publish(c, {}).id for c in ("x/1", "x/2", "y", "x/1")]
+    assert calls == []  # not while the burst is being published
+    await asyncio.sleep(0)
+    assert calls == [[burst[0], burst[1], burst[3]]]  # the broken one did not stop it
+    await asyncio.sleep(0)
+    assert len(calls) == 1  # nothing new, no call
+    later = hub.publish("x/3", {}).id
+    await asyncio.sleep(0)
+    assert calls[1:] == [[later]]
+    sub.close()
+    assert calls[2:] == [[]]  # told it is closed, with nothing pending
+    broken.on_ready(None)
+    hub.publish("y", {})
+    await asyncio.sleep(0)
+    assert len(calls) == 3 and broken.drain() != []  # no listener: events wait for drain()

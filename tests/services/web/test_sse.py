@@ -112,6 +112,39 @@ def test_heartbeat_comments_arrive_on_an_idle_stream(server_thread, api):
     sock.close()
 
 
+def _dechunk(body: bytes) -> bytes:
+    """The payload of complete HTTP chunks."""
+    out = b""
+    while body:
+        size, _, rest = body.partition(b"\r\n")
+        size = int(size, 16)
+        assert rest[size:size + 2] == b"\r\n", f"bad chunk framing: {body!r}"
+        out, body = out + rest[:size], rest[size + 2:]
+    return out
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
+def test_live_events_are_framed_for_the_clients_http_version(server_thread, version):
+    srv = server_thread(no_services)
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    sock.sendall(f"GET /api/v1/stream?channels=vacuum/* {version}\r\nHost: x\r\n\r\n".encode())
+    srv.wait_for(lambda: srv.hub.subscriber_count == 1, what="the stream")
+    ids = [publish(srv, "vacuum/chamber", {"n": n}) for n in range(3)]
+    events = b"".join(b'id: %d\nevent: vacuum/chamber\ndata: {"n":%d}\n\n' % (i, n)
+                      for n, i in enumerate(ids))
+    received = b""
+    while not received.endswith(b'data: {"n":2}\n\n' + b"\r\n" * (version == "HTTP/1.1")):
+        sock.settimeout(5)  # a framing error shows as a timeout, not as a hang
+        chunk = sock.recv(4096)
+        assert chunk, f"stream closed after {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    chunked = b"Transfer-Encoding: chunked" in head
+    assert chunked == (version == "HTTP/1.1")
+    assert (_dechunk(body) if chunked else body) == b"retry: 2000\n\n" + events
+    sock.close()
+
+
 @pytest.mark.parametrize("query, status, field", [
     ("?channels=wavemeter/9", 404, "channels"),
     ("?channels=nothing/*", 404, "channels"),
