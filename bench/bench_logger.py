@@ -9,10 +9,11 @@ samples (1 million with --quick), generated in time order as a logger sees them.
   and timed with it (rollups are refreshed by the writer while it is idle;
   the time they still needed after the load is printed too). Against
   `psql \\copy` of the same rows into the same partitioned table, partitions
-  made beforehand (no rollups: the ceiling), and against InfluxDB receiving
-  the same points as line protocol over HTTP, 10k per request, timed from
-  the same tuples (building the text is timed, as the logger's encoding is;
-  the POSTs alone are shown too). Both are durable: PostgreSQL with fsync and
+  made beforehand (text COPY on one connection, no rollups), and against
+  InfluxDB receiving the same points as line protocol over HTTP, 10k per
+  request, timed from the same tuples (building the text is timed, as the
+  logger's encoding is) on one connection and on two at once (the writer
+  splits large batches over two); the POSTs alone are shown too. Both are durable: PostgreSQL with fsync and
   synchronous_commit on (the label says otherwise), InfluxDB fsyncing its WAL
   on every write. The SQLite store's ingest through the same Writer is shown
   too.
@@ -37,8 +38,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -73,8 +76,8 @@ def chunks(total: int):
 
 def ingest(store, total: int, spool_dir: Path) -> float:
     """Samples/s through the Writer; only the writer's work is timed, not data generation."""
-    writer = Writer(store, Spool(spool_dir, 2**30), batch_s=0.05, max_batch=50_000,
-                    max_pending=CHUNK + 1, maintain_s=10**9)
+    writer = Writer(store, Spool(spool_dir, 2**30), batch_s=0.05, max_pending=CHUNK + 1,
+                    maintain_s=10**9)
     writer.start()
     writer.flush()
     spent = 0.0
@@ -91,7 +94,7 @@ def ingest(store, total: int, spool_dir: Path) -> float:
 
 
 def psql_copy(url: str, total: int, folder: Path) -> float:
-    """Rows/s of `psql \\copy` (text COPY) of the same rows into the same table: the ceiling."""
+    """Rows/s of `psql \\copy` (text COPY) of the same rows into the same table."""
     store = open_store(url)
     store.upgrade()
     store.create_partitions(T0, T0 + YEAR)
@@ -116,6 +119,33 @@ def psql_copy(url: str, total: int, folder: Path) -> float:
     began = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "PGPASSWORD": parts.password or ""})
     return total / (time.perf_counter() - began)
+
+
+class Http:
+    """One keep-alive HTTP connection to influxd."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.conn = None
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        try:
+            self.conn.request(method, path, body)
+            response = self.conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise OSError("influxd connection failed") from None
+        if response.status >= 300:
+            raise RuntimeError(f"influxd {method} {path}: {response.status} {data[:200]!r}")
+        return data
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 class Influx:
@@ -145,61 +175,67 @@ bind-address = "127.0.0.1:{rpc}"
 """)
         self.proc = subprocess.Popen([exe, "-config", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        self.conn = None
+        self.http = Http(self.port)
         deadline = time.monotonic() + 60
         while True:
             try:
-                self._request("GET", "/ping")
+                self.http.request("GET", "/ping")
                 break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
                     raise RuntimeError("influxd did not start") from None
                 time.sleep(0.2)
-        self._request("POST", "/query?" + urlencode({"q": "CREATE DATABASE bench"}))
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        try:
-            self.conn.request(method, path, body)
-            response = self.conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException):
-            self.conn.close()
-            self.conn = None
-            raise OSError("influxd connection failed") from None
-        if response.status >= 300:
-            raise RuntimeError(f"influxd {method} {path}: {response.status} {data[:200]!r}")
-        return data
-
-    def ingest(self, total: int) -> tuple[float, float]:
-        """Points/s of line protocol POSTed 10k per request: with the text built from the
-        same tuples the logger gets (like the logger's encoding, timed), and POSTs alone."""
+    def ingest(self, total: int, db: str, connections: int = 1) -> tuple[float, float]:
+        """Points/s of line protocol POSTed 10k per request into `db`, the text built from the
+        same tuples the logger gets (timed, as the logger's encoding is) by `connections`
+        threads at once; and, for one connection, of the POSTs alone."""
+        self.http.request("POST", "/query?" + urlencode({"q": f"CREATE DATABASE {db}"}))
+        write = f"/write?db={db}&precision=u"
         spent = posting = 0.0
-        for rows in chunks(total):
-            began = time.perf_counter()
-            bodies = ["\n".join(f"m,sensor={s} value={v!r} {t}" for s, _, t, v in
-                                rows[k:k + 10_000]).encode() for k in range(0, len(rows), 10_000)]
-            built = time.perf_counter()
-            for body in bodies:
-                self._request("POST", "/write?db=bench&precision=u", body)
-            spent += time.perf_counter() - began
-            posting += time.perf_counter() - built
-        return total / spent, total / posting
+        local = threading.local()
+        clients = []
+
+        def send(rows):
+            if not hasattr(local, "http"):
+                local.http = Http(self.port)
+                clients.append(local.http)
+            local.http.request("POST", write, _lines(rows))
+
+        with ThreadPoolExecutor(connections) as pool:
+            for rows in chunks(total):
+                parts = [rows[k:k + 10_000] for k in range(0, len(rows), 10_000)]
+                began = time.perf_counter()
+                if connections > 1:
+                    list(pool.map(send, parts))
+                else:
+                    bodies = list(map(_lines, parts))
+                    built = time.perf_counter()
+                    for body in bodies:
+                        self.http.request("POST", write, body)
+                    posting += time.perf_counter() - built
+                spent += time.perf_counter() - began
+        for client in clients:
+            client.close()
+        return total / spent, (total / posting if posting else float("nan"))
 
     def query(self, q: str) -> bytes:
-        return self._request("GET", "/query?" + urlencode({"db": "bench", "q": q, "epoch": "u"}))
+        return self.http.request("GET", "/query?" + urlencode({"db": "bench", "q": q,
+                                                               "epoch": "u"}))
 
     def stop(self):
-        if self.conn is not None:
-            self.conn.close()
+        self.http.close()
         self.proc.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _lines(rows) -> bytes:
+    return "\n".join(f"m,sensor={s} value={v!r} {t}" for s, _, t, v in rows).encode()
 
 
 def _free_port() -> int:
@@ -271,19 +307,22 @@ def run(quick: bool) -> list[Row]:
         lite_rate = ingest(lite, total, folder / "spool-lite")
         print("bench_logger: InfluxDB ...", file=sys.stderr, flush=True)
         influx = Influx(folder)
-        influx_rate, influx_post_rate = influx.ingest(total)
+        influx_rate, influx_post_rate = influx.ingest(total, "bench")
+        influx_rate2, _ = influx.ingest(total, "bench2", connections=2)
 
         unit = "samples/s"
         influx_name = "InfluxDB 1.6 line protocol"
         pg_label = f"ingest, Writer -> PostgreSQL{_durability(url)} ({size})"
         rows += [
             Row("logger", pg_label, pg_rate, copy_rate,
-                f"psql \\copy of {copy_n / 1e6:g}M rows (ceiling)", unit),
-            Row("logger", pg_label, pg_rate, influx_rate, influx_name, unit),
+                f"psql \\copy of {copy_n / 1e6:g}M rows (text COPY, one connection)", unit),
+            Row("logger", pg_label, pg_rate, influx_rate, influx_name + ", one connection", unit),
+            Row("logger", pg_label, pg_rate, influx_rate2, influx_name + ", two connections",
+                unit),
             Row("logger", pg_label, pg_rate, influx_post_rate,
                 influx_name + " (POSTs only, text built untimed)", unit),
             Row("logger", f"ingest, Writer -> SQLite ({size})", lite_rate, influx_rate,
-                influx_name, unit),
+                influx_name + ", one connection", unit),
             Row("logger", "PostgreSQL rollups still lagging when the load ended, catch-up",
                 catch_up, unit="s", higher_is_better=False),
         ]

@@ -19,6 +19,12 @@ A batch goes in as binary COPY straight into its daily partitions (one COPY
 per day, skipping tuple routing; into samples where the role may not write a
 partition another logger created); only if it holds a row that is already
 stored (a replay) is it staged and inserted with ON CONFLICT DO NOTHING.
+The server's unique-index upkeep costs far more than encoding the rows, so a
+large batch that spans days (a backfill, a spool replay) is split into runs of
+whole days, one per `writers` connection, inserting at once into different
+partitions; each part is its own transaction, moving the latest value only of
+the sensors whose newest row it holds. If one part fails the whole batch goes
+to the spool, and its replay stores only what is missing.
 Everything that several loggers may do at the same moment (schema upgrade,
 partition creation and dropping) runs under a transaction-level advisory lock;
 sensor registration is an upsert, rollup refreshes claim their sensor-days with
@@ -32,7 +38,9 @@ import functools
 import itertools
 import logging
 import operator
+import os
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
@@ -111,20 +119,19 @@ VERSION = MIGRATIONS[-1][0]
 
 _EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
 
-# Per sensor of a batch: its first and last time and the last value.
-_BATCH = "unnest(%s::integer[], %s::timestamptz[], %s::timestamptz[], %s::double precision[]) " \
-    "AS b(id, first, last, value)"
-
+# Per sensor of a batch: its first and last time (the days to mark) ...
 _MARK_DIRTY = f"""
     INSERT INTO rollup_dirty (day, sensor_id)
     SELECT generate_series(date_bin('1 day', b.first, {_EPOCH}),
                            date_bin('1 day', b.last, {_EPOCH}), interval '1 day'), b.id
-    FROM {_BATCH} ORDER BY 1, 2
+    FROM unnest(%s::integer[], %s::timestamptz[], %s::timestamptz[]) AS b(id, first, last)
+    ORDER BY 1, 2
     ON CONFLICT DO NOTHING"""
 
-_LATEST = f"""
+# ... and its newest time and value.
+_LATEST = """
     UPDATE sensors s SET last_time = b.last, last_value = b.value
-    FROM {_BATCH}
+    FROM unnest(%s::integer[], %s::timestamptz[], %s::double precision[]) AS b(id, last, value)
     WHERE s.id = b.id AND (s.last_time IS NULL OR s.last_time < b.last)"""
 
 # A batch that may hold stored rows (a replay): insert only what is new.
@@ -235,6 +242,17 @@ class _CopyData:
             raise self.error from None
 
 
+def _days(times: list[int]) -> list[tuple[int, int, int]]:
+    """(UTC day number, first index, end index) of each day of sorted µs times."""
+    parts, a, n = [], 0, len(times)
+    while a < n:
+        day = times[a] // DAY_US
+        b = bisect.bisect_left(times, (day + 1) * DAY_US, a)
+        parts.append((day, a, b))
+        a = b
+    return parts
+
+
 def partition_name(day: int) -> str:
     """`samples_YYYYMMDD` for the UTC day number `day` since the epoch."""
     return "samples_" + from_us(day * DAY_US).strftime("%Y%m%d")
@@ -243,12 +261,19 @@ def partition_name(day: int) -> str:
 class PostgresStore(Store):
     """Samples in PostgreSQL; see the module docstring for the schema."""
 
-    def __init__(self, url: str, *, connect_timeout: int = 5):
+    #: a batch of at least this many rows is split over the writer connections
+    SPLIT_ROWS = 10_000
+
+    def __init__(self, url: str, *, connect_timeout: int = 5,
+                 writers: int = min(2, os.cpu_count() or 1)):
         super().__init__(url)
         self.connect_timeout = connect_timeout
+        self.writers = max(1, writers)
         self._ids: dict[str, tuple[int, str]] = {}
         self._partitions: set[int] | None = None
         self._direct = True  # COPY into the partitions (see _append)
+        self._helpers = ThreadPoolExecutor(self.writers - 1, "ionlab-pg-writer") \
+            if self.writers > 1 else None  # the other writers' threads, started when needed
 
     def _connect(self):
         conn = psycopg2.connect(
@@ -349,7 +374,8 @@ class PostgresStore(Store):
 
         Rollups are not touched here: the batch's sensor-days are marked
         dirty and `refresh_rollups` recomputes them (queries stay exact
-        meanwhile by reading raw samples for dirty days).
+        meanwhile by reading raw samples for dirty days). A large batch is
+        split into runs of days over the writer connections (see the module docstring).
         """
         if not rows:
             return 0
@@ -361,30 +387,72 @@ class PostgresStore(Store):
             times = list(map(_TIME, rows))
         sensors = list(map(ids.__getitem__, map(_SENSOR, rows)))
         values = list(map(_VALUE, rows))
-        n = len(rows)
-        parts, a = [], 0  # (day, first row, end row) of each day of the batch
-        while a < n:
-            day = times[a] // DAY_US
-            b = bisect.bisect_left(times, (day + 1) * DAY_US, a)
-            parts.append((day, a, b))
-            a = b
-        self._ensure_partitions(conn, {day for day, _, _ in parts})
+        days = _days(times)
+        self._ensure_partitions(conn, {day for day, _, _ in days})
+        (first, *others) = parts = self._split(days, times, sensors, values)
+        newest: dict[int, int] = {}  # sensor id -> the part holding its newest row
+        for k in range(len(parts) - 1, -1, -1):
+            newest.update(dict.fromkeys(set(parts[k][1]) - newest.keys(), k))
+        owned = [{i for i, k in newest.items() if k == j} for j in range(len(parts))]
+        if not others:
+            return self._write_part(*first, owned[0])
+        futures = [self._helpers.submit(self._write_part, *part, mine)
+                   for part, mine in zip(others, owned[1:], strict=True)]
+        outcomes = []
+        for work in [functools.partial(self._write_part, *first, owned[0]),
+                     *(f.result for f in futures)]:
+            try:
+                outcomes.append(work())
+            except Exception as exc:  # noqa: BLE001 - every part ends before one is reported
+                outcomes.append(exc)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return sum(outcomes)
+
+    def _split(self, days: list[tuple[int, int, int]], times: list[int], sensors: list[int],
+               values: list[float]) -> list[tuple]:
+        """The batch as up to `writers` runs of whole days with about as many rows each."""
+        n = len(times)
+        k = min(self.writers, len(days)) if n >= self.SPLIT_ROWS else 1  # small: one is enough
+        bounds = [b for _, _, b in days[:-1]]  # where a part may end
+        cuts = [0]
+        for j in range(1, k):
+            cut = min(bounds, key=lambda b, at=n * j // k: abs(b - at))
+            if cut > cuts[-1]:
+                cuts.append(cut)
+        cuts.append(n)
+        return [(times[a:b], sensors[a:b], values[a:b]) for a, b in itertools.pairwise(cuts)]
+
+    @_database
+    def _write_part(self, times: list[int], sensors: list[int], values: list[float],
+                    latest: set[int]) -> int:
+        """Store time-ordered rows in one transaction on this thread's connection.
+
+        Marks their sensor-days dirty and moves the latest value of the
+        sensors in `latest` (those whose newest row of the batch is here).
+        """
+        conn = self._conn()
+        n = len(times)
         ends = dict(zip(sensors, range(n), strict=True))  # sensor id -> index of its newest row
         starts = dict(zip(reversed(sensors), range(n - 1, -1, -1), strict=True))  # its oldest
-        batch = (list(ends), [from_us(times[starts[i]]) for i in ends],
-                 [from_us(times[k]) for k in ends.values()], [values[k] for k in ends.values()])
+        dirty = (list(ends), [from_us(times[starts[i]]) for i in ends],
+                 [from_us(times[k]) for k in ends.values()])
+        last = [(i, k) for i, k in ends.items() if i in latest]
+        moved = ([i for i, _ in last], [from_us(times[k]) for _, k in last],
+                 [values[k] for _, k in last])
         with conn.cursor() as cur:
-            cur.execute(_MARK_DIRTY, batch)
+            cur.execute(_MARK_DIRTY, dirty)
             cur.execute("SAVEPOINT append")
             try:
-                self._append(cur, parts, times, sensors, values)
+                self._append(cur, _days(times), times, sensors, values)
                 new = n
             except psycopg2.errors.UniqueViolation:
                 cur.execute("ROLLBACK TO SAVEPOINT append")
                 _CopyData(times, sensors, values).copy_into(cur, "ionlab_staging")
                 cur.execute(_INSERT_NEW)
                 new = cur.rowcount
-            cur.execute(_LATEST, batch)
+            cur.execute(_LATEST, moved)
         conn.commit()
         return new
 
@@ -440,27 +508,38 @@ class PostgresStore(Store):
     # -- reading ----------------------------------------------------------------------
 
     def _fetch(self, sql: str, params=None) -> list[tuple]:
+        """Rows of one statement, in one round trip (autocommit: no BEGIN, no ROLLBACK)."""
         conn = self._conn()
+        conn.autocommit = True
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, params)
                 return cur.fetchall()
         finally:
-            conn.rollback()
+            if not conn.closed:
+                conn.autocommit = False
 
-    def _sensor(self, sensor: str) -> tuple[int, str]:
+    def _sensor_id(self, sensor: str) -> int:
+        """The id of a sensor (ids never change, so a known one is not asked again)."""
+        known = self._ids.get(sensor)
+        if known is not None:
+            return known[0]
         rows = self._fetch("SELECT id, unit FROM sensors WHERE name = %s", (sensor,))
         if not rows:
             raise UnknownSensor(sensor)
-        return rows[0]
+        self._ids.setdefault(sensor, rows[0])
+        return rows[0][0]
 
     @_database
     def unit(self, sensor: str) -> str:
-        return self._sensor(sensor)[1]
+        rows = self._fetch("SELECT unit FROM sensors WHERE name = %s", (sensor,))
+        if not rows:
+            raise UnknownSensor(sensor)
+        return rows[0][0]
 
     @_database
     def series(self, query: Query) -> list[tuple[datetime, float]]:
-        sensor_id, _ = self._sensor(query.sensor)
+        sensor_id = self._sensor_id(query.sensor)
         p = {"id": sensor_id, "start": query.start, "end": query.end, "tz": str(query.tz or ""),
              "every": f"{query.every} seconds"}
         if query.every is None:
@@ -498,10 +577,11 @@ class PostgresStore(Store):
         """
         a, z = span
         conn = self._conn()
+        conn.autocommit = True  # the snapshot is begun and ended here: three round trips
         try:
             with conn.cursor() as cur:
-                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute("SELECT day FROM rollup_dirty WHERE sensor_id = %s AND day > %s "
+                cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                            "SELECT day FROM rollup_dirty WHERE sensor_id = %s AND day > %s "
                             "AND day < %s ORDER BY day", (p["id"], a - timedelta(days=1), z))
                 lagging = _merge([(max(d, a), min(d + timedelta(days=1), z))
                                   for (d,) in cur.fetchall()])
@@ -533,7 +613,10 @@ class PostgresStore(Store):
                             "GROUP BY 1 ORDER BY 1", head + args)
                 return [(query.label(t), v) for t, v in cur.fetchall()]
         finally:
-            conn.rollback()
+            if not conn.closed:
+                with conn.cursor() as cur:
+                    cur.execute("ROLLBACK")  # read only: nothing to keep
+                conn.autocommit = False
 
     @_database
     def latest(self) -> list[dict]:

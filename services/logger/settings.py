@@ -43,7 +43,7 @@ class SensorSettings:
 class LoggerSettings:
     db: str = DEFAULT_URL
     batch_s: float = 1.0
-    max_batch: int = 50_000
+    max_batch: int = 200_000
     spool_dir: str = "var/spool"
     spool_max_mb: float = 1024.0
     retry_s: float = 5.0

@@ -112,7 +112,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def write(self, rows: list[Row]) -> int:
-        """Store rows idempotently in one transaction; returns how many were new."""
+        """Store rows idempotently; returns how many were new.
+
+        A write that raises may have stored some of the rows (a store may
+        split a large batch over transactions); writing them again stores the rest.
+        """
 
     @abc.abstractmethod
     def describe(self, sensor: str, unit: str, description: str) -> None:

@@ -1,7 +1,7 @@
 """The writer thread: buffers readings and writes them in batches, or spools them.
 
 Every `batch_s` seconds (sooner when `max_batch` readings are waiting) the
-pending readings go to the store in one transaction. When the store fails, the
+pending readings go to the store in one write. When the store fails, the
 batch is appended to the spool instead and polling goes on; every `retry_s` the
 writer tries the store again and, once it answers, replays the spool oldest
 first before writing anything new. A `kill -9` loses at most the readings that
@@ -35,7 +35,7 @@ class Writer:
     """One thread that owns the store's write connection and the spool."""
 
     def __init__(self, store: Store, spool: Spool, *, batch_s: float = 1.0,
-                 max_batch: int = 50_000, max_pending: int = 1_000_000, retry_s: float = 2.0,
+                 max_batch: int = 200_000, max_pending: int = 1_000_000, retry_s: float = 2.0,
                  on_stored: Callable[[list[Row]], None] | None = None,
                  retention: tuple[timedelta | None, dict[str, timedelta]] = (None, {}),
                  maintain_s: float = 3600.0, rollup_settle_s: float = 60.0):
@@ -195,7 +195,7 @@ class Writer:
     def _replay(self) -> None:
         """Store the spool oldest first, removing each segment once all of it is stored."""
         for segment in self.spool.seal():
-            for rows in self.spool.read(segment):
+            for rows in self._joined(self.spool.read(segment)):
                 try:
                     self._ensure_schema()
                     self.written += self.store.write(rows)
@@ -206,6 +206,17 @@ class Writer:
             self._succeeded()
             log.info("spool: replayed %s", segment.name)
             self._to_spool(self._take())  # keep memory bounded during a long replay
+
+    def _joined(self, batches: list[list[Row]]):
+        """Spooled batches joined, in order, into writes of up to `max_batch` readings."""
+        joined: list[Row] = []
+        for rows in batches:
+            if joined and len(joined) + len(rows) > self.max_batch:
+                yield joined
+                joined = []
+            joined.extend(rows)
+        if joined:
+            yield joined
 
     def _to_spool(self, rows: list[Row]) -> None:
         if not rows:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from services.logger.postgres import PostgresStore
 from services.logger.queries import QueryError, from_us, make_query, to_us
 from services.logger.store import StoreError, UnknownSensor, open_store
 
@@ -382,3 +383,70 @@ def assert_same(expected: list[list[tuple]], got: list[list[tuple]]) -> None:
     for want, have in zip(expected, got, strict=True):
         assert [t for t, _ in have] == [t for t, _ in want]
         assert [v for _, v in have] == pytest.approx([v for _, v in want], rel=1e-12)
+
+
+def _split_batch():
+    """Three sensors over four UTC days from midnight, 24 480 rows; 'b' stops after day one."""
+    midnight = datetime(2026, 5, 1, tzinfo=UTC)
+    rows = samples("a", midnight, 17280, 20.0, seed=20) \
+        + samples("b", midnight, 1440, 60.0, seed=21) \
+        + samples("c", midnight + timedelta(seconds=7), 5760, 60.0, seed=22)
+    return midnight, sorted(rows, key=lambda r: r[2])
+
+
+def _stored(url: str, sql: str):
+    import psycopg2
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        result = cur.fetchall()
+    conn.close()
+    return result
+
+
+def test_a_large_batch_over_days_is_written_in_two_transactions_once(pg_database):
+    midnight, rows = _split_batch()
+    store = PostgresStore(pg_database, writers=2)
+    store.upgrade()
+    assert store.write(rows) == len(rows)
+    per_day = _stored(pg_database, "SELECT date_trunc('day', time AT TIME ZONE 'UTC'), "
+                      "count(DISTINCT xmin::text), "
+                      "count(*) FROM samples GROUP BY 1 ORDER BY 1")
+    assert [n for _, _, n in per_day] == [7200, 5760, 5760, 5760]  # a, b, c; then a and c
+    assert all(x == 1 for _, x, _ in per_day)  # each day in one transaction ...
+    assert _stored(pg_database, "SELECT count(DISTINCT xmin::text) FROM samples") == [(2,)]  # ... of 2
+    latest = {r["sensor"]: (r["time"], r["value"]) for r in store.latest()}
+    newest = {s: (from_us(t), v) for s, _, t, v in rows}
+    assert latest == newest  # 'b' from the first part, 'a' and 'c' from the second
+    assert store.write(rows) == 0  # a replay stores nothing
+    while store.refresh_rollups():
+        pass
+    for sensor in "abc":
+        q = make_query(sensor, midnight, midnight + timedelta(days=4), "1h", "avg")
+        assert q.rollup == 3600
+        got = [(t.isoformat(), v) for t, v in store.series(q)]
+        want = reference([r for r in rows if r[0] == sensor], q)
+        assert [t for t, _ in got] == [t for t, _ in want]
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-12)
+    store.close()
+
+
+def test_when_one_part_fails_the_other_is_kept_and_a_replay_completes(pg_database):
+    midnight, rows = _split_batch()
+    store = PostgresStore(pg_database, writers=2)
+    store.upgrade()
+    store.create_partitions(midnight, midnight + timedelta(days=3))
+    last_day = [r for r in rows if r[2] >= to_us(midnight + timedelta(days=3))]
+    rows[rows.index(last_day[-1])] = (*last_day[-1][:3], 1000.0)  # refused on the last day
+    _stored(pg_database, "ALTER TABLE samples_20260504 ADD CONSTRAINT sane "
+            "CHECK (value < 100); SELECT 1")
+    with pytest.raises(StoreError, match='violates check constraint "sane"'):
+        store.write(rows)
+    assert _stored(pg_database, "SELECT count(*) FROM samples") == [(7200 + 5760,)]  # days 1-2
+    assert {r["sensor"] for r in store.latest()} == {"b"}  # its newest row is on day 1
+    _stored(pg_database, "ALTER TABLE samples_20260504 DROP CONSTRAINT sane; SELECT 1")
+    assert store.write(rows) == 2 * 5760  # only what the failed part held
+    assert _stored(pg_database, "SELECT count(*), count(DISTINCT (sensor_id, time)) "
+                   "FROM samples") == [(len(rows), len(rows))]
+    assert {r["sensor"]: r["value"] for r in store.latest()} == {s: v for s, _, _, v in rows}
+    store.close()

@@ -184,6 +184,22 @@ def test_replaying_what_is_already_stored_changes_nothing(pg_database, tmp_path)
     assert values == list(range(300)) and rolled == 300
 
 
+def test_a_replay_joins_spooled_batches_into_few_writes(pg_database, tmp_path):
+    spool = Spool(tmp_path, 10**7)
+    for k in range(50):  # an outage of 50 batch intervals
+        spool.append(rows(k * 100, 100))
+    writer = Writer(open_store(pg_database), spool, batch_s=0.02, max_batch=1000)
+    writer.start()
+    wait_for(lambda: not spool, what="replay")
+    writer.stop()
+    values, rolled = stored_indices(pg_database)
+    assert values == list(range(5000)) and rolled == 5000
+    with psycopg2.connect(pg_database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(DISTINCT xmin::text) FROM samples")
+        assert cur.fetchone() == (5,)  # one transaction per 1000 readings, not per batch
+    conn.close()
+
+
 @pytest.mark.slow
 def test_kill_9_then_restart_loses_at_most_the_current_batch(pg_proxy, tmp_path):
     url, proxy, direct = pg_proxy
