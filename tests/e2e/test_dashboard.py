@@ -208,6 +208,22 @@ def test_history_plot_for_a_chosen_range(page, lab, artifacts):
     page.wait_for_selector("#history-message:text-is('the end must come after the start')")
 
 
+def test_a_sensor_that_starts_logging_later_joins_the_history_list(page, lab):
+    from services.logger.queries import to_us
+    from services.logger.store import open_store
+
+    open_dashboard(page, lab)
+    page.wait_for_function("() => ionlab.history.units.has('chamber')")
+    assert not page.evaluate("() => ionlab.history.units.has('oven')")
+    other = open_store(str(lab.folder / "lab.sqlite"))  # another logger, the same database
+    try:
+        other.write([("oven", "A", to_us(datetime.now(UTC)), 2.5)])
+    finally:
+        other.close()
+    page.wait_for_function("() => ionlab.history.units.get('oven') === 'A'", timeout=30_000)
+    assert page.inner_text("#history-sensors").count("oven (A)") == 1
+
+
 @pytest.mark.slow
 def test_server_restart_reconnects_and_leaves_no_gap(page, tmp_path, artifacts):
     lab = Lab(tmp_path)

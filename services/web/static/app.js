@@ -15,6 +15,7 @@ import { TRACE_WINDOW_S, Traces } from "./traces.js";
 // minutes on the first connection, what the stream could not replay after a reconnection.
 // Once more after this delay, for readings the logger had not written yet.
 const REFILL_AGAIN_MS = 5000;
+const SENSORS_AGAIN_MS = 10000;  // a sensor that starts logging later joins the history list
 const STATE_TEXT = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…" };
 
 const $ = (id) => document.getElementById(id);
@@ -61,6 +62,17 @@ function followSensors(sensors) {
   }
 }
 
+/** Ask the logger for its sensors again: new ones join the list (and are plotted if none was). */
+async function refreshSensors() {
+  try {
+    const plotted = history.chosen().length > 0;
+    followSensors((await getJson("/api/v1/sensors")).sensors);
+    if (!plotted && history.chosen().length) history.show();
+  } catch (error) {
+    history.say(`history unavailable: ${error.message}`);
+  }
+}
+
 /** Fill traces from the logger's store: `since` maps a channel to the time to start at. */
 async function refill(since) {
   const end = new Date(serverNow() * 1000).toISOString();
@@ -84,13 +96,7 @@ async function onOpen(reconnected) {
   for (const [channel, trace] of traces.byChannel) {
     since.set(channel, reconnected ? Math.max(trace.newest ?? 0, windowStart) : windowStart);
   }
-  if (reconnected) {
-    try {
-      followSensors((await getJson("/api/v1/sensors")).sensors);
-    } catch (error) {
-      history.say(`history unavailable: ${error.message}`);
-    }
-  }
+  if (reconnected) await refreshSensors();
   await refill(since);
   setTimeout(() => refill(since), REFILL_AGAIN_MS);
 }
@@ -141,6 +147,7 @@ async function main() {
   stream.onOpen(onOpen);
   stream.open();
   setInterval(tick, 500);
+  setInterval(refreshSensors, SENSORS_AGAIN_MS);
   tick();
   if (history.chosen().length) history.show();
 }

@@ -92,6 +92,9 @@ export class History {
 
   /** List the sensors the logger knows (GET /api/v1/sensors), keeping what is ticked. */
   setSensors(sensors) {
+    const same = sensors.length === this.units.size
+      && sensors.every((s) => this.units.get(s.sensor) === (s.unit ?? ""));
+    if (same) return;  // leave the list (and what is being clicked) alone
     const ticked = new Set(this.chosen());
     const first = this.units.size === 0;
     this.units = new Map(sensors.map((s) => [s.sensor, s.unit ?? ""]));
