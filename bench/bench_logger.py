@@ -6,8 +6,11 @@ samples (1 million with --quick), generated in time order as a logger sees them.
 - Ingest: samples/s through the logger's Writer (batches of binary COPY)
   into a fresh PostgreSQL database, from the first row handed over to the
   last batch committed; daily partitions are created as the load needs them
-  and timed with it (rollups are refreshed by the writer while it is idle;
-  the time they still needed after the load is printed too). Against
+  and timed with it (a backfill: each new day is loaded, indexed in one pass
+  and attached; rollups are refreshed by the writer while it is idle; the
+  time they still needed after the load is printed too). Also into
+  partitions that exist beforehand, as live logging finds them (every row
+  goes into the unique index as it comes), for 2M samples. Against
   `psql \\copy` of the same rows into the same partitioned table, partitions
   made beforehand (text COPY on one connection, no rollups), and against
   InfluxDB receiving the same points as line protocol over HTTP, 10k per
@@ -288,7 +291,7 @@ def run(quick: bool) -> list[Row]:
     influx = None
     rows: list[Row] = []
     try:
-        for db in (name, name + "_copy"):
+        for db in (name, name + "_copy", name + "_ahead"):
             admin.cursor().execute(f'CREATE DATABASE "{db}"')
         pg = open_store(url)
         pg.upgrade()
@@ -301,6 +304,12 @@ def run(quick: bool) -> list[Row]:
         print("bench_logger: psql COPY ...", file=sys.stderr, flush=True)
         copy_n = min(total, 2_000_000)
         copy_rate = psql_copy(url + "_copy", copy_n, folder)
+        print("bench_logger: PostgreSQL, partitions made ahead ...", file=sys.stderr, flush=True)
+        ahead = open_store(url + "_ahead")
+        ahead.upgrade()
+        ahead.create_partitions(T0, T0 + YEAR)
+        ahead_rate = ingest(ahead, copy_n, folder / "spool-ahead")
+        ahead.close()
         print("bench_logger: SQLite ...", file=sys.stderr, flush=True)
         lite = open_store(str(folder / "bench.sqlite"))
         lite.upgrade()
@@ -321,6 +330,12 @@ def run(quick: bool) -> list[Row]:
                 unit),
             Row("logger", pg_label, pg_rate, influx_post_rate,
                 influx_name + " (POSTs only, text built untimed)", unit),
+            Row("logger", f"ingest, Writer -> PostgreSQL, partitions made ahead as for live "
+                f"logging ({copy_n / 1e6:g}M samples)", ahead_rate, copy_rate,
+                f"psql \\copy of the same {copy_n / 1e6:g}M rows", unit),
+            Row("logger", f"ingest, Writer -> PostgreSQL, partitions made ahead as for live "
+                f"logging ({copy_n / 1e6:g}M samples)", ahead_rate, influx_rate,
+                influx_name + f", one connection ({size})", unit),
             Row("logger", f"ingest, Writer -> SQLite ({size})", lite_rate, influx_rate,
                 influx_name + ", one connection", unit),
             Row("logger", "PostgreSQL rollups still lagging when the load ended, catch-up",
@@ -359,7 +374,7 @@ def run(quick: bool) -> list[Row]:
     finally:
         if influx is not None:
             influx.stop()
-        for db in (name, name + "_copy"):
+        for db in (name, name + "_copy", name + "_ahead"):
             admin.cursor().execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         admin.close()
         shutil.rmtree(folder, ignore_errors=True)

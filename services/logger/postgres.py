@@ -18,7 +18,9 @@ Schema (created and migrated by `upgrade()`, i.e. `ionlab db upgrade`):
 A batch goes in as binary COPY straight into its daily partitions (one COPY
 per day, skipping tuple routing; into samples where the role may not write a
 partition another logger created); only if it holds a row that is already
-stored (a replay) is it staged and inserted with ON CONFLICT DO NOTHING.
+stored (a replay) is it staged and inserted with ON CONFLICT DO NOTHING. A day
+that has no partition yet is loaded into a new table whose unique index is
+then built in one pass and which is attached to samples before commit.
 The server's unique-index upkeep costs far more than encoding the rows, so a
 large batch that spans days (a backfill, a spool replay) is split into runs of
 whole days, one per `writers` connection, inserting at once into different
@@ -26,7 +28,8 @@ partitions; each part is its own transaction, moving the latest value only of
 the sensors whose newest row it holds. If one part fails the whole batch goes
 to the spool, and its replay stores only what is missing.
 Everything that several loggers may do at the same moment (schema upgrade,
-partition creation and dropping) runs under a transaction-level advisory lock;
+partition creation and dropping) runs under transaction-level advisory locks
+(one for all partitions, and one per day, always taken in ascending order);
 sensor registration is an upsert, rollup refreshes claim their sensor-days with
 SKIP LOCKED.
 """
@@ -253,6 +256,25 @@ def _days(times: list[int]) -> list[tuple[int, int, int]]:
     return parts
 
 
+def _bounds(day: int) -> tuple[datetime, datetime]:
+    return from_us(day * DAY_US), from_us((day + 1) * DAY_US)
+
+
+def _claim_new_partition(cur, day: int) -> bool:
+    """Lock `day` against other loggers until commit; True if it has no partition yet."""
+    cur.execute("SELECT pg_advisory_xact_lock(%s, %s); SELECT to_regclass(%s) IS NULL",
+                (LOCK_PARTITIONS, day, partition_name(day)))
+    return cur.fetchone()[0]
+
+
+def _create_partitions(cur, days) -> None:
+    """Create the missing partitions of `days`: all their day locks first (ascending, as
+    everywhere), then the tables, so no logger waits for a day while holding samples."""
+    for day in [day for day in sorted(days) if _claim_new_partition(cur, day)]:
+        cur.execute(f"CREATE TABLE {partition_name(day)} PARTITION OF samples "
+                    "FOR VALUES FROM (%s) TO (%s)", _bounds(day))
+
+
 def partition_name(day: int) -> str:
     """`samples_YYYYMMDD` for the UTC day number `day` since the epoch."""
     return "samples_" + from_us(day * DAY_US).strftime("%Y%m%d")
@@ -330,10 +352,7 @@ class PostgresStore(Store):
             return
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_PARTITIONS,))
-            for day in missing:
-                cur.execute(f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF "
-                            "samples FOR VALUES FROM (%s) TO (%s)",
-                            (from_us(day * DAY_US), from_us((day + 1) * DAY_US)))
+            _create_partitions(cur, missing)
         conn.commit()
         self._partitions.update(missing)
 
@@ -388,18 +407,23 @@ class PostgresStore(Store):
         sensors = list(map(ids.__getitem__, map(_SENSOR, rows)))
         values = list(map(_VALUE, rows))
         days = _days(times)
-        self._ensure_partitions(conn, {day for day, _, _ in days})
+        if not self._direct:
+            self._ensure_partitions(conn, {day for day, _, _ in days})
+        known = self._partitions
+        if known is None:
+            known = self._partitions = set(self._existing_partitions(conn))
+        fresh = {day for day, _, _ in days} - known  # days that have no partition yet
         (first, *others) = parts = self._split(days, times, sensors, values)
         newest: dict[int, int] = {}  # sensor id -> the part holding its newest row
         for k in range(len(parts) - 1, -1, -1):
             newest.update(dict.fromkeys(set(parts[k][1]) - newest.keys(), k))
         owned = [{i for i, k in newest.items() if k == j} for j in range(len(parts))]
         if not others:
-            return self._write_part(*first, owned[0])
-        futures = [self._helpers.submit(self._write_part, *part, mine)
+            return self._write_part(*first, owned[0], fresh)
+        futures = [self._helpers.submit(self._write_part, *part, mine, fresh)
                    for part, mine in zip(others, owned[1:], strict=True)]
         outcomes = []
-        for work in [functools.partial(self._write_part, *first, owned[0]),
+        for work in [functools.partial(self._write_part, *first, owned[0], fresh),
                      *(f.result for f in futures)]:
             try:
                 outcomes.append(work())
@@ -426,11 +450,12 @@ class PostgresStore(Store):
 
     @_database
     def _write_part(self, times: list[int], sensors: list[int], values: list[float],
-                    latest: set[int]) -> int:
+                    latest: set[int], fresh: set[int]) -> int:
         """Store time-ordered rows in one transaction on this thread's connection.
 
         Marks their sensor-days dirty and moves the latest value of the
-        sensors in `latest` (those whose newest row of the batch is here).
+        sensors in `latest` (those whose newest row of the batch is here);
+        `fresh` are the days that had no partition when the batch began.
         """
         conn = self._conn()
         n = len(times)
@@ -444,36 +469,57 @@ class PostgresStore(Store):
         with conn.cursor() as cur:
             cur.execute(_MARK_DIRTY, dirty)
             cur.execute("SAVEPOINT append")
+            days = _days(times)
             try:
-                self._append(cur, _days(times), times, sensors, values)
+                self._append(cur, days, times, sensors, values, fresh)
                 new = n
             except psycopg2.errors.UniqueViolation:
                 cur.execute("ROLLBACK TO SAVEPOINT append")
+                _create_partitions(cur, [day for day, _, _ in days])
                 _CopyData(times, sensors, values).copy_into(cur, "ionlab_staging")
                 cur.execute(_INSERT_NEW)
                 new = cur.rowcount
             cur.execute(_LATEST, moved)
         conn.commit()
+        known = self._partitions  # None if a failure elsewhere asked for a reload
+        if known is not None:
+            known.update(day for day, _, _ in days)
         return new
 
     def _append(self, cur, parts: list[tuple[int, int, int]], times: list[int],
-                sensors: list[int], values: list[float]) -> None:
+                sensors: list[int], values: list[float], fresh: set[int]) -> None:
         """COPY each day's rows into its partition, or into samples if this role may not.
 
-        A partition another logger's role created may not grant this role
-        INSERT; samples routes the rows then (rights are checked on it alone).
+        A day with no partition yet (a backfill, a replay) gets a new table:
+        rows first, then its unique index built in one sorted pass (about half
+        the work of keeping an index up to date row by row), then attached to
+        samples at the end, after every day lock is held. A partition another logger's role
+        created may not grant this role INSERT; samples routes the rows then
+        (rights are checked on it alone).
         """
         if self._direct:
             cur.execute("SAVEPOINT direct")
             try:
+                built = []
                 for day, a, b in parts:
-                    _CopyData(times[a:b], sensors[a:b], values[a:b]).copy_into(
-                        cur, partition_name(day))
+                    name = partition_name(day)
+                    data = _CopyData(times[a:b], sensors[a:b], values[a:b])
+                    if day in fresh and _claim_new_partition(cur, day):
+                        cur.execute(f"CREATE TABLE {name} (LIKE samples)")
+                        data.copy_into(cur, name)
+                        cur.execute(f"ALTER TABLE {name} ADD PRIMARY KEY (sensor_id, time)")
+                        built.append(day)
+                    else:
+                        data.copy_into(cur, name)
+                for day in built:
+                    cur.execute(f"ALTER TABLE samples ATTACH PARTITION {partition_name(day)} "
+                                "FOR VALUES FROM (%s) TO (%s)", _bounds(day))
                 return
             except psycopg2.errors.InsufficientPrivilege as exc:
                 cur.execute("ROLLBACK TO SAVEPOINT direct")
                 self._direct = False
                 log.info("writing through samples, not its partitions: %s", _first_line(exc))
+        _create_partitions(cur, [day for day, _, _ in parts])
         _CopyData(times, sensors, values).copy_into(cur, "samples")
 
     @_database
@@ -550,11 +596,14 @@ class PostgresStore(Store):
                 raise QueryError("every", f"more than {MAX_POINTS} samples in this range; "
                                  "ask for buckets (every=...) or a shorter range")
             return [(query.label(t), v) for t, v in rows]
+        # Buckets come back as µs since 1970 (local wall-clock with tz): integers parse
+        # far faster than timestamps, and `query.label` takes either.
         if query.tz is None:
-            bucket = "date_bin(%(every)s::interval, {}, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+            bucket = ("(extract(epoch FROM date_bin(%(every)s::interval, {}, "
+                      "TIMESTAMPTZ '1970-01-01 00:00:00+00')) * 1000000)::bigint")
         else:
-            bucket = ("date_bin(%(every)s::interval, {} AT TIME ZONE %(tz)s, "
-                      "TIMESTAMP '1970-01-01 00:00:00')")
+            bucket = ("(extract(epoch FROM date_bin(%(every)s::interval, {} AT TIME ZONE %(tz)s, "
+                      "TIMESTAMP '1970-01-01 00:00:00')) * 1000000)::bigint")
         raw = "FROM samples WHERE sensor_id = %(id)s AND time >= %(start)s AND time < %(end)s"
         if query.agg in ("first", "last"):
             order = "time" if query.agg == "first" else "time DESC"

@@ -115,18 +115,20 @@ spool_dir = "{tmp_path / 'spool'}"
     store.close()
 
 
-def test_analysis_function_returns_rows_or_a_frame(filled):
+def test_analysis_function_returns_a_frame_with_pandas_and_rows_without(filled, monkeypatch):
+    import pandas
+
     from services.logger.analysis import series
 
     url, store = filled
-    got = series(url, "chamber", "2026-02-03T04:00:00Z", "2026-02-03T06:00:00Z", every="30min",
-                 agg="count")
+    args = (url, "chamber", "2026-02-03T04:00:00Z", "2026-02-03T06:00:00Z")
     want = store.series(make_query("chamber", "2026-02-03T04:00:00Z", "2026-02-03T06:00:00Z",
                                    "30min", "count"))
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        assert got == want and [v for _, v in got] == [25, 30, 30, 30]
-    else:
-        assert list(got.index) == [t for t, _ in want]
-        assert list(got["chamber"]) == [v for _, v in want]
+    assert [v for _, v in want] == [25, 30, 30, 30]
+    frame = series(*args, every="30min", agg="count")
+    assert isinstance(frame, pandas.DataFrame) and list(frame.columns) == ["chamber"]
+    assert list(frame.index) == [t for t, _ in want]
+    assert isinstance(frame.index, pandas.DatetimeIndex) and str(frame.index.tz) == "UTC"
+    assert list(frame["chamber"]) == [v for _, v in want]
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as on a machine without pandas
+    assert series(*args, every="30min", agg="count") == want

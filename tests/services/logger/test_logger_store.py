@@ -450,3 +450,76 @@ def test_when_one_part_fails_the_other_is_kept_and_a_replay_completes(pg_databas
                    "FROM samples") == [(len(rows), len(rows))]
     assert {r["sensor"]: r["value"] for r in store.latest()} == {s: v for s, _, _, v in rows}
     store.close()
+
+
+def test_new_days_get_whole_partitions_with_their_unique_index_attached(pg_database):
+    import psycopg2
+
+    store = open_store(pg_database)
+    store.upgrade()
+    midnight = datetime(2025, 2, 1, tzinfo=UTC)
+    rows = samples("rf", midnight, 3 * 1440, 60.0, seed=30)  # three days, none created yet
+    assert store.write(rows) == len(rows)
+    parts = _stored(pg_database, """
+        SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
+               (SELECT p.relname FROM pg_inherits ii JOIN pg_class p ON p.oid = ii.inhparent
+                WHERE ii.inhrelid = x.indexrelid), x.indisunique, x.indisvalid
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        JOIN pg_index x ON x.indrelid = c.oid
+        WHERE i.inhparent = 'samples'::regclass AND c.relname LIKE 'samples_202502%'
+        ORDER BY 1""")
+    assert [(name, parent, unique, valid) for name, _, parent, unique, valid in parts] == [
+        (f"samples_2025020{d}", "samples_pkey", True, True) for d in (1, 2, 3)]
+    assert parts[0][1] == ("FOR VALUES FROM ('2025-02-01 00:00:00+00') "
+                           "TO ('2025-02-02 00:00:00+00')")
+    with psycopg2.connect(pg_database) as conn, conn.cursor() as cur:
+        with pytest.raises(psycopg2.errors.UniqueViolation):
+            cur.execute("INSERT INTO samples SELECT time, sensor_id, 0 FROM samples LIMIT 1")
+    conn.close()
+    assert store.write(rows[1000:1010] + samples("rf", midnight, 1, 30.0, seed=31)) == 0
+    assert store.write(samples("rf", midnight + timedelta(seconds=30), 1, 1, seed=32)) == 1
+    day = make_query("rf", midnight, midnight + timedelta(days=3), "1d", "count")
+    assert [v for _, v in store.series(day)] == [1441, 1440, 1440]
+    store.close()
+
+
+def test_a_row_repeated_in_a_batch_for_a_new_day_is_stored_once(pg_database):
+    store = open_store(pg_database)
+    store.upgrade()
+    rows = samples("rf", datetime(2025, 3, 1, 12, tzinfo=UTC), 50, 1.0, seed=33)
+    assert store.write(rows + rows[10:12]) == 50
+    assert store.series(make_query("rf", "2025-03-01T00:00:00Z", "2025-03-02T00:00:00Z")) \
+        == [(from_us(t), v) for _, _, t, v in rows]
+    store.close()
+
+
+def test_two_loggers_backfilling_the_same_new_days_at_once(pg_database):
+    midnight, rows = _split_batch()
+    stores = [PostgresStore(pg_database, writers=2) for _ in range(2)]
+    stores[0].upgrade()
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def backfill(store, part):
+        try:
+            barrier.wait()
+            results.append(store.write(part))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    halves = (rows[:16000], rows[8000:])  # overlapping, over the same new days
+    threads = [threading.Thread(target=backfill, args=args)
+               for args in zip(stores, halves, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(results) == len(rows)
+    assert _stored(pg_database, "SELECT count(*), count(DISTINCT (sensor_id, time)) "
+                   "FROM samples") == [(len(rows), len(rows))]
+    assert _stored(pg_database, "SELECT count(*) FROM pg_inherits "
+                   "WHERE inhparent = 'samples'::regclass AND inhrelid::regclass::text "
+                   "LIKE 'samples_202605%'") == [(4,)]
+    for store in stores:
+        store.close()
