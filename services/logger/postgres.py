@@ -180,6 +180,11 @@ FROM m GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 
+# (bucket, value) rows with each bucket as µs since 1970 (local wall-clock for a zone):
+# integers parse far faster than timestamps, and `Query.label` takes either.
+_AS_US = "SELECT (extract(epoch FROM b) * 1000000)::bigint, v FROM ({}) r(b, v) ORDER BY 1"
+
+
 def _database(method):
     """Map driver errors: lost connections to StoreUnavailable, the rest to StoreError."""
 
@@ -596,14 +601,11 @@ class PostgresStore(Store):
                 raise QueryError("every", f"more than {MAX_POINTS} samples in this range; "
                                  "ask for buckets (every=...) or a shorter range")
             return [(query.label(t), v) for t, v in rows]
-        # Buckets come back as µs since 1970 (local wall-clock with tz): integers parse
-        # far faster than timestamps, and `query.label` takes either.
         if query.tz is None:
-            bucket = ("(extract(epoch FROM date_bin(%(every)s::interval, {}, "
-                      "TIMESTAMPTZ '1970-01-01 00:00:00+00')) * 1000000)::bigint")
+            bucket = "date_bin(%(every)s::interval, {}, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
         else:
-            bucket = ("(extract(epoch FROM date_bin(%(every)s::interval, {} AT TIME ZONE %(tz)s, "
-                      "TIMESTAMP '1970-01-01 00:00:00')) * 1000000)::bigint")
+            bucket = ("date_bin(%(every)s::interval, {} AT TIME ZONE %(tz)s, "
+                      "TIMESTAMP '1970-01-01 00:00:00')")
         raw = "FROM samples WHERE sensor_id = %(id)s AND time >= %(start)s AND time < %(end)s"
         if query.agg in ("first", "last"):
             order = "time" if query.agg == "first" else "time DESC"
@@ -614,8 +616,8 @@ class PostgresStore(Store):
         else:
             value = {"avg": "avg(value)", "min": "min(value)", "max": "max(value)",
                      "count": "count(*)"}[query.agg]
-            sql = f"SELECT {bucket.format('time')} AS b, {value} {raw} GROUP BY 1 ORDER BY 1"
-        return [(query.label(b), v) for b, v in self._fetch(sql, p)]
+            sql = f"SELECT {bucket.format('time')} AS b, {value} {raw} GROUP BY 1"
+        return [(query.label(b), v) for b, v in self._fetch(_AS_US.format(sql), p)]
 
     def _from_rollup(self, query: Query, p: dict, bucket: str, width: int,
                      span: tuple[datetime, datetime]) -> list[tuple[datetime, float]]:
@@ -658,8 +660,9 @@ class PostgresStore(Store):
                          "count": "sum(c)::bigint"}[query.agg]
                 b = bucket.replace("%(every)s", "%s").replace("%(tz)s", "%s").format("t")
                 head = [p["every"]] + ([p["tz"]] if query.tz is not None else [])
-                cur.execute(f"SELECT {b} AS b, {value} FROM ({' UNION ALL '.join(parts)}) q "
-                            "GROUP BY 1 ORDER BY 1", head + args)
+                cur.execute(_AS_US.format(f"SELECT {b} AS b, {value} FROM "
+                                          f"({' UNION ALL '.join(parts)}) q GROUP BY 1"),
+                            head + args)
                 return [(query.label(t), v) for t, v in cur.fetchall()]
         finally:
             if not conn.closed:
