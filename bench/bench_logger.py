@@ -23,7 +23,7 @@ samples (1 million with --quick), generated in time order as a logger sees them.
 - Queries on the loaded data (median of repeated runs, warm): one sensor-day
   at 1-minute buckets, one sensor-year at 1-day buckets, the latest value of
   every sensor; ionlab through `Store.series`/`Store.latest` against InfluxDB's
-  `GROUP BY time() fill(none)` and `last()` over HTTP.
+  `GROUP BY time() fill(none)` and `last()` over HTTP, its JSON answer parsed.
 
 InfluxDB (Debian package `influxdb`) is installed with apt-get when missing and
 started on 127.0.0.1 with a throw-away data folder; PostgreSQL is the test
@@ -33,6 +33,7 @@ server (IONLAB_TEST_PG, default postgresql://127.0.0.1:5432/test).
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import random
 import shutil
@@ -223,9 +224,10 @@ bind-address = "127.0.0.1:{rpc}"
             client.close()
         return total / spent, (total / posting if posting else float("nan"))
 
-    def query(self, q: str) -> bytes:
-        return self.http.request("GET", "/query?" + urlencode({"db": "bench", "q": q,
-                                                               "epoch": "u"}))
+    def query(self, q: str) -> dict:
+        """The parsed answer (ionlab's queries hand back Python values too)."""
+        return json.loads(self.http.request("GET", "/query?" + urlencode(
+            {"db": "bench", "q": q, "epoch": "u"})))
 
     def stop(self):
         self.http.close()

@@ -182,7 +182,8 @@ FROM m GROUP BY 1, 2 ORDER BY 1, 2
 
 # (bucket, value) rows with each bucket as µs since 1970 (local wall-clock for a zone):
 # integers parse far faster than timestamps, and `Query.label` takes either.
-_AS_US = "SELECT (extract(epoch FROM b) * 1000000)::bigint, v FROM ({}) r(b, v) ORDER BY 1"
+# Bucket starts are whole seconds, so the float8 epoch is exact.
+_AS_US = "SELECT (date_part('epoch', b) * 1000000)::bigint, v FROM ({}) r(b, v) ORDER BY 1"
 
 
 def _database(method):
@@ -650,19 +651,29 @@ class PostgresStore(Store):
                                      f"FROM {table} WHERE sensor_id = %s AND time >= %s "
                                      "AND time < %s")
                         args += [p["id"], lo, hi]
+                raw_free = True
                 for lo, hi in raw:
                     if lo < hi:
+                        raw_free = False
                         parts.append("SELECT time AS t, 1 AS c, value AS s, value AS lo, "
                                      "value AS hi FROM samples "
                                      "WHERE sensor_id = %s AND time >= %s AND time < %s")
                         args += [p["id"], lo, hi]
-                value = {"avg": "sum(s) / sum(c)", "min": "min(lo)", "max": "max(hi)",
-                         "count": "sum(c)::bigint"}[query.agg]
-                b = bucket.replace("%(every)s", "%s").replace("%(tz)s", "%s").format("t")
-                head = [p["every"]] + ([p["tz"]] if query.tz is not None else [])
-                cur.execute(_AS_US.format(f"SELECT {b} AS b, {value} FROM "
-                                          f"({' UNION ALL '.join(parts)}) q GROUP BY 1"),
-                            head + args)
+                if len(parts) == 1 and raw_free and query.every == width and query.tz is None:
+                    # the rollup's own rows are the buckets: no grouping
+                    value = {"avg": "sum / count", "min": "min", "max": "max",
+                             "count": "count"}[query.agg]
+                    cur.execute(f"SELECT (date_part('epoch', time) * 1000000)::bigint, {value} "
+                                f"FROM {table} WHERE sensor_id = %s AND time >= %s "
+                                "AND time < %s ORDER BY time", args)
+                else:
+                    value = {"avg": "sum(s) / sum(c::integer)::float8", "min": "min(lo)",
+                             "max": "max(hi)", "count": "sum(c::integer)"}[query.agg]
+                    b = bucket.replace("%(every)s", "%s").replace("%(tz)s", "%s").format("t")
+                    head = [p["every"]] + ([p["tz"]] if query.tz is not None else [])
+                    cur.execute(_AS_US.format(f"SELECT {b} AS b, {value} FROM "
+                                              f"({' UNION ALL '.join(parts)}) q GROUP BY 1"),
+                                head + args)
                 return [(query.label(t), v) for t, v in cur.fetchall()]
         finally:
             if not conn.closed:

@@ -100,7 +100,8 @@ def to_us(t: datetime) -> int:
 
 
 def from_us(us: int, tz=UTC) -> datetime:
-    return (EPOCH + timedelta(microseconds=us)).astimezone(tz)
+    when = EPOCH + timedelta(microseconds=us)  # EPOCH is in UTC
+    return when if tz is UTC else when.astimezone(tz)
 
 
 def bucket_label(local_us: int, tz) -> datetime:
@@ -175,13 +176,13 @@ class Query:
 
     def label(self, bucket: int | datetime) -> datetime:
         """A bucket start as an aware datetime in the query's zone (UTC by default)."""
-        if isinstance(bucket, datetime):
-            if bucket.tzinfo is None:
-                return bucket.replace(tzinfo=self.tz or UTC)
-            return bucket.astimezone(self.tz or UTC)
-        if self.tz is None:
-            return from_us(bucket)
-        return bucket_label(bucket, self.tz)
+        if isinstance(bucket, int):  # µs since 1970 in UTC, or on the wall clock of tz
+            if self.tz is None:
+                return EPOCH + timedelta(microseconds=bucket)
+            return bucket_label(bucket, self.tz)
+        if bucket.tzinfo is None:
+            return bucket.replace(tzinfo=self.tz or UTC)
+        return bucket.astimezone(self.tz or UTC)
 
 
 def make_query(sensor: str, start, end, every: str | int | None = None, agg: str | None = None,

@@ -523,3 +523,18 @@ def test_two_loggers_backfilling_the_same_new_days_at_once(pg_database):
                    "LIKE 'samples_202605%'") == [(4,)]
     for store in stores:
         store.close()
+
+
+@pytest.mark.parametrize("every", ["1min", "1h"])
+@pytest.mark.parametrize("agg", ["avg", "min", "max", "count"])
+def test_buckets_as_wide_as_a_rollup_on_whole_buckets_equal_the_reference(store, every, agg):
+    rows = samples("chamber", T0, 3000, 17.3, seed=40)
+    store.write(rows)
+    while store.refresh_rollups():
+        pass
+    start = T0.replace(minute=0, second=0, microsecond=0)  # whole buckets: no raw edges
+    query = make_query("chamber", start, start + timedelta(hours=15), every, agg)
+    got = [(t.isoformat(), v) for t, v in store.series(query)]
+    want = reference(rows, query)
+    assert [t for t, _ in got] == [t for t, _ in want] and len(want) > 10
+    assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-12)
