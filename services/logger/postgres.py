@@ -273,12 +273,33 @@ def _claim_new_partition(cur, day: int) -> bool:
     return cur.fetchone()[0]
 
 
-def _create_partitions(cur, days) -> None:
-    """Create the missing partitions of `days`: all their day locks first (ascending, as
-    everywhere), then the tables, so no logger waits for a day while holding samples."""
-    for day in [day for day in sorted(days) if _claim_new_partition(cur, day)]:
-        cur.execute(f"CREATE TABLE {partition_name(day)} PARTITION OF samples "
+def _build_partition(cur, day: int, rows: _CopyData | None = None) -> None:
+    """A day's table, loaded with `rows`, then its unique index built in one sorted pass."""
+    name = partition_name(day)
+    cur.execute(f"CREATE TABLE {name} (LIKE samples)")
+    if rows is not None:
+        rows.copy_into(cur, name)
+    cur.execute(f"ALTER TABLE {name} ADD PRIMARY KEY (sensor_id, time)")
+
+
+def _attach_partitions(cur, days) -> None:
+    """Attach built tables to samples (SHARE UPDATE EXCLUSIVE: readers and writers go on)."""
+    for day in days:
+        cur.execute(f"ALTER TABLE samples ATTACH PARTITION {partition_name(day)} "
                     "FOR VALUES FROM (%s) TO (%s)", _bounds(day))
+
+
+def _create_partitions(cur, days) -> None:
+    """Create the missing partitions of `days`, empty: every day lock first (ascending, as
+    everywhere), then samples itself, so no logger waits for a day while holding samples.
+
+    Built and attached rather than `CREATE TABLE ... PARTITION OF`, which would lock
+    samples against every reader until commit.
+    """
+    claimed = [day for day in sorted(days) if _claim_new_partition(cur, day)]
+    for day in claimed:
+        _build_partition(cur, day)
+    _attach_partitions(cur, claimed)
 
 
 def partition_name(day: int) -> str:
@@ -499,27 +520,22 @@ class PostgresStore(Store):
         A day with no partition yet (a backfill, a replay) gets a new table:
         rows first, then its unique index built in one sorted pass (about half
         the work of keeping an index up to date row by row), then attached to
-        samples at the end, after every day lock is held. A partition another logger's role
+        samples at the end; every day lock is taken before that. A partition another logger's role
         created may not grant this role INSERT; samples routes the rows then
         (rights are checked on it alone).
         """
         if self._direct:
             cur.execute("SAVEPOINT direct")
             try:
-                built = []
+                built = [day for day, _, _ in parts  # parts are in day order
+                         if day in fresh and _claim_new_partition(cur, day)]
                 for day, a, b in parts:
-                    name = partition_name(day)
-                    data = _CopyData(times[a:b], sensors[a:b], values[a:b])
-                    if day in fresh and _claim_new_partition(cur, day):
-                        cur.execute(f"CREATE TABLE {name} (LIKE samples)")
-                        data.copy_into(cur, name)
-                        cur.execute(f"ALTER TABLE {name} ADD PRIMARY KEY (sensor_id, time)")
-                        built.append(day)
+                    rows = _CopyData(times[a:b], sensors[a:b], values[a:b])
+                    if day in built:
+                        _build_partition(cur, day, rows)
                     else:
-                        data.copy_into(cur, name)
-                for day in built:
-                    cur.execute(f"ALTER TABLE samples ATTACH PARTITION {partition_name(day)} "
-                                "FOR VALUES FROM (%s) TO (%s)", _bounds(day))
+                        rows.copy_into(cur, partition_name(day))
+                _attach_partitions(cur, built)
                 return
             except psycopg2.errors.InsufficientPrivilege as exc:
                 cur.execute("ROLLBACK TO SAVEPOINT direct")

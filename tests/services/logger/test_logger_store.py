@@ -538,3 +538,31 @@ def test_buckets_as_wide_as_a_rollup_on_whole_buckets_equal_the_reference(store,
     want = reference(rows, query)
     assert [t for t, _ in got] == [t for t, _ in want] and len(want) > 10
     assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-12)
+
+
+def test_creating_a_partition_leaves_samples_readable_until_commit(pg_database):
+    import psycopg2
+
+    from services.logger.postgres import _create_partitions
+
+    store = open_store(pg_database)
+    store.upgrade()
+    store.write(samples("rf", T0, 10, 1.0, seed=50))
+    store.close()
+    maker, reader = psycopg2.connect(pg_database), psycopg2.connect(pg_database)
+    try:
+        with maker.cursor() as cur:
+            _create_partitions(cur, [to_us(datetime(2031, 1, 1, tzinfo=UTC)) // 86_400_000_000])
+            with reader.cursor() as other:  # the partition is made, not yet committed
+                other.execute("SET lock_timeout = '2s'")
+                other.execute("SELECT count(*) FROM samples")
+                assert other.fetchone() == (10,)
+                other.execute("INSERT INTO samples SELECT time + interval '1 h', sensor_id, "
+                              "value FROM samples")
+            reader.commit()
+        maker.commit()
+    finally:
+        maker.close()
+        reader.close()
+    assert _stored(pg_database, "SELECT count(*) FROM samples_20310101") == [(0,)]
+    assert _stored(pg_database, "SELECT count(*) FROM samples") == [(20,)]
