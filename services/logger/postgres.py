@@ -520,9 +520,9 @@ class PostgresStore(Store):
         A day with no partition yet (a backfill, a replay) gets a new table:
         rows first, then its unique index built in one sorted pass (about half
         the work of keeping an index up to date row by row), then attached to
-        samples at the end; every day lock is taken before that. A partition another logger's role
-        created may not grant this role INSERT; samples routes the rows then
-        (rights are checked on it alone).
+        samples at the end; every day lock is taken before that. A partition
+        another logger's role created may not grant this role INSERT; samples
+        routes the rows then (rights are checked on it alone).
         """
         if self._direct:
             cur.execute("SAVEPOINT direct")
