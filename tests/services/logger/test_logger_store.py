@@ -6,6 +6,7 @@ import math
 import random
 import struct
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
@@ -566,3 +567,52 @@ def test_creating_a_partition_leaves_samples_readable_until_commit(pg_database):
         reader.close()
     assert _stored(pg_database, "SELECT count(*) FROM samples_20310101") == [(0,)]
     assert _stored(pg_database, "SELECT count(*) FROM samples") == [(20,)]
+
+
+def test_a_connection_lost_in_one_part_keeps_the_other_and_a_rewrite_completes(pg_proxy):
+    import psycopg2
+
+    from services.logger.store import StoreUnavailable
+
+    url, proxy, direct = pg_proxy
+    midnight, rows = _split_batch()
+    store = PostgresStore(url, writers=2)
+    store.upgrade()
+    store.create_partitions(midnight + timedelta(days=2), midnight + timedelta(days=3))
+    blocker = psycopg2.connect(direct)  # holds day 3 so that the second part waits there
+    blocker.cursor().execute("LOCK TABLE samples_20260503 IN ACCESS EXCLUSIVE MODE")
+    outcome = []
+    writing = threading.Thread(target=lambda: outcome.append(_attempt(store.write, rows)))
+    writing.start()
+    try:
+        wait = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ionlab' " \
+               "AND wait_event_type = 'Lock'"
+        deadline = time.monotonic() + 30
+        first_part = "SELECT count(*) FROM samples WHERE time < '2026-05-03T00:00:00Z'"
+        while _stored(direct, first_part) != [(7200 + 5760,)] or _stored(direct, wait) != [(1,)]:
+            assert time.monotonic() < deadline, "the first part never committed"
+            time.sleep(0.02)
+        proxy.cut()  # the second part's connection dies in the middle of its transaction
+        writing.join(30)
+    finally:
+        blocker.rollback()
+        blocker.close()
+        proxy.restore()
+    (error,) = outcome
+    assert isinstance(error, StoreUnavailable) and "PostgreSQL unreachable" in str(error)
+    for _ in range(2):  # the cut reset the other connection too: its next use finds out
+        stored = _attempt(store.write, rows)
+        if not isinstance(stored, StoreUnavailable):
+            break
+    assert stored == 2 * 5760  # only what the lost part held
+    assert _stored(direct, "SELECT count(*), count(DISTINCT (sensor_id, time)) "
+                   "FROM samples") == [(len(rows), len(rows))]
+    store.close()
+
+
+def _attempt(call, *args):
+    """The result of call(*args), or the exception it raised."""
+    try:
+        return call(*args)
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
+        return exc
