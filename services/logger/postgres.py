@@ -440,26 +440,30 @@ class PostgresStore(Store):
         if known is None:
             known = self._partitions = set(self._existing_partitions(conn))
         fresh = {day for day, _, _ in days} - known  # days that have no partition yet
-        (first, *others) = parts = self._split(days, times, sensors, values)
+        first, *others = parts = self._split(days, times, sensors, values)
         newest: dict[int, int] = {}  # sensor id -> the part holding its newest row
         for k in range(len(parts) - 1, -1, -1):
             newest.update(dict.fromkeys(set(parts[k][1]) - newest.keys(), k))
         owned = [{i for i, k in newest.items() if k == j} for j in range(len(parts))]
         if not others:
             return self._write_part(*first, owned[0], fresh)
-        futures = [self._helpers.submit(self._write_part, *part, mine, fresh)
-                   for part, mine in zip(others, owned[1:], strict=True)]
+        return sum(self._at_once([functools.partial(self._write_part, *part, mine, fresh)
+                                  for part, mine in zip(parts, owned, strict=True)]))
+
+    def _at_once(self, calls: list) -> list:
+        """Results of calls[0] run here and the others on the helper threads, all at once;
+        every call ends before the first error is raised."""
+        futures = [self._helpers.submit(call) for call in calls[1:]]
         outcomes = []
-        for work in [functools.partial(self._write_part, *first, owned[0], fresh),
-                     *(f.result for f in futures)]:
+        for work in [calls[0], *(f.result for f in futures)]:
             try:
                 outcomes.append(work())
-            except Exception as exc:  # noqa: BLE001 - every part ends before one is reported
+            except Exception as exc:  # noqa: BLE001 - raised below, once all have ended
                 outcomes.append(exc)
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
-        return sum(outcomes)
+        return outcomes
 
     def _split(self, days: list[tuple[int, int, int]], times: list[int], sensors: list[int],
                values: list[float]) -> list[tuple]:
@@ -550,7 +554,18 @@ class PostgresStore(Store):
 
         Returns how many were done; the writer passes a settle time so a day
         still being written is recomputed about once per `settle`, not per batch.
+        Each writer connection claims its share and recomputes it at the same time.
         """
+        if self._helpers is None or limit < self.writers:
+            return self._refresh(limit, settle)
+        share = -(-limit // self.writers)
+        return sum(self._at_once([functools.partial(self._refresh, share, settle)]
+                                 * self.writers))
+
+    @_database
+    def _refresh(self, limit: int, settle: timedelta) -> int:
+        """Claim up to `limit` lagging sensor-days and recompute their rollups, on this
+        thread's connection."""
         conn = self._conn()
         with conn.cursor() as cur:
             cur.execute(_CLAIM, {"n": limit, "settle": settle})

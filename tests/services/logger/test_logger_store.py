@@ -616,3 +616,23 @@ def _attempt(call, *args):
         return call(*args)
     except Exception as exc:  # noqa: BLE001 - the test inspects it
         return exc
+
+
+def test_rollups_are_caught_up_on_both_writer_connections_exactly(pg_database):
+    midnight, rows = _split_batch()  # 9 sensor-days: a and c over 4 days, b over 1
+    store = PostgresStore(pg_database, writers=2)
+    store.upgrade()
+    store.write(rows)
+    assert store.refresh_rollups(limit=8) == 8  # a share of 4 on each connection
+    assert _stored(pg_database, "SELECT count(DISTINCT xmin::text), count(*) "
+                   "FROM rollup_dirty") == [(1, 1)]
+    assert _stored(pg_database, "SELECT count(DISTINCT xmin::text) FROM rollup_1h") == [(2,)]
+    assert store.refresh_rollups(limit=8) == 1
+    assert store.refresh_rollups(limit=8) == 0
+    assert _stored(pg_database, "SELECT sum(count) FROM rollup_1m") == [(len(rows),)]
+    for sensor in "abc":
+        q = make_query(sensor, midnight, midnight + timedelta(days=4), "1d", "max")
+        assert q.rollup == 3600
+        want = reference([r for r in rows if r[0] == sensor], q)
+        assert [(t.isoformat(), v) for t, v in store.series(q)] == want
+    store.close()
