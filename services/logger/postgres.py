@@ -655,62 +655,72 @@ class PostgresStore(Store):
                      span: tuple[datetime, datetime]) -> list[tuple[datetime, float]]:
         """Buckets from a rollup on [a, z), raw samples at the edges and on lagging days.
 
-        Both statements run in one REPEATABLE READ snapshot, so a refresh or a
-        write in between cannot make a day counted twice or not at all.
+        One statement answers when no day of the range lags, and says whether
+        one does. Otherwise the lagging days are read first and the answer is
+        built in the same REPEATABLE READ snapshot, so a refresh or a write in
+        between cannot make a day counted twice or not at all.
         """
         a, z = span
+        lag = ("FROM rollup_dirty WHERE sensor_id = %s AND day > %s AND day < %s",
+               [p["id"], a - timedelta(days=1), z])
+        sql, args = self._rollup_statement(query, p, bucket, width, span, [])
+        rows = self._fetch(f"SELECT (SELECT count(*) {lag[0]}), q.b, q.v FROM (SELECT) one "
+                           f"LEFT JOIN ({sql}) q(b, v) ON true ORDER BY q.b", lag[1] + args)
+        if rows[0][0] == 0:
+            return [(query.label(b), v) for _, b, v in rows if b is not None]
         conn = self._conn()
-        conn.autocommit = True  # the snapshot is begun and ended here: three round trips
+        conn.autocommit = True  # the snapshot is begun and ended here
         try:
             with conn.cursor() as cur:
                 cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                            "SELECT day FROM rollup_dirty WHERE sensor_id = %s AND day > %s "
-                            "AND day < %s ORDER BY day", (p["id"], a - timedelta(days=1), z))
+                            f"SELECT day {lag[0]} ORDER BY day", lag[1])
                 lagging = _merge([(max(d, a), min(d + timedelta(days=1), z))
                                   for (d,) in cur.fetchall()])
-                raw = [(query.start, a), (z, query.end), *lagging]
-                rolled, at = [], a
-                for lo, hi in lagging:
-                    rolled.append((at, lo))
-                    at = hi
-                rolled.append((at, z))
-                parts, args = [], []
-                table = f"rollup_{'1h' if width == 3600 else '1m'}"
-                for lo, hi in rolled:
-                    if lo < hi:
-                        parts.append("SELECT time AS t, count AS c, sum AS s, min AS lo, max AS hi "
-                                     f"FROM {table} WHERE sensor_id = %s AND time >= %s "
-                                     "AND time < %s")
-                        args += [p["id"], lo, hi]
-                raw_free = True
-                for lo, hi in raw:
-                    if lo < hi:
-                        raw_free = False
-                        parts.append("SELECT time AS t, 1 AS c, value AS s, value AS lo, "
-                                     "value AS hi FROM samples "
-                                     "WHERE sensor_id = %s AND time >= %s AND time < %s")
-                        args += [p["id"], lo, hi]
-                if len(parts) == 1 and raw_free and query.every == width and query.tz is None:
-                    # the rollup's own rows are the buckets: no grouping
-                    value = {"avg": "sum / count", "min": "min", "max": "max",
-                             "count": "count"}[query.agg]
-                    cur.execute(f"SELECT (date_part('epoch', time) * 1000000)::bigint, {value} "
-                                f"FROM {table} WHERE sensor_id = %s AND time >= %s "
-                                "AND time < %s ORDER BY time", args)
-                else:
-                    value = {"avg": "sum(s) / sum(c::integer)::float8", "min": "min(lo)",
-                             "max": "max(hi)", "count": "sum(c::integer)"}[query.agg]
-                    b = bucket.replace("%(every)s", "%s").replace("%(tz)s", "%s").format("t")
-                    head = [p["every"]] + ([p["tz"]] if query.tz is not None else [])
-                    cur.execute(_AS_US.format(f"SELECT {b} AS b, {value} FROM "
-                                              f"({' UNION ALL '.join(parts)}) q GROUP BY 1"),
-                                head + args)
+                cur.execute(*self._rollup_statement(query, p, bucket, width, span, lagging))
                 return [(query.label(t), v) for t, v in cur.fetchall()]
         finally:
             if not conn.closed:
                 with conn.cursor() as cur:
                     cur.execute("ROLLBACK")  # read only: nothing to keep
                 conn.autocommit = False
+
+    @staticmethod
+    def _rollup_statement(query: Query, p: dict, bucket: str, width: int,
+                          span: tuple[datetime, datetime],
+                          lagging: list[tuple[datetime, datetime]]) -> tuple[str, list]:
+        """(sql, args) of the buckets: the rollup on [a, z) but for the lagging ranges,
+        raw samples on those and at the edges; rows of (µs bucket, value) in order."""
+        a, z = span
+        raw = [(query.start, a), (z, query.end), *lagging]
+        rolled, at = [], a
+        for lo, hi in lagging:
+            rolled.append((at, lo))
+            at = hi
+        rolled.append((at, z))
+        table = f"rollup_{'1h' if width == 3600 else '1m'}"
+        rolled = [(lo, hi) for lo, hi in rolled if lo < hi]
+        raw = [(lo, hi) for lo, hi in raw if lo < hi]
+        if len(rolled) == 1 and not raw and query.every == width and query.tz is None:
+            # the rollup's own rows are the buckets: no grouping
+            value = {"avg": "sum / count", "min": "min", "max": "max", "count": "count"}[query.agg]
+            return (f"SELECT (date_part('epoch', time) * 1000000)::bigint, {value} FROM {table} "
+                    "WHERE sensor_id = %s AND time >= %s AND time < %s ORDER BY time",
+                    [p["id"], *rolled[0]])
+        parts, args = [], []
+        for lo, hi in rolled:
+            parts.append("SELECT time AS t, count AS c, sum AS s, min AS lo, max AS hi "
+                         f"FROM {table} WHERE sensor_id = %s AND time >= %s AND time < %s")
+            args += [p["id"], lo, hi]
+        for lo, hi in raw:
+            parts.append("SELECT time AS t, 1 AS c, value AS s, value AS lo, value AS hi "
+                         "FROM samples WHERE sensor_id = %s AND time >= %s AND time < %s")
+            args += [p["id"], lo, hi]
+        value = {"avg": "sum(s) / sum(c::integer)::float8", "min": "min(lo)", "max": "max(hi)",
+                 "count": "sum(c::integer)"}[query.agg]
+        b = bucket.replace("%(every)s", "%s").replace("%(tz)s", "%s").format("t")
+        head = [p["every"]] + ([p["tz"]] if query.tz is not None else [])
+        return (_AS_US.format(f"SELECT {b} AS b, {value} FROM ({' UNION ALL '.join(parts)}) q "
+                              "GROUP BY 1"), head + args)
 
     @_database
     def latest(self) -> list[dict]:
