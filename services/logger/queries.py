@@ -177,9 +177,7 @@ class Query:
     def label(self, bucket: int | datetime) -> datetime:
         """A bucket start as an aware datetime in the query's zone (UTC by default)."""
         if isinstance(bucket, int):  # µs since 1970 in UTC, or on the wall clock of tz
-            if self.tz is None:
-                return EPOCH + timedelta(microseconds=bucket)
-            return bucket_label(bucket, self.tz)
+            return from_us(bucket) if self.tz is None else bucket_label(bucket, self.tz)
         if bucket.tzinfo is None:
             return bucket.replace(tzinfo=self.tz or UTC)
         return bucket.astimezone(self.tz or UTC)
