@@ -28,6 +28,7 @@ from tornado.ioloop import IOLoop
 from drivers.base import Device, Reading, Status
 
 from ..config import Config, ConfigError, DeviceSpec
+from .ingest.receiver import Receiver
 from .queries import from_us, to_us
 from .settings import LoggerSettings
 from .spool import Spool
@@ -76,6 +77,7 @@ class LoggerService:
             retry_s=self.settings.retry_s, on_stored=self._on_stored,
             retention=(self.settings.retention, self.settings.per_sensor_retention))
         self.queries = ThreadPoolExecutor(2, thread_name_prefix="ionlab-query")
+        self.receiver = Receiver(self)  # what agents push (line protocol, MQTT)
         self.skipped_nonfinite = 0
         self.skipped_status = 0
         self._warned_nonfinite: set[str] = set()
@@ -126,6 +128,7 @@ class LoggerService:
         except StoreError as exc:  # the writer spools until the database is back
             log.error("database %s not ready: %s", redact(self.settings.db), exc)
         self.writer.start()
+        await self.receiver.start()
         for name, spec in self.devices.items():
             self._executors[name] = ThreadPoolExecutor(1, thread_name_prefix=f"poll-{name}")
             self._tasks.append(asyncio.ensure_future(self._poll(spec)))
@@ -141,6 +144,7 @@ class LoggerService:
 
     async def stop(self) -> None:
         """Stop polling, write or spool what is pending, close the devices (about 2 s)."""
+        await self.receiver.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -202,6 +206,7 @@ class LoggerService:
             "skipped_nonfinite": self.skipped_nonfinite,
             "skipped_status": self.skipped_status,
             "devices": {n: s.as_dict() for n, s in self._state.items()},
+            "ingest": self.receiver.status(),
         }
 
     def health(self) -> dict:

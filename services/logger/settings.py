@@ -9,6 +9,9 @@
     retention = "90d"       # raw samples kept this long (absent: forever); rollups are kept
     devices = ["chamber"]   # devices this logger polls (absent: all but wavemeters)
 
+    [logger.ingest]         # what agents push: see services/logger/ingest/settings.py
+    [[logger.mqtt]]
+
     [logger.sensors."397 cooling"]
     description = "cooling laser frequency"
     retention = "365d"
@@ -24,13 +27,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ..config import Config, Section
+from .ingest.settings import IngestSettings, MqttSettings, ingest_from_config, mqtt_from_config
 from .queries import QueryError, parse_duration
 from .store import DEFAULT_URL
 
 __all__ = ["LoggerSettings", "SensorSettings"]
 
 _KEYS = {"db", "batch_s", "max_batch", "spool_dir", "spool_max_mb", "retry_s", "retention",
-         "devices", "sensors"}
+         "devices", "sensors", "ingest", "mqtt"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class LoggerSettings:
     retention: timedelta | None = None
     devices: tuple[str, ...] | None = None
     sensors: dict[str, SensorSettings] = field(default_factory=dict)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    mqtt: tuple[MqttSettings, ...] = ()
 
     @property
     def per_sensor_retention(self) -> dict[str, timedelta]:
@@ -84,6 +90,8 @@ class LoggerSettings:
             retention=_duration(sec, "retention"),
             devices=devices,
             sensors=sensors,
+            ingest=ingest_from_config(sec),
+            mqtt=mqtt_from_config(sec),
         )
 
 
