@@ -29,6 +29,7 @@ from drivers.base import Device, Reading, Status
 
 from ..config import Config, ConfigError, DeviceSpec
 from .ingest.receiver import Receiver
+from .metrics import LoggerMetrics
 from .queries import from_us, to_us
 from .settings import LoggerSettings
 from .spool import Spool
@@ -78,6 +79,7 @@ class LoggerService:
             retention=(self.settings.retention, self.settings.per_sensor_retention))
         self.queries = ThreadPoolExecutor(2, thread_name_prefix="ionlab-query")
         self.receiver = Receiver(self)  # what agents push (line protocol, MQTT)
+        self._metrics = LoggerMetrics(self)
         self.skipped_nonfinite = 0
         self.skipped_status = 0
         self._warned_nonfinite: set[str] = set()
@@ -198,6 +200,10 @@ class LoggerService:
 
     def rpc_methods(self) -> dict:
         return {}
+
+    def metrics(self):
+        """Prometheus families of the writer, spool and ingest (services/web/metrics.py)."""
+        return self._metrics.collect()
 
     def status(self) -> dict:
         return {
