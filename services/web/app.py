@@ -14,8 +14,8 @@ locks and the logger join the same way)::
 `make_app` mounts every service's routes, the JSON-RPC endpoint with the
 methods of all services merged (a name offered twice is an error), the SSE
 stream of the hub, ``/healthz`` and ``/metrics`` (Prometheus, metrics.py).
-`serve` starts the services, listens, and on SIGINT or SIGTERM stops listening, ends the streams, stops the
-services and returns.
+`serve` starts the services, listens, and on SIGINT or SIGTERM stops
+listening, ends the streams, stops the services and returns.
 """
 
 from __future__ import annotations
