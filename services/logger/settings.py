@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ..config import Config, Section
-from .ingest.settings import IngestSettings, MqttSettings, ingest_from_config, mqtt_from_config
+from .ingest.settings import IngestSettings, MqttSettings, ingest_from_config, mqtt_from_config, string_list
 from .queries import QueryError, parse_duration
 from .store import DEFAULT_URL
 
@@ -66,7 +66,7 @@ class LoggerSettings:
         """Read and check `[logger]`; `db` (from --db) overrides its database URL."""
         sec = config.section("logger")
         sec.check_keys(_KEYS)
-        devices = _names(sec, "devices")
+        devices = string_list(sec, "devices")
         for name in devices or ():
             if name not in config.devices:
                 raise sec.error("devices", f"no device named {name!r} in [devices]; known: "
@@ -104,11 +104,3 @@ def _duration(sec: Section, key: str) -> timedelta | None:
     except QueryError as exc:
         raise sec.error(key, exc.message) from None
 
-
-def _names(sec: Section, key: str) -> tuple[str, ...] | None:
-    names = sec.get(key, list, None)
-    if names is None:
-        return None
-    if not all(isinstance(n, str) and n for n in names):
-        raise sec.error(key, f"expected an array of non-empty strings, got {names!r}")
-    return tuple(names)

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 
 from ...config import Section
 
-__all__ = ["IngestSettings", "MqttSettings", "ingest_from_config", "mqtt_from_config"]
+__all__ = ["IngestSettings", "MqttSettings", "ingest_from_config", "mqtt_from_config",
+           "string_list"]
 
 _INGEST_KEYS = {"databases", "max_body_mb", "strings", "ack_timeout_s", "udp", "udp_precision"}
 _MQTT_KEYS = {"host", "port", "client_id", "username", "password", "password_env", "tls",
@@ -102,7 +103,7 @@ def ingest_from_config(logger: Section) -> IngestSettings:
         raise sec.error("udp_precision", f"expected one of {', '.join(_V1_PRECISIONS)}, "
                         f"got {precision!r}")
     return IngestSettings(
-        databases=_strings(sec, "databases"),
+        databases=string_list(sec, "databases"),
         max_body_mb=sec.positive("max_body_mb", IngestSettings.max_body_mb),
         strings=strings,
         ack_timeout_s=sec.positive("ack_timeout_s", IngestSettings.ack_timeout_s),
@@ -131,8 +132,8 @@ def mqtt_from_config(logger: Section) -> tuple[MqttSettings, ...]:
         if precision not in _V1_PRECISIONS:
             raise sec.error("precision", f"expected one of {', '.join(_V1_PRECISIONS)}, "
                             f"got {precision!r}")
-        topics = _strings(sec, "topics") or ()
-        publish = _strings(sec, "publish") or ()
+        topics = string_list(sec, "topics") or ()
+        publish = string_list(sec, "publish") or ()
         if not topics and not publish:
             raise sec.error("topics", "missing; give topics to subscribe to (or publish = "
                             "[...] hub channels)")
@@ -182,7 +183,8 @@ def _check_filter(sec: Section, topic: str) -> None:
                         "whole level, '#' for the rest and only at the end)")
 
 
-def _strings(sec: Section, key: str) -> tuple[str, ...] | None:
+def string_list(sec: Section, key: str) -> tuple[str, ...] | None:
+    """An array of non-empty strings (None when absent), or a ConfigError naming the key."""
     values = sec.get(key, list, None)
     if values is None:
         return None
