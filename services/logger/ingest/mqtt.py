@@ -177,8 +177,11 @@ class MqttBridge:
         topic = message.topic
         try:
             batch = self._batch(topic, message.payload)
-        except (PayloadError, UnicodeDecodeError, ValueError) as exc:
+        except (PayloadError, UnicodeDecodeError, ValueError, IndexError) as exc:
             self._refused(topic, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the client's thread must go on (deep JSON...)
+            self._refused(topic, f"{type(exc).__name__}: {exc}")
             return
         if batch.dropped:
             self._refused(topic, batch.describe(1))

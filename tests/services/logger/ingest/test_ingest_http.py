@@ -278,3 +278,22 @@ def test_ping_and_create_database(ingest_server, api):
     assert status == 200 and body == {"results": [{"statement_id": 0}]}
     status, body, _ = post(srv, "/query?q=SELECT+*+FROM+x", b"", api.token)
     assert status == 400 and "/api/v1/series" in body["error"]
+
+
+def test_udp_listener_is_off_by_default_and_takes_line_protocol(ingest_server, tmp_path, api):
+    import socket
+    import time
+
+    assert ingest_server().services[0].receiver.udp is None
+    db = str(tmp_path / "udp.sqlite")
+    srv = ingest_server(db, '[logger.ingest]\nudp = "127.0.0.1:0"\nudp_precision = "s"')
+    host, port = srv.services[0].receiver.udp.address.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(f"udp,a=1 value=1 {T}\nudp,a=1 value=2 {T + 1}\nbroken".encode(),
+                    (host, int(port)))
+    deadline = time.monotonic() + 20
+    while len(stored(db).get("udp,a=1", [])) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stored(db) == {"udp,a=1": [(T * 10**6, 1.0), ((T + 1) * 10**6, 2.0)]}
+    status = api.http("GET", srv.url + "/api/v1/logger/status")[1]["ingest"]["udp"]
+    assert status["requests"] == 1 and status["points"] == 2 and status["dropped"] == 1
