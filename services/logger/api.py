@@ -2,6 +2,7 @@
 
 - ``GET /api/v1/series?sensor=&start=&end=[&every=&agg=&tz=&format=csv|json]``
 - ``GET /api/v1/latest``, ``GET /api/v1/sensors``, ``GET /api/v1/logger/status``
+- InfluxDB's ``POST /write`` and ``POST /api/v2/write`` (token needed; ingest/http.py)
 
 Queries run on the service's query threads, never on the IO loop.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from tornado.ioloop import IOLoop
 
 from ..web.http import ApiError, JsonHandler
+from .ingest.http import routes as ingest_routes
 from .queries import QueryError, make_query, rows_csv, rows_json
 from .store import StoreError, StoreUnavailable, UnknownSensor
 
@@ -80,4 +82,5 @@ def routes(service) -> list:
         (r"/api/v1/latest", LatestHandler, kw),
         (r"/api/v1/sensors", SensorsHandler, kw),
         (r"/api/v1/logger/status", StatusHandler, kw),
+        *ingest_routes(service.receiver),
     ]

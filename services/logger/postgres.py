@@ -39,6 +39,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import json
 import logging
 import operator
 import os
@@ -117,7 +118,10 @@ CREATE VIEW latest AS
 """
 
 #: version -> SQL; append, never edit a released step
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+# tags of pushed points (line protocol, MQTT)
+_V2 = "ALTER TABLE sensors ADD COLUMN tags jsonb NOT NULL DEFAULT '{}'"
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
 VERSION = MIGRATIONS[-1][0]
 
 _EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
@@ -588,6 +592,16 @@ class PostgresStore(Store):
             self._ids[sensor] = (cur.fetchone()[0], unit)
         conn.commit()
 
+    @_database
+    def set_tags(self, sensors: dict[str, tuple[str, dict[str, str]]]) -> None:
+        conn = self._conn()
+        with conn.cursor() as cur:
+            for sensor, (unit, tags) in sorted(sensors.items()):
+                cur.execute("INSERT INTO sensors (name, unit, tags) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (name) DO UPDATE SET tags = EXCLUDED.tags",
+                            (sensor, unit, json.dumps(tags)))
+        conn.commit()
+
     # -- reading ----------------------------------------------------------------------
 
     def _fetch(self, sql: str, params=None) -> list[tuple]:
@@ -729,9 +743,10 @@ class PostgresStore(Store):
 
     @_database
     def sensors(self) -> list[dict]:
-        rows = self._fetch("SELECT name, unit, description, last_time FROM sensors ORDER BY name")
-        return [{"sensor": s, "unit": u, "description": d, "last_time": t}
-                for s, u, d, t in rows]
+        rows = self._fetch("SELECT name, unit, description, tags, last_time FROM sensors "
+                           "ORDER BY name")
+        return [{"sensor": s, "unit": u, "description": d, "tags": g, "last_time": t}
+                for s, u, d, g, t in rows]
 
     # -- retention --------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from tornado.ioloop import IOLoop
 from drivers.base import Device, Reading, Status
 
 from ..config import Config, ConfigError, DeviceSpec
+from .ingest.receiver import Receiver
+from .metrics import LoggerMetrics
 from .queries import from_us, to_us
 from .settings import LoggerSettings
 from .spool import Spool
@@ -76,6 +78,8 @@ class LoggerService:
             retry_s=self.settings.retry_s, on_stored=self._on_stored,
             retention=(self.settings.retention, self.settings.per_sensor_retention))
         self.queries = ThreadPoolExecutor(2, thread_name_prefix="ionlab-query")
+        self.receiver = Receiver(self)  # what agents push (line protocol, MQTT)
+        self._metrics = LoggerMetrics(self)
         self.skipped_nonfinite = 0
         self.skipped_status = 0
         self._warned_nonfinite: set[str] = set()
@@ -126,6 +130,7 @@ class LoggerService:
         except StoreError as exc:  # the writer spools until the database is back
             log.error("database %s not ready: %s", redact(self.settings.db), exc)
         self.writer.start()
+        await self.receiver.start()
         for name, spec in self.devices.items():
             self._executors[name] = ThreadPoolExecutor(1, thread_name_prefix=f"poll-{name}")
             self._tasks.append(asyncio.ensure_future(self._poll(spec)))
@@ -141,6 +146,7 @@ class LoggerService:
 
     async def stop(self) -> None:
         """Stop polling, write or spool what is pending, close the devices (about 2 s)."""
+        await self.receiver.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -195,6 +201,10 @@ class LoggerService:
     def rpc_methods(self) -> dict:
         return {}
 
+    def metrics(self):
+        """Prometheus families of the writer, spool and ingest (services/web/metrics.py)."""
+        return self._metrics.collect()
+
     def status(self) -> dict:
         return {
             "store": redact(self.settings.db),
@@ -202,6 +212,7 @@ class LoggerService:
             "skipped_nonfinite": self.skipped_nonfinite,
             "skipped_status": self.skipped_status,
             "devices": {n: s.as_dict() for n, s in self._state.items()},
+            "ingest": self.receiver.status(),
         }
 
     def health(self) -> dict:

@@ -9,6 +9,9 @@
     retention = "90d"       # raw samples kept this long (absent: forever); rollups are kept
     devices = ["chamber"]   # devices this logger polls (absent: all but wavemeters)
 
+    [logger.ingest]         # what agents push: see services/logger/ingest/settings.py
+    [[logger.mqtt]]
+
     [logger.sensors."397 cooling"]
     description = "cooling laser frequency"
     retention = "365d"
@@ -24,13 +27,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ..config import Config, Section
+from .ingest.settings import IngestSettings, MqttSettings, ingest_from_config, mqtt_from_config, string_list
 from .queries import QueryError, parse_duration
 from .store import DEFAULT_URL
 
 __all__ = ["LoggerSettings", "SensorSettings"]
 
 _KEYS = {"db", "batch_s", "max_batch", "spool_dir", "spool_max_mb", "retry_s", "retention",
-         "devices", "sensors"}
+         "devices", "sensors", "ingest", "mqtt"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class LoggerSettings:
     retention: timedelta | None = None
     devices: tuple[str, ...] | None = None
     sensors: dict[str, SensorSettings] = field(default_factory=dict)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    mqtt: tuple[MqttSettings, ...] = ()
 
     @property
     def per_sensor_retention(self) -> dict[str, timedelta]:
@@ -60,7 +66,7 @@ class LoggerSettings:
         """Read and check `[logger]`; `db` (from --db) overrides its database URL."""
         sec = config.section("logger")
         sec.check_keys(_KEYS)
-        devices = _names(sec, "devices")
+        devices = string_list(sec, "devices")
         for name in devices or ():
             if name not in config.devices:
                 raise sec.error("devices", f"no device named {name!r} in [devices]; known: "
@@ -84,6 +90,8 @@ class LoggerSettings:
             retention=_duration(sec, "retention"),
             devices=devices,
             sensors=sensors,
+            ingest=ingest_from_config(sec),
+            mqtt=mqtt_from_config(sec),
         )
 
 
@@ -96,11 +104,3 @@ def _duration(sec: Section, key: str) -> timedelta | None:
     except QueryError as exc:
         raise sec.error(key, exc.message) from None
 
-
-def _names(sec: Section, key: str) -> tuple[str, ...] | None:
-    names = sec.get(key, list, None)
-    if names is None:
-        return None
-    if not all(isinstance(n, str) and n for n in names):
-        raise sec.error(key, f"expected an array of non-empty strings, got {names!r}")
-    return tuple(names)

@@ -11,6 +11,7 @@ partitions, so retention deletes one sensor-day at a time.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sqlite3
 import time
@@ -68,7 +69,10 @@ CREATE VIEW latest AS
     FROM sensors WHERE last_time IS NOT NULL;
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+# tags of pushed points (line protocol, MQTT): a JSON object
+_V2 = "ALTER TABLE sensors ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'"
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
 VERSION = MIGRATIONS[-1][0]
 
 _ROLLUP_UPSERT = """
@@ -215,6 +219,14 @@ class SqliteStore(Store):
             (sensor, unit, description)).fetchone()[0])
         self._ids[sensor] = (sensor_id, unit)
 
+    @_database
+    def set_tags(self, sensors: dict[str, tuple[str, dict[str, str]]]) -> None:
+        conn = self._conn()
+        self._transaction(conn, lambda: conn.executemany(
+            "INSERT INTO sensors (name, unit, tags) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET tags = excluded.tags",
+            [(s, u, json.dumps(t, sort_keys=True)) for s, (u, t) in sorted(sensors.items())]))
+
     def _sensor(self, sensor: str) -> tuple[int, str]:
         row = self._conn().execute("SELECT id, unit FROM sensors WHERE name = ?",
                                    (sensor,)).fetchone()
@@ -277,10 +289,10 @@ class SqliteStore(Store):
 
     @_database
     def sensors(self) -> list[dict]:
-        rows = self._conn().execute("SELECT name, unit, description, last_time FROM sensors "
+        rows = self._conn().execute("SELECT name, unit, description, tags, last_time FROM sensors "
                                     "ORDER BY name").fetchall()
-        return [{"sensor": s, "unit": u, "description": d,
-                 "last_time": from_us(t) if t is not None else None} for s, u, d, t in rows]
+        return [{"sensor": s, "unit": u, "description": d, "tags": json.loads(g),
+                 "last_time": from_us(t) if t is not None else None} for s, u, d, g, t in rows]
 
     @_database
     def apply_retention(self, now: datetime, default: timedelta | None,

@@ -123,6 +123,10 @@ class Store(abc.ABC):
         """Register a sensor (or update its unit and description)."""
 
     @abc.abstractmethod
+    def set_tags(self, sensors: dict[str, tuple[str, dict[str, str]]]) -> None:
+        """Register sensors with their unit and tags (metadata of pushed points)."""
+
+    @abc.abstractmethod
     def series(self, query: Query) -> list[tuple[datetime, float]]:
         """Raw samples, or one (bucket start, aggregate) per non-empty bucket, in time order."""
 
@@ -136,7 +140,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def sensors(self) -> list[dict]:
-        """Every sensor: {sensor, unit, description, last_time}."""
+        """Every sensor: {sensor, unit, description, tags, last_time}."""
 
     @abc.abstractmethod
     def apply_retention(self, now: datetime, default: timedelta | None,

@@ -53,12 +53,17 @@ class Writer:
         self.spooled = 0  # readings that went to the spool
         self.dropped = 0  # readings lost because the pending buffer was full
         self.errors = 0
+        self.accepted = 0  # readings ever queued: `add` returns this as its ticket
+        self.handled = 0  # of those, how many were stored, spooled or dropped (in order)
+        self.on_write: Callable[[float, int], None] | None = None  # (seconds, rows) per write
         self.last_write: datetime | None = None
         self.last_error: str | None = None
         self.database_ok: bool | None = None
         self._pending: list[Row] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self._urgent = False  # someone waits for the pending readings: write them now
+        self._handled = threading.Condition()
         self._retry_at = 0.0
         self._maintain_at = 0.0
         self._schema_ok = False
@@ -70,10 +75,15 @@ class Writer:
 
     # -- any thread -------------------------------------------------------------------
 
-    def add(self, rows: list[Row]) -> None:
-        """Queue readings for the next batch (thread-safe, never blocks on I/O)."""
+    def add(self, rows: list[Row]) -> int:
+        """Queue readings for the next batch (thread-safe, never blocks on I/O).
+
+        Returns a ticket for `wait_handled`.
+        """
         with self._cond:
             self._pending.extend(rows)
+            self.accepted += len(rows)
+            ticket = self.accepted
             over = len(self._pending) - self.max_pending
             if over > 0:
                 del self._pending[:over]
@@ -82,6 +92,32 @@ class Writer:
                           self.max_pending, over)
             if len(self._pending) >= self.max_batch:
                 self._cond.notify()
+        if over > 0:
+            self._handle(over)
+        return ticket
+
+    def wait_handled(self, ticket: int, timeout: float) -> bool:
+        """Write what is pending now and wait until every reading queued up to `ticket` is
+        stored or spooled (or dropped); False on timeout. Not for the writer's thread."""
+        with self._cond:
+            if self.handled < ticket:
+                self._urgent = True
+                self._cond.notify()
+        deadline = time.monotonic() + timeout
+        with self._handled:
+            while self.handled < ticket:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._handled.wait(left):
+                    return self.handled >= ticket
+        return True
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def _handle(self, n: int) -> None:
+        with self._handled:
+            self.handled += n
+            self._handled.notify_all()
 
     def start(self) -> None:
         self._thread.start()
@@ -132,6 +168,7 @@ class Writer:
             batch = self._pending[:self.max_batch]
             del self._pending[:self.max_batch]
             self._busy = bool(batch)
+            self._urgent = bool(self._pending) and self._urgent
             return batch
 
     def _run(self) -> None:
@@ -143,7 +180,8 @@ class Writer:
         next_batch = time.monotonic() + self.batch_s
         while True:
             with self._cond:
-                while not self._stopping and len(self._pending) < self.max_batch:
+                while (not self._stopping and not self._urgent
+                       and len(self._pending) < self.max_batch):
                     wait = next_batch - time.monotonic()
                     if wait <= 0:
                         break
@@ -184,7 +222,7 @@ class Writer:
     def _write(self, rows: list[Row]) -> bool:
         try:
             self._ensure_schema()
-            self.written += self.store.write(rows)
+            self.written += self._timed_write(rows)
         except StoreError as exc:
             self._failed(exc)
             return False
@@ -198,7 +236,7 @@ class Writer:
             for rows in self._joined(self.spool.read(segment)):
                 try:
                     self._ensure_schema()
-                    self.written += self.store.write(rows)
+                    self.written += self._timed_write(rows)
                 except StoreError as exc:
                     self._failed(exc)
                     return
@@ -218,6 +256,13 @@ class Writer:
         if joined:
             yield joined
 
+    def _timed_write(self, rows: list[Row]) -> int:
+        began = time.perf_counter()
+        new = self.store.write(rows)
+        if self.on_write is not None:
+            self.on_write(time.perf_counter() - began, len(rows))
+        return new
+
     def _to_spool(self, rows: list[Row]) -> None:
         if not rows:
             return
@@ -228,11 +273,13 @@ class Writer:
             self.errors += 1
             self.last_error = f"spool: {exc}"
             log.error("cannot write the spool (%s): %d readings LOST", exc, len(rows))
+            self._handle(len(rows))
             return
         self.spooled += len(rows)
         self._stored(rows)
 
     def _stored(self, rows: list[Row]) -> None:
+        self._handle(len(rows))
         if self.on_stored is not None:
             try:
                 self.on_stored(rows)

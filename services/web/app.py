@@ -13,9 +13,9 @@ locks and the logger join the same way)::
 
 `make_app` mounts every service's routes, the JSON-RPC endpoint with the
 methods of all services merged (a name offered twice is an error), the SSE
-stream of the hub and ``/healthz``. `serve` starts the services, listens,
-and on SIGINT or SIGTERM stops listening, ends the streams, stops the
-services and returns.
+stream of the hub, ``/healthz`` and ``/metrics`` (Prometheus, metrics.py).
+`serve` starts the services, listens, and on SIGINT or SIGTERM stops
+listening, ends the streams, stops the services and returns.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import tornado.web
 from ..config import Config
 from .http import ApiError, JsonHandler
 from .hub import Hub
+from .metrics import MetricsHandler, ServerStats, registry_for
 from .rpc import RpcHandler, method_table
 from .sse import StreamHandler
 
@@ -118,11 +119,13 @@ def make_app(services, hub: Hub, token: str | None, *, heartbeat_s: float = 15.0
     """The application serving `services`, their RPC methods, the hub's stream and /healthz."""
     methods = method_table(*(service.rpc_methods() for service in services))
     routes = [route for service in services for route in service.routes()]
+    stats = ServerStats()
     routes += [
-        (r"/api/v1/rpc", RpcHandler, {"methods": methods}),
+        (r"/api/v1/rpc", RpcHandler, {"methods": methods, "stats": stats}),
         (r"/api/v1/stream", StreamHandler,
-         {"hub": hub, "heartbeat_s": heartbeat_s, "drop_after_s": drop_after_s}),
+         {"hub": hub, "heartbeat_s": heartbeat_s, "drop_after_s": drop_after_s, "stats": stats}),
         (r"/healthz", HealthHandler, {"services": services}),
+        (r"/metrics", MetricsHandler, {"registry": registry_for(hub, services, stats)}),
     ]
     return tornado.web.Application(routes, token=token, default_handler_class=NotFoundHandler,
                                    compress_response=False, **settings)

@@ -219,6 +219,7 @@ class Hub:
         self._routes: dict[str, dict[Subscription, None]] = {}  # channel -> subscribers
         self._subscriptions: dict[Subscription, None] = {}
         self._ready_subs: list[Subscription] = []  # with a listener and new events
+        self._retired = [0, 0]  # coalesced, dropped of closed subscriptions
 
     def __repr__(self):
         return (f"<Hub channels={len(self._rings)} subscribers={len(self._subscriptions)} "
@@ -302,6 +303,12 @@ class Hub:
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
 
+    def counts(self) -> tuple[int, int]:
+        """(coalesced, dropped) events over every subscription so far, closed ones too."""
+        live = self._subscriptions
+        return (self._retired[0] + sum(s.coalesced for s in live),
+                self._retired[1] + sum(s.dropped for s in live))
+
     def close_subscriptions(self) -> None:
         """End every subscription (at shutdown: streams finish, iterations stop)."""
         for sub in list(self._subscriptions):
@@ -326,6 +333,9 @@ class Hub:
                 log.exception("hub listener %r failed", listener)
 
     def _remove(self, sub: Subscription) -> None:
-        self._subscriptions.pop(sub, None)
+        if sub in self._subscriptions:
+            del self._subscriptions[sub]
+            self._retired[0] += sub.coalesced
+            self._retired[1] += sub.dropped
         for subs in self._routes.values():
             subs.pop(sub, None)

@@ -197,8 +197,9 @@ def method_table(*tables: dict[str, Method]) -> dict[str, Method]:
 class RpcHandler(JsonHandler):
     """``POST /api/v1/rpc``: JSON-RPC 2.0 over a method table (see `method_table`)."""
 
-    def initialize(self, methods: dict[str, Method]):
+    def initialize(self, methods: dict[str, Method], stats=None):
         self.methods = methods
+        self.stats = stats  # services.web.metrics.ServerStats, counting calls and errors
 
     async def post(self):
         try:
@@ -223,6 +224,15 @@ class RpcHandler(JsonHandler):
         self.write_json(answers)
 
     async def _call(self, request: Any) -> dict | None:
+        answer = await self._answer(request)
+        if self.stats is not None:
+            name = request.get("method") if isinstance(request, dict) else None
+            name = name if name in self.methods else "(invalid)"
+            error = answer.get("error") if isinstance(answer, dict) else None
+            self.stats.rpc_call(name, error["code"] if error else None)
+        return answer
+
+    async def _answer(self, request: Any) -> dict | None:
         """The answer to one call (None for a notification)."""
         if not isinstance(request, dict):
             return _error(RpcError(INVALID_REQUEST, "invalid request: expected an object"), None)

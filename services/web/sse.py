@@ -81,8 +81,9 @@ class StreamHandler(JsonHandler):
     """
 
     def initialize(self, hub: Hub, heartbeat_s: float = 15.0, drop_after_s: float = 30.0,
-                   retry_ms: int = 2000):
+                   retry_ms: int = 2000, stats=None):
         self.hub = hub
+        self.stats = stats  # services.web.metrics.ServerStats: open streams
         self.heartbeat_s = heartbeat_s
         self.drop_after_s = drop_after_s
         self.retry_ms = retry_ms
@@ -116,6 +117,8 @@ class StreamHandler(JsonHandler):
                              key=lambda e: e.id)
         self._next_beat = asyncio.get_running_loop().time() + self.heartbeat_s
         self._tick()
+        if self.stats is not None:
+            self.stats.streams += 1
         try:
             for start in range(0, max(len(backlog), 1), _REPLAY_CHUNK):
                 self.write(b"".join(_event_frame(e) for e in backlog[start:start + _REPLAY_CHUNK]))
@@ -128,6 +131,8 @@ class StreamHandler(JsonHandler):
             self._send()
             await self._ended
         finally:
+            if self.stats is not None:
+                self.stats.streams -= 1
             self.subscription.close()
             self._timer.cancel()
         if not self.request.connection.stream.closed():

@@ -1,0 +1,216 @@
+"""From line protocol to ionlab sensors: names, units, tags, times and values.
+
+The mapping is fixed, so the same point always lands on the same sensor:
+
+- the sensor's name is the point's series key in canonical form (the
+  measurement, then its tags sorted by key, escaped as line protocol
+  escapes them), followed by a space and the field key unless the field is
+  called ``value``::
+
+      temperature,room=lab1 value=21.3            -> "temperature,room=lab1"
+      temperature,room=lab1 humidity=40           -> "temperature,room=lab1 humidity"
+      vacuum,gauge=ion\\ pump,unit=mbar value=2e-9  -> "vacuum,gauge=ion\\ pump" (unit mbar)
+
+- a tag called ``unit`` is the sensor's unit and not part of its name; the
+  other tags are kept as the sensor's metadata (``tags`` in /api/v1/sensors);
+- floats are stored as they are, integers (``i``, ``u``) as the nearest
+  double (exact up to 2**53), booleans as 1.0 and 0.0;
+- string fields: with ``strings = "refuse"`` (the default) a line holding one
+  is refused whole and reported; with ``strings = "skip"`` the string
+  fields are left out, counted and logged once per sensor, and the line's
+  numbers stored;
+- a timestamp is converted from the request's precision to microseconds
+  (rounded down); a line without one gets the time it was read, strictly
+  increasing across the process, so two such lines never collide.
+
+>>> m = Mapper()
+>>> batch = Batch()
+>>> m.convert([(1, "temperature,room=lab1,unit=K value=21.3,humidity=40i 1700000000")],
+...           "s", batch)
+>>> for row in batch.rows: print(row)
+('temperature,room=lab1', 'K', 1700000000000000, 21.3)
+('temperature,room=lab1 humidity', 'K', 1700000000000000, 40.0)
+>>> batch.sensors["temperature,room=lab1"]
+('K', {'room': 'lab1'})
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from ..store import Row
+from .lineprotocol import LineError, parse_fields, parse_key, split_line
+
+__all__ = ["PRECISIONS", "Batch", "Mapper", "arrival_us", "sensor_name"]
+
+log = logging.getLogger(__name__)
+
+#: precision name -> (multiplier, divisor) from its unit to microseconds
+PRECISIONS = {
+    "n": (1, 1000), "ns": (1, 1000), "u": (1, 1), "us": (1, 1), "ms": (1000, 1),
+    "s": (10**6, 1), "m": (60 * 10**6, 1), "h": (3600 * 10**6, 1),
+}
+#: InfluxDB's time range (signed 64-bit nanoseconds), in microseconds
+MAX_US = (2**63 - 2) // 1000
+MAX_ERRORS = 20  # problems described in one answer (all are counted)
+_MAX_SERIES = 100_000  # series names remembered between lines
+_last_arrival = 0
+_arrival_lock = threading.Lock()
+
+
+def arrival_us() -> int:
+    """Now in µs since the epoch, strictly increasing across the process (thread-safe)."""
+    global _last_arrival
+    with _arrival_lock:
+        now = time.time_ns() // 1000
+        _last_arrival = now if now > _last_arrival else _last_arrival + 1
+        return _last_arrival
+
+
+def _escape(text: str, specials: str) -> str:
+    for c in specials:
+        if c in text:
+            text = text.replace(c, "\\" + c)
+    return text
+
+
+def sensor_name(measurement: str, tags: dict[str, str], field: str = "value") -> str:
+    """The sensor a point's field is stored as (see the module docstring).
+
+    >>> sensor_name("temperature", {"room": "lab 1", "unit": "K"}, "humidity")
+    'temperature,room=lab\\\\ 1 humidity'
+    """
+    key = _escape(measurement, ", ") + "".join(
+        f",{_escape(k, ',= ')}={_escape(v, ',= ')}" for k, v in sorted(tags.items())
+        if k != "unit")
+    return key if field == "value" else f"{key} {_escape(field, ',= ')}"
+
+
+class Batch:
+    """What a run of lines became: rows, new sensors' metadata, and the problems."""
+
+    def __init__(self):
+        self.rows: list[Row] = []
+        self.sensors: dict[str, tuple[str, dict[str, str]]] = {}  # name -> (unit, tags)
+        self.lines = 0  # lines that held a point
+        self.stored_lines = 0
+        self.dropped = 0  # lines refused
+        self.strings_skipped = 0
+        self.errors: list[tuple[int, str, str]] = []  # (line number, line, problem)
+        self.counted = (0, 0)  # (stored_lines, dropped) already counted by the receiver
+
+    def refuse(self, lineno: int, line: str | None, problem: str) -> None:
+        self.dropped += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append((lineno, (line or "").strip()[:200], problem))
+
+    def take_rows(self) -> list[Row]:
+        rows, self.rows = self.rows, []
+        return rows
+
+    def take_sensors(self) -> dict[str, tuple[str, dict[str, str]]]:
+        sensors, self.sensors = self.sensors, {}
+        return sensors
+
+    def describe(self, limit: int = 3) -> str:
+        """The problems as InfluxDB words them: "unable to parse '<line>': <problem>"."""
+        parts = [f"unable to parse '{line}' (line {n}): {problem}"
+                 for n, line, problem in self.errors[:limit]]
+        if self.dropped > len(parts):
+            parts.append(f"and {self.dropped - len(parts)} more")
+        return "; ".join(parts)
+
+
+class Mapper:
+    """Turns lines into rows by the fixed mapping; remembers series it has seen.
+
+    One Mapper is shared by every request (thread-safe: the memo is only
+    added to, and cleared when large).
+    """
+
+    def __init__(self, strings: str = "refuse"):
+        if strings not in ("refuse", "skip"):
+            raise ValueError(f"strings: expected 'refuse' or 'skip', got {strings!r}")
+        self.strings = strings
+        self.strings_skipped = 0
+        self._series: dict[str, tuple[str, str, dict, dict]] = {}
+        self._warned: set[str] = set()
+
+    def __repr__(self):
+        return f"<Mapper strings={self.strings} series={len(self._series)}>"
+
+    def _new_series(self, key: str) -> tuple[str, str, dict, dict]:
+        measurement, tags = parse_key(key)
+        tag_dict = dict(tags)
+        unit = tag_dict.pop("unit", "")
+        if len(self._series) >= _MAX_SERIES:
+            self._series.clear()
+        series = (sensor_name(measurement, tag_dict), unit, tag_dict, {})
+        self._series[key] = series
+        return series
+
+    def convert(self, lines: Iterable[tuple[int, str | None]], precision: str, batch: Batch,
+                ) -> None:
+        """Add the rows of `lines` to `batch`; a bad line is refused and reported there."""
+        scale, divide = PRECISIONS[precision]
+        memo = self._series
+        rows = batch.rows
+        append = rows.append
+        refuse = self.strings == "refuse"
+        for lineno, line in lines:
+            if line is None:
+                batch.refuse(lineno, None, "not UTF-8 text")
+                continue
+            try:
+                parts = split_line(line)
+                if parts is None:
+                    continue
+                key, field_text, stamp = parts
+                series = memo.get(key) or self._new_series(key)
+                fields = parse_fields(field_text)
+                if stamp:
+                    if stamp[0] == " ":
+                        stamp = stamp.strip(" ")
+                    digits = stamp[1:] if stamp[0] == "-" else stamp
+                    if not (digits.isdigit() and digits.isascii()):
+                        raise LineError(f"invalid timestamp {stamp!r}: expected an integer")
+                    t = int(stamp) * scale // divide
+                    if not -MAX_US <= t <= MAX_US:
+                        raise LineError(f"timestamp {stamp} is out of range")
+                else:
+                    t = arrival_us()
+                if refuse and '"' in field_text:
+                    for field, value in fields:
+                        if value.__class__ is str:
+                            raise LineError(f"field {field!r} is a string; ionlab stores "
+                                            "numbers (strings = \"skip\" in [logger.ingest] "
+                                            "stores the other fields)")
+            except LineError as exc:
+                batch.refuse(lineno, line, str(exc))
+                continue
+            name, unit, tags, names = series
+            batch.lines += 1
+            start = len(rows)
+            for field, value in fields:
+                if value.__class__ is str:
+                    self._skip_string(name, field, batch)
+                    continue
+                sensor = names.get(field)
+                if sensor is None:
+                    sensor = names[field] = name if field == "value" else \
+                        f"{name} {_escape(field, ',= ')}"
+                    batch.sensors[sensor] = (unit, tags)
+                append((sensor, unit, t, float(value)))
+            batch.stored_lines += len(rows) > start
+
+    def _skip_string(self, name: str, field: str, batch: Batch) -> None:
+        batch.strings_skipped += 1
+        self.strings_skipped += 1
+        where = f"{name} {field}"
+        if where not in self._warned and len(self._warned) < _MAX_SERIES:
+            self._warned.add(where)
+            log.warning("line protocol: string field %r of %s not stored (strings = \"skip\"; "
+                        "counted in /api/v1/logger/status, warned once per field)", field, name)
