@@ -449,6 +449,14 @@ class SimulatedLibrary:
         self._control(ch in CHANNELS, f"inject_neighbour({ch!r}): bad channel",
                       lambda: setattr(self._ch[ch], "neighbour", 1))
 
+    def mode_hop(self, ch: int, ghz: float) -> None:
+        """Channel `ch`'s laser jumps to another mode, `ghz` away (a diode's mode hop)."""
+        ok = ch in CHANNELS and math.isfinite(ghz) and self._ch[ch].base_thz + ghz / 1000.0 > 0
+
+        def apply():
+            self._ch[ch].base_thz += ghz / 1000.0
+        self._control(ok, f"mode_hop({ch!r}, {ghz!r}): bad channel or jump", apply)
+
     def set_read_delay(self, ms: float) -> None:
         """Every getter sleeps `ms` first (like a slow network link)."""
         if not 0 <= ms <= 60000:

@@ -68,7 +68,32 @@ CREATE VIEW latest AS
     FROM sensors WHERE last_time IS NOT NULL;
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+# The alarms' transitions and current states (services/alarms/history.py).
+_ALARMS = """
+CREATE TABLE alarm_events (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    alarm TEXT NOT NULL,
+    state TEXT NOT NULL,
+    previous TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    value REAL,
+    message TEXT NOT NULL DEFAULT '',
+    who TEXT,
+    why TEXT,
+    until INTEGER
+);
+CREATE INDEX alarm_events_by_time ON alarm_events (time);
+CREATE INDEX alarm_events_by_alarm ON alarm_events (alarm, time);
+CREATE TABLE alarm_states (
+    alarm TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _ALARMS)]
 VERSION = MIGRATIONS[-1][0]
 
 _ROLLUP_UPSERT = """

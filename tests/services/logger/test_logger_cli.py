@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from services.logger.postgres import VERSION
 from services.logger.queries import make_query, to_us
 from services.logger.store import open_store
 
@@ -28,9 +29,9 @@ def test_db_upgrade_started_twice_at_once(pg_database, run_cli):
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    assert all(out.strip().endswith("schema version 1") for out, _ in outs)
+    assert all(out.strip().endswith(f"schema version {VERSION}") for out, _ in outs)
     again = run_cli("db", "upgrade", "--db", pg_database)
-    assert again.returncode == 0 and "schema version 1" in again.stdout
+    assert again.returncode == 0 and f"schema version {VERSION}" in again.stdout
 
 
 @pytest.fixture
