@@ -19,6 +19,7 @@ import math
 import threading
 import time
 
+from ..simulation import register_twin, unregister_twin
 from .wlm import CHANNELS, PORTS, Wavemeter
 
 __all__ = ["SimWavemeter", "SimulatedLibrary"]
@@ -509,3 +510,11 @@ class SimWavemeter(Wavemeter):
 
     def _load(self):
         return self.sim
+
+    def _open(self):
+        super()._open()
+        register_twin(self)
+
+    def _close(self):
+        unregister_twin(self)
+        super()._close()
