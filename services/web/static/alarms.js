@@ -55,7 +55,9 @@ class AlarmRow {
     this.node.className = data.state === "firing" ? SEVERITY_CLASS[data.severity] : "";
     this.cells.state.replaceChildren(badge(data.state, STATE_CLASS[data.state] ?? "bad"));
     this.cells.severity.replaceChildren(badge(data.severity, SEVERITY_CLASS[data.severity]));
-    this.cells.message.textContent = data.message;
+    // An alarm at rest shows what it watches for; otherwise what happened.
+    this.cells.message.textContent = data.state === "ok" ? `watching: ${data.condition}`
+      : data.message;
     this.cells.since.textContent = when(data.since);
     const notes = [];
     if (data.acknowledged) notes.push(`acknowledged by ${data.acknowledged.who}`
