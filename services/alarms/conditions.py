@@ -45,8 +45,9 @@ class Threshold:
 
 class Rate:
     """Change per minute between the newest value and the oldest kept within `window_s`
-    (of the logarithm on a log scale, so a factor per minute). At most 32 values are kept
-    per window; no verdict until half the window is covered."""
+    (of the logarithm on a log scale, so a factor per minute). One value per 1/32 of the
+    window is kept and decided on (the others give no verdict); none until half the
+    window is covered."""
 
     __slots__ = ("rise", "fall", "log", "window_s", "_step", "_kept", "rate")
 
@@ -62,13 +63,14 @@ class Rate:
         self.rate: float | None = None  # per minute (a factor on a log scale)
 
     def feed(self, t: float, value: float) -> bool | None:
+        kept = self._kept
+        if kept and t - kept[-1][0] < self._step:
+            return None  # decided once per step
         if self.log:
             if value <= 0:
                 return None
             value = math.log(value)
-        kept = self._kept
-        if not kept or t - kept[-1][0] >= self._step:
-            kept.append((t, value))
+        kept.append((t, value))
         while len(kept) > 1 and kept[1][0] <= t - self.window_s:
             kept.popleft()
         t0, v0 = kept[0]

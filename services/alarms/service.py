@@ -31,9 +31,9 @@ from ..web.http import ApiError
 from ..web.hub import Hub
 from ..web.rpc import Method, Param
 from .channels import parse_channels
-from .conditions import Stale, condition_for, event_verdict
+from .conditions import Stale, Threshold, condition_for, event_verdict
 from .history import AlarmHistory
-from .machine import FIRING, Alarm, Change
+from .machine import FIRING, PENDING, Alarm, Change
 from .outbox import Outbox
 from .rules import LOCK_EVENTS, Catalog, Rule, parse_rules
 
@@ -72,6 +72,60 @@ def catalog_of(config: Config, logger, locks: dict[int, str] | None = None,
     return Catalog(sensors, dict(locks or {}), wavemeter=wavemeter, logger=logger is not None)
 
 
+class _Watch:
+    """One sensor's alarms, arranged so that a quiet reading costs a comparison or two.
+
+    While no threshold alarm of the sensor is engaged (latched, pending or firing), a
+    value inside the band no threshold can trip (`low`..`high`) skips them all; rates
+    decide once per step of their window; staleness only notes the time.
+    """
+
+    __slots__ = ("recent", "unit", "low", "high", "engaged", "thresholds", "rates", "stales")
+
+    def __init__(self):
+        self.recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=RECENT)
+        self.unit = ""
+        self.low, self.high = -math.inf, math.inf
+        self.engaged = False
+        self.thresholds: list[tuple[Alarm, object]] = []
+        self.rates: list[tuple[Alarm, object]] = []
+        self.stales: list[tuple[Alarm, Stale]] = []
+
+    def add(self, alarm: Alarm, condition) -> None:
+        rule = alarm.rule
+        if rule.kind == "threshold":
+            self.thresholds.append((alarm, condition))
+            if rule.above is not None:
+                self.high = min(self.high, rule.above)
+            if rule.below is not None:
+                self.low = max(self.low, rule.below)
+            self.engaged = True  # until a reading shows where it stands
+        elif rule.kind == "rate":
+            self.rates.append((alarm, condition))
+        else:
+            self.stales.append((alarm, condition))
+
+    def feed(self, t: float, value: float, changes: list[Change]) -> None:
+        self.recent.append((t, value))
+        for alarm, condition in self.stales:
+            condition.last_seen = t
+            if alarm.active:
+                changes += alarm.observe(t, False, value)
+        if self.engaged or not self.low <= value <= self.high:
+            engaged = False
+            for alarm, condition in self.thresholds:
+                found = alarm.observe(t, condition.feed(t, value), value)
+                if found:
+                    changes += found
+                if alarm.active or alarm.state == PENDING or alarm.state == FIRING:
+                    engaged = True
+            self.engaged = engaged
+        for alarm, condition in self.rates:
+            active = condition.feed(t, value)
+            if active is not None:
+                changes += alarm.observe(t, active, value)
+
+
 class _Fields(dict):
     """Template fields; a missing number formats as nan, not as an error."""
 
@@ -102,9 +156,14 @@ class AlarmService:
         self.alarms: dict[str, Alarm] = {}
         self.transitions = 0
         self._conditions: dict[str, object] = {}
-        self._targets: dict[str, list[tuple[Alarm, object]]] = {}  # hub channel -> alarms
-        self._recent: dict[str, collections.deque] = {}  # sensor -> (t, value)
+        self._watches: dict[str, _Watch] = {}  # sensor -> its alarms
+        self._targets: dict[str, object] = {}  # hub channel -> a _Watch or [alarms]
         self._stale: list[tuple[Alarm, Stale]] = []
+        self._by_sensor: dict[str, list[Rule]] = {}  # rules naming a sensor literally
+        self._globs = [r for r in self.rules if r.sensor is not None and r.per_subject]
+        for rule in self.rules:
+            if rule.sensor is not None and not rule.per_subject:
+                self._by_sensor.setdefault(rule.sensor, []).append(rule)
         self._status_rules = [r for r in self.rules if r.event in ("spooling", "spool full")]
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._subscription = None
@@ -206,65 +265,62 @@ class AlarmService:
         if saved:
             alarm.restore(saved)
         condition = condition_for(rule, now)
+        if isinstance(condition, Threshold) and alarm.active:  # the latch, as it was
+            condition.high = rule.above is not None and (
+                rule.below is None or alarm.value is None or alarm.value > rule.below)
+            condition.low = not condition.high
         self.alarms[alarm.name] = alarm
         self._conditions[alarm.name] = condition
         if isinstance(condition, Stale):
             self._stale.append((alarm, condition))
+        if rule.sensor is not None:
+            self._watches.setdefault(subject, _Watch()).add(alarm, condition)
         return alarm
 
-    def _route(self, channel: str) -> list[tuple[Alarm, object]]:
-        """The alarms a hub channel feeds (found once per channel, then looked up)."""
+    def _route(self, channel: str):
+        """What a hub channel feeds (found once per channel, then looked up): a sensor's
+        `_Watch`, a list of event alarms, or None."""
         kind, _, rest = channel.partition("/")
-        targets = []
+        targets = None
         if kind == "logger":
             now = time.time()
-            for rule in self.rules:
-                if rule.takes(rest):
-                    name = rule.alarm_name(rest)
-                    alarm = self.alarms.get(name) or self._add(rule, rest, now)
-                    targets.append((alarm, self._conditions[name]))
-            self._recent.setdefault(rest, collections.deque(maxlen=RECENT))
+            for rule in self._by_sensor.get(rest, []) + [r for r in self._globs if r.takes(rest)]:
+                if rule.alarm_name(rest) not in self.alarms:
+                    self._add(rule, rest, now)
+            targets = self._watches.get(rest)
         elif kind == "lock":
-            targets = [(a, None) for a in self.alarms.values()
-                       if a.rule.event in LOCK_EVENTS and a.subject == rest]
+            targets = [a for a in self.alarms.values()
+                       if a.rule.event in LOCK_EVENTS and a.subject == rest] or None
         elif channel == "wavemeter/status":
-            targets = [(a, None) for a in self.alarms.values()
-                       if a.rule.event == "wavemeter missing"]
+            targets = [a for a in self.alarms.values()
+                       if a.rule.event == "wavemeter missing"] or None
         self._targets[channel] = targets
         return targets
 
     def _on_ready(self) -> None:
         """A burst of hub events: feed them all, then act on what changed."""
         changes: list[Change] = []
+        targets_of, route, parse = self._targets, self._route, datetime.fromisoformat
         for event in self._subscription.drain():
-            targets = self._targets.get(event.channel)
+            channel = event.channel
+            targets = targets_of[channel] if channel in targets_of else route(channel)
             if targets is None:
-                targets = self._route(event.channel)
-            if not targets:
                 continue
+            data = event.data
             try:
-                if event.channel.startswith("logger/"):
-                    self._reading(event.channel[7:], event.data, targets, changes)
+                if isinstance(targets, _Watch):
+                    targets.unit = data["unit"]
+                    targets.feed(parse(data["timestamp"]).timestamp(), float(data["value"]),
+                                 changes)
                 else:
                     now = time.time()
-                    for alarm, _ in targets:
-                        active, reason = event_verdict(alarm.rule, event.data)
+                    for alarm in targets:
+                        active, reason = event_verdict(alarm.rule, data)
                         changes += alarm.observe(now, active, None, reason)
             except (KeyError, TypeError, ValueError) as exc:
-                log.warning("alarms: cannot use event %s %r: %s", event.channel, event.data, exc)
+                log.warning("alarms: cannot use event %s %r: %s", channel, data, exc)
         if changes:
             self._apply(changes)
-
-    def _reading(self, sensor: str, data: dict, targets, changes: list[Change]) -> None:
-        value = data["value"]
-        t = datetime.fromisoformat(data["timestamp"]).timestamp()
-        self._recent[sensor].append((t, value))
-        unit = data.get("unit", "")
-        for alarm, condition in targets:
-            alarm.unit = unit
-            found = alarm.observe(t, condition.feed(t, value), value)
-            if found:
-                changes += found
 
     async def _tick_forever(self) -> None:
         while True:
@@ -343,14 +399,22 @@ class AlarmService:
             for outbox in self.outboxes[channel]:
                 outbox.put(batch)
 
+    def _latest(self, alarm: Alarm) -> tuple[float | None, str]:
+        """The alarm's value and unit: its sensor's newest reading, else what it last saw."""
+        watch = self._watches.get(alarm.subject) if alarm.rule.sensor else None
+        if watch is not None and watch.recent:
+            return watch.recent[-1][1], watch.unit
+        return alarm.value, alarm.unit
+
     def fields(self, alarm: Alarm) -> dict:
         rule, condition = alarm.rule, self._conditions.get(alarm.name)
+        value, unit = self._latest(alarm)
         threshold = getattr(condition, "level", None)
         if threshold is None:
             threshold = rule.above if rule.above is not None else rule.below
         return _Fields(
             name=alarm.name, rule=rule.name, sensor=alarm.subject, lock=alarm.subject,
-            value=alarm.value if alarm.value is not None else math.nan, unit=alarm.unit,
+            value=value if value is not None else math.nan, unit=unit,
             threshold=threshold if threshold is not None else math.nan,
             rate=getattr(condition, "rate", None) or math.nan,
             stale_s=rule.stale_s or math.nan, reason=alarm.reason, severity=rule.severity,
@@ -364,12 +428,14 @@ class AlarmService:
             return f"{alarm.name}: {alarm.state} ({alarm.rule.describe()}; message: {exc})"
 
     def _notice(self, alarm: Alarm, change: Change, message: str) -> dict:
-        recent = self._recent.get(alarm.subject) if alarm.rule.sensor else None
+        watch = self._watches.get(alarm.subject) if alarm.rule.sensor else None
+        recent = watch.recent if watch is not None else None
+        value, unit = self._latest(alarm)
         return {"alarm": alarm.name, "rule": alarm.rule.name, "subject": alarm.subject,
                 "notice": change.notice, "state": alarm.state, "severity": alarm.rule.severity,
                 "message": message, "condition": alarm.rule.describe(),
-                "time": _iso(change.time), "since": _iso(alarm.since), "value": alarm.value,
-                "unit": alarm.unit,
+                "time": _iso(change.time), "since": _iso(alarm.since), "value": value,
+                "unit": unit,
                 "recent": [[_iso(t), v] for t, v in recent] if recent else []}
 
     # -- what the API shows ----------------------------------------------------------------
@@ -379,10 +445,11 @@ class AlarmService:
         acked = alarm.acked and {**alarm.acked, "time": _iso(alarm.acked["time"])}
         silence = alarm.silence and {**alarm.silence, "until": _iso(alarm.silence["until"]),
                                      "time": _iso(alarm.silence["time"])}
+        value, unit = self._latest(alarm)
         return {"name": alarm.name, "rule": rule.name, "subject": alarm.subject,
                 "state": alarm.state, "since": _iso(alarm.since), "severity": rule.severity,
                 "message": self.message(alarm), "condition": rule.describe(),
-                "value": alarm.value, "unit": alarm.unit, "acknowledged": acked,
+                "value": value, "unit": unit, "acknowledged": acked,
                 "silenced": silence, "notify": list(rule.notify)}
 
     def overview(self) -> dict:
