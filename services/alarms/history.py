@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from ..logger.queries import from_us, to_us
 from ..logger.store import Store, StoreError, StoreUnavailable, redact
+from .worker import Worker
 
 __all__ = ["AlarmHistory", "MAX_EVENTS"]
 
@@ -53,8 +54,8 @@ class _Sqlite:
             m in str(exc) for m in ("locked", "unable to open", "disk I/O"))
 
     @staticmethod
-    def to_db(t: float | None):
-        return None if t is None else int(round(t * 1e6))
+    def to_db(t: float | None):  # rounded as the API's times are (datetime.fromtimestamp)
+        return None if t is None else to_us(datetime.fromtimestamp(t, UTC))
 
     at = staticmethod(to_us)
 
@@ -114,10 +115,11 @@ class _Postgres:
         return value if isinstance(value, dict) else json.loads(value)
 
 
-class AlarmHistory:
+class AlarmHistory(Worker):
     """Writes transitions and states on its own thread; answers history queries."""
 
     def __init__(self, store: Store, *, retry_s: float = 5.0, max_pending: int = MAX_EVENTS):
+        super().__init__("ionlab-alarm-history")
         self.store = store
         url = store.url
         self._db = _Postgres(url) if url.startswith(("postgresql://", "postgres://")) \
@@ -129,12 +131,8 @@ class AlarmHistory:
         self.last_error: str | None = None
         self._events: list[tuple] = []
         self._states: dict[str, tuple] = {}
-        self._cond = threading.Condition()
-        self._stopping = False
         self._busy = False
         self._local = threading.local()
-        self._thread = threading.Thread(target=self._run, name="ionlab-alarm-history",
-                                        daemon=True)
 
     def __repr__(self):
         return f"<AlarmHistory {redact(self.store.url)} pending={len(self._events)}>"
@@ -194,18 +192,8 @@ class AlarmHistory:
                           "been unreachable too long", over)
             self._cond.notify()
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Write what is pending (trying once more), then end the thread."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join(timeout)
-        if self._events:
-            log.error("alarm history: %d transitions not stored before stopping",
-                      len(self._events))
+    def _left(self) -> str | None:
+        return f"{len(self._events)} transitions not stored" if self._events else None
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued is written (for tests and tools)."""
@@ -298,9 +286,8 @@ class AlarmHistory:
                     for row in states:
                         self._states.setdefault(row[0], row)
                     self._busy = False
-                    if self._stopping:
+                    if not self._pause(self.retry_s):
                         return
-                    self._cond.wait(self.retry_s)
                 continue
             finally:
                 self._busy = False

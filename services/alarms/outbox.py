@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import collections
 import logging
-import threading
 import time
 from datetime import UTC, datetime
 
 from .channels import ChannelSettings, DeliveryError, Transport
+from .worker import Worker
 
 __all__ = ["MAX_NOTICES", "Outbox"]
 
@@ -32,10 +32,11 @@ def _iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, UTC).isoformat() if t is not None else None
 
 
-class Outbox:
+class Outbox(Worker):
     """Delivers `channel`'s notices through `transport` on its own thread."""
 
     def __init__(self, channel: str, transport: Transport, settings: ChannelSettings):
+        super().__init__(f"ionlab-notify-{channel}-{transport.kind}")
         self.channel = channel
         self.transport = transport
         self.settings = settings
@@ -49,12 +50,8 @@ class Outbox:
         self.retry_at: float | None = None
         self._inflight = 0  # notices of the message being sent or retried
         self._pending: collections.deque[tuple[float, dict]] = collections.deque()
-        self._cond = threading.Condition()
-        self._stopping = False
         self._tokens = float(settings.burst)
         self._refilled = time.monotonic()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"ionlab-notify-{channel}-{transport.kind}")
 
     def __repr__(self):
         return (f"<Outbox {self.channel} {self.transport.kind} pending={len(self._pending)} "
@@ -76,18 +73,9 @@ class Outbox:
                           self.channel, self.transport.kind, self.settings.queue, over)
             self._cond.notify()
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """End the worker; notices not delivered by then are logged as lost."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join(timeout)
-        if self._pending:
-            log.warning("notify %s (%s): %d notices not delivered before stopping",
-                        self.channel, self.transport.kind, len(self._pending))
+    def _left(self) -> str | None:
+        undelivered = len(self._pending)
+        return f"{undelivered} notices not delivered" if undelivered else None
 
     def status(self) -> dict:
         failing = self.last_error_at is not None and (
@@ -157,10 +145,7 @@ class Outbox:
                     log.warning("notify %s: %s; %d notices, retry %d in %.3g s", self.channel,
                                 exc, len(batch), attempt, delay)
                     with self._cond:
-                        deadline = time.monotonic() + delay
-                        while not self._stopping and time.monotonic() < deadline:
-                            self._cond.wait(deadline - time.monotonic())
-                        if self._stopping:
+                        if not self._pause(delay):
                             self._pending.extendleft((0.0, n) for n in reversed(batch))
                             self._inflight = 0
                             return
