@@ -164,7 +164,7 @@ class AlarmService:
         for rule in self.rules:
             if rule.sensor is not None and not rule.per_subject:
                 self._by_sensor.setdefault(rule.sensor, []).append(rule)
-        self._status_rules = [r for r in self.rules if r.event in ("spooling", "spool full")]
+        self._status_alarms: list[Alarm] = []  # fed by the logger's status, every tick
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._subscription = None
         self._ticker: asyncio.Task | None = None
@@ -273,6 +273,8 @@ class AlarmService:
         self._conditions[alarm.name] = condition
         if isinstance(condition, Stale):
             self._stale.append((alarm, condition))
+        if rule.event in ("spooling", "spool full"):
+            self._status_alarms.append(alarm)
         if rule.sensor is not None:
             self._watches.setdefault(subject, _Watch()).add(alarm, condition)
         return alarm
@@ -338,12 +340,11 @@ class AlarmService:
             stale = condition.check(now)
             if stale != alarm.active:
                 changes += alarm.observe(now, stale)
-        if self._status_rules and self.logger is not None:
+        if self._status_alarms and self.logger is not None:
             status = self.logger.status()
-            for alarm in self.alarms.values():
-                if alarm.rule in self._status_rules:
-                    active, reason = event_verdict(alarm.rule, status)
-                    changes += alarm.observe(now, active, None, reason)
+            for alarm in self._status_alarms:
+                active, reason = event_verdict(alarm.rule, status)
+                changes += alarm.observe(now, active, None, reason)
         if changes:
             self._apply(changes)
 
