@@ -129,6 +129,10 @@ class Device:
     def is_open(self) -> bool:
         return self._is_open
 
+    def sensor_names(self) -> list[str]:
+        """The sensors `read()` reports, known before the device is opened."""
+        return [self.name]
+
     @locked
     def open(self):
         if not self._is_open:

@@ -3,6 +3,9 @@
 A twin's values depend only on its name, its `seed` and how often it was
 read, never on the clock, so a test (or a demo) sees the same series every run.
 
+An open twin can be found by its device name (`opened_twin`), so the demo
+lab's fault switches (a leak, a mode hop) reach the one the services opened.
+
 >>> a, b = Wander("gauge", 0), Wander("gauge", 0)
 >>> [a.step() or a.gauss(1) for _ in range(3)] == [b.step() or b.gauss(1) for _ in range(3)]
 True
@@ -14,10 +17,34 @@ from __future__ import annotations
 
 import math
 import random
+import threading
+import weakref
 
 from .options import integer
 
-__all__ = ["Wander", "typical"]
+__all__ = ["Wander", "opened_twin", "register_twin", "typical", "unregister_twin"]
+
+_twins: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_twins_lock = threading.Lock()
+
+
+def register_twin(device) -> None:
+    """Make an opened twin findable by its name (the latest one opened wins)."""
+    with _twins_lock:
+        _twins[device.name] = device
+
+
+def unregister_twin(device) -> None:
+    """Forget a closing twin, unless another of the same name was opened since."""
+    with _twins_lock:
+        if _twins.get(device.name) is device:
+            del _twins[device.name]
+
+
+def opened_twin(name: str):
+    """The open simulated device named `name`, or None."""
+    with _twins_lock:
+        return _twins.get(name)
 
 
 def typical(name: str, table: list[tuple[tuple[str, ...], float]], default: float) -> float:

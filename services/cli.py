@@ -19,6 +19,8 @@ COMMANDS = [
     "services.devices",
     "services.wavemeter.command",
     "services.logger.command",
+    "services.alarms.command",
+    "services.simulation",
     "services.run",
 ]
 

@@ -1,4 +1,4 @@
-"""`ionlab run`: the whole lab in one process — wavemeter server, laser locks, logger, dashboard.
+"""`ionlab run`: the whole lab in one process — wavemeter, locks, logger, alarms, dashboard.
 
     ionlab run [--config FILE] [--bind 127.0.0.1] [--port 8888]
 
@@ -8,6 +8,8 @@ services share one hub and one Tornado application: the dashboard at ``/``,
 the JSON API, JSON-RPC and the event stream under ``/api/v1``. Besides the
 devices it polls itself, the logger stores every wavemeter reading as sensor
 ``wavemeter/<n>`` (THz), so the dashboard's history covers the lasers too.
+The alarms (``[[alarms]]``, docs/alarms.md) watch all of it; in a lab with
+simulated devices, ``ionlab simulate`` switches faults on to see them fire.
 Ctrl-C or SIGTERM stops everything cleanly.
 """
 
@@ -24,15 +26,17 @@ from datetime import datetime
 
 from drivers.base import Reading, Status
 
+from .alarms.service import AlarmService, catalog_of
 from .config import Config, load
 from .logger.service import LoggerService
+from .simulation import SimulationService
 from .wavemeter.lock_api import LockService
-from .wavemeter.service import WavemeterService
+from .wavemeter.service import WavemeterService, settings_from_config
 from .web.app import add_server_options, serve, server_from_args
 from .web.dashboard import Dashboard
 from .web.hub import Hub
 
-__all__ = ["WavemeterRecorder", "build_services", "reading_of", "register"]
+__all__ = ["WavemeterRecorder", "build_services", "lock_names", "reading_of", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +109,25 @@ def reading_of(channel: str, data: dict) -> Reading | None:
         return None
 
 
+def lock_names(config: Config, locks: LockService) -> dict[int, str]:
+    """Lock channel -> the wavemeter channel's configured name (for alarm rules)."""
+    device, _ = settings_from_config(config)
+    names = config.devices[device].options.get("channels") or {}
+    return {n: str(names.get(str(n), "")) for n in locks.controllers}
+
+
 def build_services(config: Config, hub: Hub) -> list:
-    """Every service of the lab, in start order: the recorder listens before the wavemeter
-    publishes its first reading, the locks start once the wavemeter is open."""
+    """Every service of the lab, in start order: the alarms and the recorder listen before
+    the wavemeter publishes its first reading, the locks start once the wavemeter is open."""
     logger = LoggerService(config, hub)
     wavemeter = WavemeterService(config, hub)
-    return [logger, WavemeterRecorder(hub, logger), wavemeter, LockService(config, hub, wavemeter),
-            Dashboard()]
+    locks = LockService(config, hub, wavemeter)
+    alarms = AlarmService(config, hub, logger,
+                          catalog=catalog_of(config, logger, lock_names(config, locks)))
+    services = [logger, alarms, WavemeterRecorder(hub, logger), wavemeter, locks, Dashboard()]
+    if any(spec.simulation for spec in config.devices.values()):
+        services.append(SimulationService(config))
+    return services
 
 
 def _url(bind: str, port: int) -> str:
@@ -144,7 +160,7 @@ def run_command(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="run the whole lab: wavemeter, locks, logger and dashboard",
+    p = sub.add_parser("run", help="run the whole lab: wavemeter, locks, logger, alarms, dashboard",
                        description="Run the wavemeter server, the laser locks, the logger and "
                        "the dashboard in one process and print the dashboard's URL. Without "
                        "--config: the demo lab (simulated devices, SQLite under ./var/). "

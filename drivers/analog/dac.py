@@ -70,6 +70,9 @@ class _Ports(Device):
     def ports(self) -> list[int]:
         return list(self._ports)
 
+    def sensor_names(self) -> list[str]:
+        return [f"{self.name}/{port}" for port in self._ports]
+
     def limits(self, port: int) -> tuple[float, float]:
         self._check_port(port)
         return self._limits[port]

@@ -26,6 +26,7 @@ SIM_FUNCTIONS = {
     "Sim_MapPort": (c_int32, (c_int32, c_int32)),
     "Sim_SetSignal": (c_int32, (c_int32, c_int32)),
     "Sim_InjectNeighbour": (c_int32, (c_int32,)),
+    "Sim_ModeHop": (c_int32, (c_int32, c_double)),
     "Sim_SetReadDelay": (c_int32, (c_double,)),
     "Sim_Hold": (None, (c_int32,)),
     "Sim_Release": (None, ()),
@@ -87,6 +88,9 @@ class LibraryControl:
 
     def inject_neighbour(self, ch: int) -> None:
         self._call("Sim_InjectNeighbour", ch)
+
+    def mode_hop(self, ch: int, ghz: float) -> None:
+        self._call("Sim_ModeHop", ch, ghz)
 
     def set_read_delay(self, ms: float) -> None:
         self._call("Sim_SetReadDelay", ms)

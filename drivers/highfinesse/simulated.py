@@ -19,6 +19,7 @@ import math
 import threading
 import time
 
+from ..simulation import register_twin, unregister_twin
 from .wlm import CHANNELS, PORTS, Wavemeter
 
 __all__ = ["SimWavemeter", "SimulatedLibrary"]
@@ -449,6 +450,14 @@ class SimulatedLibrary:
         self._control(ch in CHANNELS, f"inject_neighbour({ch!r}): bad channel",
                       lambda: setattr(self._ch[ch], "neighbour", 1))
 
+    def mode_hop(self, ch: int, ghz: float) -> None:
+        """Channel `ch`'s laser jumps to another mode, `ghz` away (a diode's mode hop)."""
+        ok = ch in CHANNELS and math.isfinite(ghz) and self._ch[ch].base_thz + ghz / 1000.0 > 0
+
+        def apply():
+            self._ch[ch].base_thz += ghz / 1000.0
+        self._control(ok, f"mode_hop({ch!r}, {ghz!r}): bad channel or jump", apply)
+
     def set_read_delay(self, ms: float) -> None:
         """Every getter sleeps `ms` first (like a slow network link)."""
         if not 0 <= ms <= 60000:
@@ -501,3 +510,11 @@ class SimWavemeter(Wavemeter):
 
     def _load(self):
         return self.sim
+
+    def _open(self):
+        super()._open()
+        register_twin(self)
+
+    def _close(self):
+        unregister_twin(self)
+        super()._close()

@@ -94,6 +94,10 @@ class Wavemeter(Device):
         """Channel number -> name, for the channels the config names."""
         return dict(self._names)
 
+    def sensor_names(self) -> list[str]:
+        """``<name>/<channel>`` of the named channels (of every channel when none is named)."""
+        return [f"{self.name}/{n}" for n in (self._names or CHANNELS)]
+
     def _open(self):
         self._lib = self._load()
 

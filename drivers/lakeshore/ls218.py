@@ -52,6 +52,9 @@ class _Sensors(Device):
         self.sensors = numbered_names("sensors", sensors, _INPUTS)
         self.timeout_s = number("timeout_s", timeout_s, positive=True)
 
+    def sensor_names(self) -> list[str]:
+        return list(self.sensors.values())
+
 
 class LS218(_Sensors):
     """A Model 218 on a serial port (or any pyserial URL); one Reading per sensor."""

@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 import re
 
-from ..base import Device, ProtocolError, Reading, Status, utcnow
+from ..base import Device, ProtocolError, Reading, Status, locked, utcnow
 from ..links import SerialLink
 from ..options import number, numbered_names, text
-from ..simulation import Wander, typical
+from ..simulation import Wander, register_twin, typical, unregister_twin
 
 __all__ = ["STATUS", "UNITS", "NakError", "SimTPG", "TPG"]
 
@@ -57,6 +57,9 @@ class _Gauges(Device):
         self.port = text("port", port)
         self.gauges = numbered_names("gauges", gauges, _GAUGES)
         self.timeout_s = number("timeout_s", timeout_s, positive=True)
+
+    def sensor_names(self) -> list[str]:
+        return list(self.gauges.values())
 
 
 class TPG(_Gauges):
@@ -112,12 +115,23 @@ class TPG(_Gauges):
 _BASE_MBAR = [(("load", "lock", "prep"), 2e-6), (("fore", "backing", "rough"), 5e-2)]
 
 
+#: reads over which a leak's pressure approaches its level (and decays once closed)
+LEAK_READS = 2.0
+
+
 class SimTPG(_Gauges):
     """Simulated TPG: realistic pressures, deterministic for a given `seed`.
 
     A gauge named like a load lock sits near 2e-6 mbar, a fore-vacuum gauge
     near 5e-2 mbar, any other near 1e-10 mbar (the UHV chamber); each drifts
-    slowly and carries 2 % noise.
+    slowly and carries 2 % noise. `leak(mbar)` opens a leak: the gas it lets
+    in raises the pressure towards `mbar` above the normal one, approached
+    (and, once closed with `leak(0)`, pumped away) by a factor e every
+    `LEAK_READS` reads, so the series still depends on the reads alone.
+
+    >>> tpg = SimTPG("v", port="/dev/null", gauges={"1": "chamber"}).open()
+    >>> tpg.leak(1e-7); [f"{tpg.read()[0].value:.0e}" for _ in range(3)]
+    ['4e-08', '6e-08', '8e-08']
     """
 
     def __init__(self, name: str, *, port: str, gauges: dict, timeout_s: float = 1.0,
@@ -125,13 +139,37 @@ class SimTPG(_Gauges):
         super().__init__(name, port=port, gauges=gauges, timeout_s=timeout_s)
         self.unit = "mbar"
         self._wander = Wander(name, seed)
+        self._leak_to = dict.fromkeys(self.gauges, 0.0)  # gauge -> the leak's level (mbar)
+        self._leaked = dict.fromkeys(self.gauges, 0.0)  # gauge -> what it adds now (mbar)
+
+    def _open(self):
+        register_twin(self)
+
+    def _close(self):
+        unregister_twin(self)
+
+    @locked
+    def leak(self, mbar: float, sensor: str | None = None) -> None:
+        """Open a leak towards `mbar` above normal on one gauge (by sensor name) or all;
+        0 closes it."""
+        level = number("mbar", mbar)
+        if level < 0:
+            raise ValueError(f"{self.name}: a leak of {mbar!r} mbar; expected >= 0 (0 closes it)")
+        gauges = [n for n, s in self.gauges.items() if sensor in (None, s)]
+        if not gauges:
+            raise ValueError(f"{self.name}: no gauge named {sensor!r}; gauges: "
+                             f"{', '.join(self.gauges.values())}")
+        for n in gauges:
+            self._leak_to[n] = level
 
     def _read(self) -> list[Reading]:
         stamp = utcnow()
         self._wander.step()
+        approach = 1.0 - math.exp(-1.0 / LEAK_READS)
         readings = []
         for n, sensor in self.gauges.items():
             swing = 0.15 * self._wander.drift(900, n / 7) + self._wander.gauss(0.02)
-            mbar = typical(sensor, _BASE_MBAR, 1e-10) * math.exp(swing)
+            self._leaked[n] += (self._leak_to[n] - self._leaked[n]) * approach
+            mbar = typical(sensor, _BASE_MBAR, 1e-10) * math.exp(swing) + self._leaked[n]
             readings.append(Reading(sensor, float(f"{mbar:.4e}"), self.unit, stamp))
         return readings

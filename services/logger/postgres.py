@@ -117,11 +117,36 @@ CREATE VIEW latest AS
     FROM sensors WHERE last_time IS NOT NULL;
 """
 
+# The alarms' transitions and current states (services/alarms/history.py).
+_ALARMS = """
+CREATE TABLE alarm_events (
+    id bigserial PRIMARY KEY,
+    time timestamptz NOT NULL,
+    alarm text NOT NULL,
+    state text NOT NULL,
+    previous text NOT NULL,
+    severity text NOT NULL,
+    value double precision,
+    message text NOT NULL DEFAULT '',
+    who text,
+    why text,
+    until timestamptz
+);
+CREATE INDEX alarm_events_by_time ON alarm_events (time);
+CREATE INDEX alarm_events_by_alarm ON alarm_events (alarm, time);
+CREATE TABLE alarm_states (
+    alarm text PRIMARY KEY,
+    state text NOT NULL,
+    updated timestamptz NOT NULL,
+    data jsonb NOT NULL
+);
+"""
+
 #: version -> SQL; append, never edit a released step
 # tags of pushed points (line protocol, MQTT)
 _V2 = "ALTER TABLE sensors ADD COLUMN tags jsonb NOT NULL DEFAULT '{}'"
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _ALARMS)]
 VERSION = MIGRATIONS[-1][0]
 
 _EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"

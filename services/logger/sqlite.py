@@ -72,7 +72,7 @@ CREATE VIEW latest AS
 # tags of pushed points (line protocol, MQTT): a JSON object
 _V2 = "ALTER TABLE sensors ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'"
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _ALARMS)]
 VERSION = MIGRATIONS[-1][0]
 
 _ROLLUP_UPSERT = """

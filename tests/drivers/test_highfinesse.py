@@ -351,6 +351,18 @@ def test_values_are_deterministic_for_a_seed(twin):
     assert run(5) != run(6)
 
 
+def test_a_mode_hop_moves_the_laser_by_its_jump(twin):
+    twin.at(1.0)
+    before = twin.sim.true_frequency(3)
+    twin.sim.mode_hop(3, 25.0)
+    assert twin.sim.true_frequency(3) == pytest.approx(before + 0.025, abs=1e-9)
+    twin.at(2.0)
+    assert twin.wm.frequency(3).value == pytest.approx(before + 0.025, abs=20e-6)
+    for bad in ((0, 1.0), (18, 1.0), (3, math.nan), (3, -1e9)):
+        with pytest.raises(ValueError, match="(?i)mode_?hop"):
+            twin.sim.mode_hop(*bad)
+
+
 def test_control_arguments_are_checked(twin):
     for call in (lambda s: s.reset(0, 18), lambda s: s.set_laser(18, 300.0, 1.0),
                  lambda s: s.set_noise(1, -1.0), lambda s: s.map_port(9, 1),
@@ -407,6 +419,9 @@ def test_both_twins_give_the_same_numbers(wlm_library, wlm_sim):
         for wm, sim in ((c, wlm_sim), (py, py.sim)):
             sim.advance(t - sim.now())
             history[wm] += [(r.value, r.status) for r in wm.read()]
+            if t == 3.2:
+                sim.mode_hop(2, -12.5)  # a diode's mode hop, the same on both
+    assert history[c][-8 + 1][0] == pytest.approx(base(2) - 0.0125, abs=50e-6)
     assert len(history[c]) == 6 * 8 and {s for _, s in history[c]} == {Status.OK, Status.NO_VALUE}
     # the same floating-point operations in the same order: the same bits
     assert [(repr(v), s) for v, s in history[c]] == [(repr(v), s) for v, s in history[py]]

@@ -210,3 +210,34 @@ def test_simulated_gauges_are_realistic_and_deterministic_by_seed():
 def test_every_twin_wants_an_integer_seed(kind, options):
     with pytest.raises(registry.OptionError, match=r"^seed: expected an integer, got 1\.5$"):
         registry.create(kind, "x", True, {**options, "seed": 1.5})
+
+
+def test_a_simulated_leak_rises_towards_its_level_and_pumps_away():
+    from drivers.simulation import opened_twin
+
+    twin = SimTPG("vac", port="/dev/null", gauges={"1": "chamber", "2": "foreline"})
+    assert opened_twin("vac") is None
+    with twin:
+        assert opened_twin("vac") is twin  # the demo's fault switches find it by name
+        assert twin.sensor_names() == ["chamber", "foreline"]
+        normal = [twin.read()[0].value for _ in range(5)]
+        twin.leak(1e-6, "chamber")
+        leaking = [twin.read() for _ in range(12)]
+        chamber = [r[0].value for r in leaking]
+        assert all(b > a for a, b in zip(chamber, chamber[1:], strict=False))  # rising ...
+        assert 0.99e-6 < chamber[-1] < 1.01e-6  # ... to the leak's level
+        assert chamber[0] == pytest.approx(1e-6 * (1 - 2.718281828 ** -0.5), rel=0.01)
+        assert all(r[1].value > 1e-2 for r in leaking)  # the foreline is not touched
+        twin.leak(0)
+        recovered = [twin.read()[0].value for _ in range(60)]
+        assert recovered[-1] < 3 * max(normal)
+        with pytest.raises(ValueError, match="no gauge named 'turbo'"):
+            twin.leak(1e-7, "turbo")
+        with pytest.raises(ValueError, match="expected >= 0"):
+            twin.leak(-1.0)
+    assert opened_twin("vac") is None
+    again = SimTPG("vac", port="/dev/null", gauges={"1": "chamber"}).open()
+    again.leak(1e-6)
+    twin2 = SimTPG("vac", port="/dev/null", gauges={"1": "chamber"}).open()
+    twin2.leak(1e-6)
+    assert [again.read()[0].value for _ in range(4)] == [twin2.read()[0].value for _ in range(4)]

@@ -29,8 +29,8 @@ def test_demo_lab_without_config_writes_under_var_and_stops_on_ctrl_c(tmp_path, 
                 f"{lab.url}") in lab.output()
         health = lab.api("/healthz")
         assert health["ok"] is True
-        assert set(health["services"]) == {"logger", "recorder", "wavemeter", "locks",
-                                           "dashboard"}
+        assert set(health["services"]) == {"logger", "alarms", "recorder", "wavemeter", "locks",
+                                           "dashboard", "simulation"}
         with urllib.request.urlopen(lab.url, timeout=10) as response:
             assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
             assert b'<script type="module" src="/static/app.js">' in response.read()

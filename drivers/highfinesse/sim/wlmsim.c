@@ -38,6 +38,7 @@
  *   Sim_MapPort(port, ch)            ch 0: the port drives no laser
  *   Sim_SetSignal(ch, state)         0 no light, 1 good, 2 bad
  *   Sim_InjectNeighbour(ch)          ch's next value is the previous shot's
+ *   Sim_ModeHop(ch, ghz)             the laser jumps by ghz (base += ghz / 1000 THz)
  *   Sim_SetReadDelay(ms)             every getter sleeps that long first
  *   Sim_Hold(on), Sim_Release()      getters block until released
  *   Sim_TrueFrequency(ch)            frequency now, without noise (THz)
@@ -817,6 +818,12 @@ int32_t Sim_SetSignal(int32_t ch, int32_t state)
 int32_t Sim_InjectNeighbour(int32_t ch)
 {
     CONTROL(is_channel(ch), S.ch[ch].neighbour = 1);
+}
+
+int32_t Sim_ModeHop(int32_t ch, double ghz)
+{
+    CONTROL(is_channel(ch) && isfinite(ghz) && S.ch[ch].base_thz + ghz / 1000.0 > 0,
+            S.ch[ch].base_thz += ghz / 1000.0);
 }
 
 int32_t Sim_SetReadDelay(double ms)

@@ -3,6 +3,7 @@
 // `window.ionlab` holds the page's state (stream, channels, traces, locks, history)
 // for whoever opens the browser console.
 
+import { AlarmPanel } from "./alarms.js";
 import { getJson, token } from "./api.js";
 import { ChannelTable } from "./channels.js";
 import { serverNow } from "./clock.js";
@@ -30,7 +31,12 @@ const history = new History({
   custom: $("history-custom"), start: $("history-start"), end: $("history-end"),
   message: $("history-message"), plots: $("history-plots"),
 });
-window.ionlab = { stream, channels, traces, locks, history };
+const alarms = new AlarmPanel({
+  banner: $("alarm-banner"), tbody: $("alarms").tBodies[0], message: $("alarms-message"),
+  hint: $("alarms-hint"), who: $("alarm-who"), why: $("alarm-why"),
+  duration: $("alarm-duration"), notify: $("alarms-notify"),
+}, stream);
+window.ionlab = { stream, channels, traces, locks, history, alarms };
 
 function showChannel(data) {
   channels.update(data);
@@ -119,6 +125,7 @@ async function main() {
   const tokenState = $("token-state");
   token.onChange((set) => {
     locks.enable(set);
+    alarms.enable(set);
     tokenState.textContent = set ? "set: writes enabled" : "not set: controls are read-only";
   });
   form.addEventListener("submit", (event) => {
@@ -141,6 +148,7 @@ async function main() {
     }),
   ]);
   for (const status of lockStatuses) locks.update(status);
+  await alarms.start();
   follow(channelObjects);
   followSensors(sensors);
   stream.on("wavemeter/status", () => getJson("/api/v1/channels").then(follow, () => {}));

@@ -1,4 +1,4 @@
-"""Schema version 2 (sensor tags): a version 1 database is migrated in place, rows kept."""
+"""Sensor tags (schema version 2): a version 1 database is migrated in place, rows kept."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_sqlite_version_1_gains_tags(tmp_path):
                        "INSERT INTO sensors (name, unit) VALUES ('old', 'V');")
     conn.close()
     store = open_store(str(path))
-    assert store.upgrade() == 2
+    assert store.upgrade() == sqlite.VERSION
     store.set_tags({"new": ("K", {"room": "lab1"})})
     assert [(s["sensor"], s["unit"], s["tags"]) for s in store.sensors()] == [
         ("new", "K", {"room": "lab1"}), ("old", "V", {})]
@@ -33,7 +33,7 @@ def test_postgres_version_1_gains_tags(pg_database):
         cur.execute("INSERT INTO sensors (name, unit) VALUES ('old', 'V')")
     conn.close()
     store = open_store(pg_database)
-    assert store.upgrade() == 2
+    assert store.upgrade() == postgres.VERSION
     store.set_tags({"new": ("K", {"room": "lab1"})})
     store.set_tags({"new": ("K", {"room": "lab2"})})  # newer tags win
     assert [(s["sensor"], s["unit"], s["tags"]) for s in store.sensors()] == [

@@ -1,0 +1,252 @@
+"""Alarms: what 1,000 rules cost the demo lab, and how fast a crossing is told.
+
+Each figure runs in a fresh child process holding the whole demo lab
+(`services.run.build_services`: simulated devices, logger on SQLite, locks,
+alarms) plus a feeder pushing 5,000 readings/s through the logger (100
+sensors at 50 Hz, like a busy agent), without the HTTP server.
+
+- CPU per reading: the process's CPU time (user + system) over the readings
+  fed, with 1,000 rules on the demo's and the feeder's sensors (thresholds,
+  rates, staleness, lock events; none fires) against the same lab without
+  rules, run side by side, alternating, twice each; the goal is under 10 %
+  more.
+- Crossing to notification: with the rules and the load running, 200 rules
+  (``for_s = 1``) are crossed one after the other by a reading published on
+  the hub as the logger publishes a stored reading, and a real Tornado webhook
+  receiver in the process notes when each message arrives; the figure is the
+  time beyond ``for_s`` (p50, p99). The channel uses ``group_s = 0`` (the
+  default of 1 s waits that long for companions by design). The logger itself
+  publishes a reading once written, up to its ``batch_s`` after the read.
+
+    python -m bench.run bench_alarms
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .run import Row
+
+__all__ = ["run"]
+
+SENSORS = 100
+RATE = 5000  # readings per second
+LATENCY_RULES = 200
+FOR_S = 1.0
+DEMO = Path(__file__).resolve().parent.parent / "services" / "demo.toml"
+
+
+def lab_text(folder: str, rules: int, hook_port: int | None) -> str:
+    text = DEMO.read_text(encoding="utf-8").replace("[server]", "[server]\ntoken = \"bench\"")
+    text += (f'\n[logger]\ndb = "{folder}/lab.sqlite"\nspool_dir = "{folder}/spool"\n'
+             f'[locks]\nstate_file = "{folder}/locks.json"\n')
+    text += "".join(f'[logger.sensors."bench/{i:03d}"]\n' for i in range(SENSORS))
+    text += "".join(f'[logger.sensors."lat/{i:03d}"]\n' for i in range(LATENCY_RULES))
+    if hook_port is not None:
+        text += (f'[notify.bench]\nwebhook = "http://127.0.0.1:{hook_port}/hook"\ngroup_s = 0\n'
+                 'max_per_hour = 1000000\nburst = 1000\n')
+    demo = ["chamber", "loadlock", "table", "laser room", "trap rf", "water in", "power397",
+            *(f"wavemeter/{n}" for n in range(1, 9))]
+    out = []
+    for i in range(rules):
+        if i < 60:
+            body = f'sensor = "{demo[i % len(demo)]}"\nabove = 1e12'
+        elif i < 80:
+            body = 'event = "unlocked"' if i % 2 else 'event = "mode hop"'
+        else:
+            sensor = f'sensor = "bench/{i % SENSORS:03d}"'
+            body = {0: f"{sensor}\nabove = 1e9\nclear_below = 1e8", 1: f"{sensor}\nbelow = -1e9",
+                    2: f"{sensor}\nabove = 1e9\nfor_s = 5",
+                    3: f"{sensor}\nrise_per_min = 1e9\nscale = \"linear\"",
+                    4: f"{sensor}\nstale_s = 60"}[i % 5]
+        out.append(f'[[alarms]]\nname = "rule {i:04d}"\n{body}\n')
+    if hook_port is not None:
+        out += [f'[[alarms]]\nname = "crossing {i:03d}"\nsensor = "lat/{i:03d}"\nabove = 1.0\n'
+                f'for_s = {FOR_S}\nnotify = ["bench"]\nrepeat_s = 0\n'
+                for i in range(LATENCY_RULES)]
+    return text + "".join(out)
+
+
+class _Timed:
+    """A transport that notes when each alarm's message starts to leave."""
+
+    def __init__(self, transport, leaving: dict[str, float]):
+        self.transport, self.leaving = transport, leaving
+        self.kind, self.target = transport.kind, transport.target
+
+    def send(self, notices, timeout_s):
+        at = time.monotonic()
+        for n in notices:
+            self.leaving.setdefault(n["alarm"], at)
+        self.transport.send(notices, timeout_s)
+
+
+def _percentiles(what: str, sent: dict[str, float], at: dict[str, float]) -> dict:
+    beyond = sorted((at[n] - sent[n] - FOR_S) * 1000 for n in at)
+    return {f"{what}_p50_ms": statistics.median(beyond),
+            f"{what}_p99_ms": beyond[min(len(beyond) - 1, int(0.99 * len(beyond)))]}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Feeder(threading.Thread):
+    """RATE readings a second into the logger, in 10 ms steps, until stopped."""
+
+    def __init__(self, logger):
+        super().__init__(daemon=True, name="bench-feeder")
+        self.logger = logger
+        self.fed = 0
+        self.stopping = threading.Event()
+
+    def run(self):
+        from drivers.base import Reading
+
+        per_step = RATE // 100
+        sensors = [f"bench/{i:03d}" for i in range(SENSORS)]
+        next_at = time.monotonic()
+        k = 0
+        while not self.stopping.is_set():
+            now = datetime.now(UTC)
+            for _ in range(per_step):
+                self.logger.ingest(Reading(sensors[k % SENSORS], (k % 97) * 0.01, "V", now))
+                k += 1
+            self.fed += per_step
+            next_at += 0.01
+            self.stopping.wait(max(0.0, next_at - time.monotonic()))
+
+
+def child(rules: int, seconds: float, latency: bool, feed: bool = True) -> dict:
+    """One lab in this process: the CPU figure, and the latency run when asked."""
+    import logging
+
+    import tornado.web
+
+    from services.config import parse
+    from services.run import build_services
+    from services.web.hub import Hub
+
+    logging.disable(logging.WARNING)
+    arrivals: dict[str, float] = {}
+
+    class Hook(tornado.web.RequestHandler):
+        def post(self):
+            at = time.monotonic()
+            for a in json.loads(self.request.body)["alarms"]:
+                arrivals.setdefault(a["alarm"], at)
+            self.finish("ok")
+
+    async def main() -> dict:
+        import socket
+
+        hook_port = None
+        if latency:  # the receiver runs on its own loop thread, as another program would
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                hook_port = s.getsockname()[1]
+            ready = threading.Event()
+
+            def receive():
+                async def serve():
+                    tornado.web.Application([(r"/hook", Hook)]).listen(hook_port, "127.0.0.1")
+                    ready.set()
+                    await asyncio.Event().wait()
+                asyncio.run(serve())
+
+            threading.Thread(target=receive, daemon=True).start()
+            ready.wait(10)
+        with tempfile.TemporaryDirectory() as folder:
+            config = parse(lab_text(folder, rules, hook_port), "bench.toml")
+            hub = Hub()
+            services = build_services(config, hub)
+            leaving: dict[str, float] = {}
+            for service in services:
+                for outbox in getattr(service, "outboxes", {}).get("bench", []):
+                    outbox.transport = _Timed(outbox.transport, leaving)
+                await service.start()
+            feeder = Feeder(services[0])
+            if feed:
+                feeder.start()
+            await asyncio.sleep(2.0)  # warm up: devices open, first writes done
+            cpu0, fed0 = _cpu(), feeder.fed
+            await asyncio.sleep(seconds)
+            result = {"cpu_per_reading_us": (_cpu() - cpu0) / max(1, feeder.fed - fed0) * 1e6}
+            if latency:
+                sent: dict[str, float] = {}
+                for i in range(LATENCY_RULES):
+                    now = datetime.now(UTC)
+                    sent[f"crossing {i:03d}"] = time.monotonic()
+                    hub.publish(f"logger/lat/{i:03d}", {
+                        "sensor": f"lat/{i:03d}", "value": 2.0, "unit": "V",
+                        "timestamp": now.isoformat(), "status": "ok"})
+                    await asyncio.sleep(0.05)
+                deadline = time.monotonic() + 30
+                while len(arrivals) < LATENCY_RULES and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                result.update(delivered=len(arrivals), **_percentiles("left", sent, leaving),
+                              **_percentiles("arrived", sent, arrivals))
+            feeder.stopping.set()
+            if feed:
+                feeder.join()
+            for service in reversed(services):
+                await service.stop()
+        return result
+
+    return asyncio.run(main())
+
+
+def _run_child(rules: int, seconds: float, latency: bool, feed: bool = True) -> dict:
+    done = subprocess.run([sys.executable, "-m", "bench.bench_alarms", str(rules), str(seconds),
+                           "1" if latency else "0", "1" if feed else "0"], capture_output=True,
+                          text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    if done.returncode:
+        raise RuntimeError(f"bench_alarms child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool) -> list[Row]:
+    seconds = 3.0 if quick else 8.0
+    rounds = 1 if quick else 2
+    without, with_rules = [], []
+    for _ in range(rounds):  # alternate, so a busy moment of the machine hits both
+        without.append(_run_child(0, seconds, False)["cpu_per_reading_us"])
+        with_rules.append(_run_child(1000, seconds, False)["cpu_per_reading_us"])
+    lat = _run_child(1000, seconds, True)
+    calm = _run_child(1000, seconds, True, feed=False)
+    a, b = statistics.median(with_rules), statistics.median(without)
+    print(f"bench_alarms: CPU per reading {b:.2f} us without rules, {a:.2f} us with 1000 rules "
+          f"({(a / b - 1) * 100:+.1f} %, goal < +10 %); crossing to notification leaving, "
+          f"beyond for_s: p50 {lat['left_p50_ms']:.1f} ms, p99 {lat['left_p99_ms']:.1f} ms "
+          f"(goal p99 < 100 ms); to its arrival at the receiver: p99 "
+          f"{lat['arrived_p99_ms']:.1f} ms; {lat['delivered']}/{LATENCY_RULES} delivered; "
+          f"without the 5000/s feed: p99 {calm['left_p99_ms']:.1f} ms", file=sys.stderr)
+    return [
+        Row("alarms", f"CPU per reading, {RATE}/s + demo lab, 1000 rules vs none", a, b,
+            "no rules", "us", higher_is_better=False),
+        Row("alarms", "crossing -> notification leaves, beyond for_s, p50", lat["left_p50_ms"],
+            None, "", "ms", higher_is_better=False),
+        Row("alarms", "crossing -> notification leaves, beyond for_s, p99", lat["left_p99_ms"],
+            100.0, "goal", "ms", higher_is_better=False),
+        Row("alarms", "crossing -> webhook received, beyond for_s, p99", lat["arrived_p99_ms"],
+            None, "", "ms", higher_is_better=False),
+        Row("alarms", "same, demo lab only (no 5000/s feed), p99", calm["left_p99_ms"], 100.0,
+            "goal", "ms", higher_is_better=False),
+    ]
+
+
+if __name__ == "__main__":
+    print(json.dumps(child(int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1",
+                           sys.argv[4] == "1")))

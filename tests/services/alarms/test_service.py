@@ -1,0 +1,248 @@
+"""The alarm service in a real server, fed through the real logger: API, RPC, token,
+history in PostgreSQL and SQLite, states across restarts, failures that block nothing."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from drivers.base import Reading
+from services.alarms.service import AlarmService
+from services.config import parse
+from services.logger.service import LoggerService
+from services.web.rpc import UNAUTHORIZED
+
+from .conftest import wait_until
+
+LAB = """
+[logger]
+db = "{db}"
+spool_dir = "{tmp}/spool"
+batch_s = 0.05
+retry_s = 0.2
+devices = []
+[logger.sensors.chamber]
+description = "main chamber gauge"
+[logger.sensors.loadlock]
+[notify.oncall]
+email = "oncall@lab.example"
+smtp = "smtp://127.0.0.1:{smtp_port}"
+from = "ionlab@lab.example"
+group_s = 0
+retry_max_s = 0.2
+timeout_s = {timeout_s}
+
+[[alarms]]
+name = "chamber pressure"
+sensor = "chamber"
+above = 1e-9
+clear_below = 5e-10
+for_s = {for_s}
+severity = "critical"
+notify = ["oncall"]
+message = "chamber at {{value:.2e}} {{unit}}"
+
+[[alarms]]
+name = "gauges"
+sensor = "*lock"
+above = 1e-5
+
+[[alarms]]
+name = "database"
+event = "spooling"
+"""
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def db_url(request, tmp_path):
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_database")
+    return str(tmp_path / "lab.sqlite")
+
+
+class Lab:
+    def __init__(self, server_thread, api, config):
+        self.api, self.config = api, config
+        self.srv = server_thread(self.services)
+
+    def services(self, hub):
+        self.logger = LoggerService(self.config, hub)
+        self.alarms = AlarmService(self.config, hub, self.logger, tick_s=0.05)
+        self.events = []
+        return [self.logger, self.alarms]
+
+    def read(self, sensor: str, value: float, at: datetime | None = None) -> None:
+        self.logger.ingest(Reading(sensor, value, "mbar", at or datetime.now(UTC)))
+
+    def alarm(self, name: str) -> dict:
+        return {a["name"]: a for a in self.get("/api/v1/alarms")["alarms"]}[name]
+
+    def get(self, path: str):
+        status, body, _ = self.api.http("GET", self.srv.url + path)
+        assert status == 200, body
+        return body
+
+    def post(self, path: str, body, token=True):
+        status, answer, _ = self.api.http("POST", self.srv.url + path, body,
+                                          token=self.api.token if token is True else token)
+        return status, answer
+
+    def wait_state(self, name: str, state: str):
+        wait_until(lambda: self.alarm(name)["state"] == state,
+                   what=lambda: f"{name} to be {state} (is {self.alarm(name)['state']})")
+
+
+def lab_config(tmp_path, db, smtp_port=1, for_s=0.3, timeout_s=5.0):
+    return parse(LAB.format(db=db, tmp=tmp_path.as_posix(), smtp_port=smtp_port, for_s=for_s,
+                            timeout_s=timeout_s), "lab.toml")
+
+
+def test_fires_stores_and_comes_back_after_a_restart(db_url, mailbox, server_thread, api,
+                                                     tmp_path):
+    config = lab_config(tmp_path, db_url, mailbox.port)
+    lab = Lab(server_thread, api, config)
+    lab.srv.call(lambda: lab.srv.hub.subscribe(["alarm/*"]))  # published even to nobody
+    seen = []
+    sub = lab.srv.call(lambda: lab.srv.hub.subscribe(["alarm/chamber pressure"]))
+
+    async def follow():
+        async for event in sub:
+            seen.append(event.data["state"])
+
+    lab.srv.loop.call_soon_threadsafe(lambda: lab.srv.loop.create_task(follow()))
+    started = datetime.now(UTC)
+    lab.read("chamber", 1e-10)
+    lab.read("chamber", 3e-9)
+    lab.wait_state("chamber pressure", "firing")
+    wait_until(lambda: mailbox.messages, what="the e-mail")
+    firing = lab.alarm("chamber pressure")
+    assert firing["message"] == "chamber at 3.00e-09 mbar"
+    assert firing["value"] == 3e-9 and firing["severity"] == "critical"
+    wait_until(lambda: seen[-2:] == ["pending", "firing"], what="the hub events")
+    body = mailbox.bodies()[0]
+    assert "chamber at 3.00e-09 mbar" in body and "3e-09 mbar" in body  # the recent values
+
+    # acknowledge needs the token, a name, and a firing alarm
+    assert lab.post("/api/v1/alarms/ack", {"alarm": "chamber pressure", "who": "ana"},
+                    token=None)[0] == 401
+    assert lab.post("/api/v1/alarms/ack", {"alarm": "chamber pressure"}) == \
+        (400, {"error": "who: required", "field": "who"})
+    status, answer = lab.post("/api/v1/alarms/ack", {"alarm": "chamber", "who": "ana"})
+    assert status == 404 and "no alarm or rule named 'chamber'" in answer["error"]
+    status, answer = lab.post("/api/v1/alarms/ack", {"alarm": "gauges/loadlock", "who": "ana"})
+    assert status == 409  # known from the start: the logger declares its sensor
+    status, answer = lab.post("/api/v1/alarms/ack", {"alarm": "database", "who": "ana"})
+    assert (status, answer["error"]) == (409, "database is ok; only a firing alarm can be "
+                                         "acknowledged")
+    status, answer = lab.post("/api/v1/alarms/ack", {"alarm": "chamber pressure", "who": "ana",
+                                                     "why": "on my way", "extra": 1})
+    assert (status, answer["field"]) == (400, "extra")
+    status, answer = lab.post("/api/v1/alarms/ack", {"alarm": "chamber pressure", "who": "ana",
+                                                     "why": "on my way"})
+    assert status == 200 and answer["alarms"][0]["acknowledged"]["who"] == "ana"
+    status, answer = lab.post("/api/v1/alarms/silence", {"alarm": "chamber pressure",
+                                                         "duration": "eventually", "who": "ana"})
+    assert (status, answer["field"]) == (400, "duration")
+    status, answer = lab.post("/api/v1/alarms/silence", {"alarm": "chamber pressure",
+                                                         "duration": "2h", "who": "ben",
+                                                         "why": "bake-out"})
+    assert status == 200
+    until = datetime.fromisoformat(answer["alarms"][0]["silenced"]["until"])
+    assert timedelta(hours=1.99) < until - datetime.now(UTC) <= timedelta(hours=2)
+    lab.alarms.history.flush()
+    lab.srv.stop()
+
+    # A restart: still firing, acknowledged and silenced; nothing announced again.
+    again = Lab(server_thread, api, config)
+    alarm = again.alarm("chamber pressure")
+    assert (alarm["state"], alarm["acknowledged"]["who"], alarm["silenced"]["who"]) == \
+        ("firing", "ana", "ben")
+    again.read("chamber", 4e-10)
+    again.wait_state("chamber pressure", "resolved")
+    again.alarms.history.flush()
+    assert len(mailbox.messages) == 1  # the resolution was silenced
+
+    query = urllib.parse.urlencode({"start": started.isoformat(), "alarm": "chamber pressure"})
+    events = again.get(f"/api/v1/alarms/history?{query}")["events"]
+    assert [(e["previous"], e["state"], e["who"]) for e in events] == [
+        ("ok", "pending", None), ("pending", "firing", None), ("firing", "acknowledged", "ana"),
+        ("firing", "silenced", "ben"), ("firing", "resolved", None)]
+    assert events[1]["value"] == 3e-9 and events[1]["severity"] == "critical"
+    assert events[2]["why"] == "on my way"
+    assert datetime.fromisoformat(events[3]["until"]) == until
+    assert all(datetime.fromisoformat(e["time"]).tzinfo is not None for e in events)
+    # a range that ends before the alarm, and bad ranges
+    before = urllib.parse.urlencode({"start": (started - timedelta(hours=1)).isoformat(),
+                                     "end": started.isoformat()})
+    assert again.get(f"/api/v1/alarms/history?{before}")["events"] == []
+    status, answer, _ = api.http("GET", again.srv.url + "/api/v1/alarms/history?start=yesterday")
+    assert (status, answer["field"]) == (400, "start")
+    status, answer, _ = api.http("GET", again.srv.url + "/api/v1/alarms/history?start="
+                                 "2026-01-01T00:00:00")
+    assert status == 400 and "needs a UTC offset" in answer["error"]
+    status, answer, _ = api.http("GET", again.srv.url + "/api/v1/alarms/history?limit=-3")
+    assert (status, answer["field"]) == (400, "limit")
+
+
+def test_rpc_lists_acknowledges_and_silences(server_thread, api, tmp_path):
+    lab = Lab(server_thread, api, lab_config(tmp_path, str(tmp_path / "lab.sqlite"), for_s=0))
+    lab.read("loadlock", 3e-5)
+    lab.wait_state("gauges/loadlock", "firing")
+    url = lab.srv.url
+    answer = api.rpc(url, "ack_alarm", {"alarm": "gauges", "who": "ana"})
+    assert answer["error"]["code"] == UNAUTHORIZED
+    answer = api.rpc(url, "ack_alarm", {"alarm": "gauges", "who": "ana"}, token=api.token)
+    assert [a["name"] for a in answer["result"]] == ["gauges/loadlock"]
+    answer = api.rpc(url, "silence_alarm", {"alarm": "gauges/loadlock", "duration": "0s",
+                                            "who": "ana"}, token=api.token)
+    assert "expected a duration > 0" in answer["error"]["message"]
+    answer = api.rpc(url, "unsilence_alarm", {"alarm": "gauges", "who": "ana"}, token=api.token)
+    assert answer["error"]["message"] == "gauges is not silenced"
+    overview = api.rpc(url, "alarms")["result"]
+    assert overview["firing"] == 1 and overview["alarms"][0]["name"] == "gauges/loadlock"
+    lab.alarms.history.flush()
+    history = api.rpc(url, "alarm_history", {"alarm": "gauges"})["result"]
+    assert [e["state"] for e in history] == ["firing", "acknowledged"]
+
+
+def test_smtp_that_hangs_delays_no_reading_and_the_failure_shows(server_thread, api, tmp_path):
+    # A mail server that accepts connections and never says a word.
+    hang = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(hang.accept()), daemon=True).start()
+    config = lab_config(tmp_path, str(tmp_path / "lab.sqlite"), hang.getsockname()[1],
+                        for_s=0, timeout_s=30.0)
+    lab = Lab(server_thread, api, config)
+    try:
+        lab.read("chamber", 3e-9)
+        lab.wait_state("chamber pressure", "firing")
+        wait_until(lambda: accepted, what="the mail server to be connected to")
+        # The worker is stuck in the SMTP greeting for 30 s; readings and states go on.
+        for i in range(20):
+            lab.read("chamber", 3e-9 + i * 1e-11)
+        lab.read("chamber", 1e-10)
+        lab.wait_state("chamber pressure", "resolved")
+        assert lab.logger.writer.status()["written"] == 22
+        channel = lab.get("/api/v1/alarms")["notify"][0]
+        assert (channel["channel"], channel["pending"], channel["sent"]) == ("oncall", 2, 0)
+    finally:
+        hang.close()
+        for conn, _ in accepted:
+            conn.close()  # the server hangs up: the attempt fails, retries are refused
+    wait_until(lambda: lab.get("/api/v1/alarms")["notify"][0]["state"] == "failing",
+               what="the failure to show")
+
+
+def test_the_logger_spooling_raises_its_alarm(server_thread, api, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # nothing listens there
+    lab = Lab(server_thread, api, lab_config(tmp_path, f"postgresql://127.0.0.1:{dead}/x"))
+    lab.read("chamber", 1e-10)
+    lab.wait_state("database", "firing")
+    assert lab.alarm("database")["message"].startswith("database unreachable, ")
+    assert lab.alarm("chamber pressure")["state"] == "ok"  # spooled readings still count
