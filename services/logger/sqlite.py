@@ -72,6 +72,31 @@ CREATE VIEW latest AS
 # tags of pushed points (line protocol, MQTT): a JSON object
 _V2 = "ALTER TABLE sensors ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'"
 
+# The alarms' transitions and current states (services/alarms/history.py).
+_ALARMS = """
+CREATE TABLE alarm_events (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    alarm TEXT NOT NULL,
+    state TEXT NOT NULL,
+    previous TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    value REAL,
+    message TEXT NOT NULL DEFAULT '',
+    who TEXT,
+    why TEXT,
+    until INTEGER
+);
+CREATE INDEX alarm_events_by_time ON alarm_events (time);
+CREATE INDEX alarm_events_by_alarm ON alarm_events (alarm, time);
+CREATE TABLE alarm_states (
+    alarm TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _ALARMS)]
 VERSION = MIGRATIONS[-1][0]
 
