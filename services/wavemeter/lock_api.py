@@ -18,8 +18,9 @@ HTTP (writes need the token)::
 RPC: ``lock(channel, setpoint_thz)`` (or ``setpoint_nm``; gains ``p``, ``i``, ``d``
 optional), ``unlock(channel)``, ``lock_status(channel)``, ``locks()`` and
 ``set_lock(channel, setpoint_thz, setpoint_nm, p, i, d, capture_mhz, min_v, max_v)``
-(output limits within what the output accepts); lock, unlock and set_lock need the token. Settings changed here persist in the state file; after
-a restart every lock is off unless `resume` is configured.
+(output limits within what the output accepts); lock, unlock and set_lock need the
+token. Settings changed here persist in the state file; after a restart every lock is
+off unless `resume` is configured.
 """
 
 from __future__ import annotations
