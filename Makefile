@@ -24,7 +24,7 @@ $(TEST_STAMP): $(STAMP)
 	@touch $(TEST_STAMP)
 
 run: $(STAMP)
-	$(BIN)/ionlab run
+	$(BIN)/ionlab run $(RUN_ARGS)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

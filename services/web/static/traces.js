@@ -13,6 +13,7 @@ import { references } from "./references.js";
 export const TRACE_WINDOW_S = 300;
 const MAX_POINTS = 10_000;
 const MIN_SPAN_MHZ = 2;
+const GAP_S = 5;  // readings further apart than this are not joined by a line
 
 /** Index of the first element of the sorted array `xs` that is >= `x`. */
 function lowerBound(xs, x) {
@@ -159,8 +160,17 @@ export class Trace {
     const reference = referenceText(this.channel);
     if (this.reference.textContent !== reference) this.reference.textContent = reference;
     const ref = references.of(this.channel)?.thz ?? null;
-    const offsets = this.f.map((f) => (f === null || ref === null ? null : (f - ref) * 1e6));
-    this.view.plot.setData([this.t.slice(), offsets]);
+    const times = [];
+    const offsets = [];
+    this.t.forEach((t, i) => {
+      if (i && t - this.t[i - 1] > GAP_S) {  // no reading for a while: a gap, not a line
+        times.push(this.t[i - 1] + GAP_S / 2);
+        offsets.push(null);
+      }
+      times.push(t);
+      offsets.push(this.f[i] === null || ref === null ? null : (this.f[i] - ref) * 1e6);
+    });
+    this.view.plot.setData([times, offsets]);
   }
 }
 
