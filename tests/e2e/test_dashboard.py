@@ -303,6 +303,14 @@ def test_nm_setpoint_locks_the_laser_steps_and_settings(page, lab, artifacts):
                            "max_v 3.5')")
     status = rpc_status(lab, 3)
     assert (status["p"], status["capture_mhz"], status["max_v"]) == (0.002, 150, 3.5)
+    saved = lab.folder / "locks.json"  # kept for the next run, like the setpoint
+
+    def persisted():
+        values = json.loads(saved.read_text())["channels"]["3"] if saved.exists() else {}
+        return {k: values.get(k) for k in ("p", "capture_mhz", "max_v")}
+
+    wait_for(lambda: persisted() == {"p": 0.002, "capture_mhz": 150, "max_v": 3.5}, 10,
+             lambda: f"the lock settings in {saved}: {persisted()}")
     page.fill("#lock-3-min_v", "-99")
     page.click("#lock-3 .settings button[type=submit]")
     page.wait_for_selector("#locks-message:has-text('min_v: wavemeter port 3 accepts')")
