@@ -67,7 +67,6 @@ export class Trace {
         const now = serverNow();
         return [now - TRACE_WINDOW_S, now];
       },
-      legend: false,
       ms: true,
     });
     this.view.figure.id = `trace-${channel}`;
