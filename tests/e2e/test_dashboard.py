@@ -263,7 +263,8 @@ def test_nm_setpoint_locks_the_laser_steps_and_settings(page, lab, artifacts):
     page.fill("#setpoint-3", f"{thz:.6f}")
     page.wait_for_selector("#lock-3 .setpoint-hint:has-text('read as THz')")
     page.click("#lock-3 .setpoint-hint button")
-    assert float(page.input_value("#setpoint-3")) == pytest.approx(C_NM_THZ / thz, abs=1e-6)
+    typed = float(f"{thz:.6f}")
+    assert float(page.input_value("#setpoint-3")) == pytest.approx(C_NM_THZ / typed, abs=5e-7)
     assert page.locator("#lock-3 .setpoint-hint").is_hidden()
 
     # The laser's wavelength in nm locks it: the server gets nm and converts exactly.
@@ -311,10 +312,6 @@ def test_nm_setpoint_locks_the_laser_steps_and_settings(page, lab, artifacts):
 
     wait_for(lambda: persisted() == {"p": 0.002, "capture_mhz": 150, "max_v": 3.5}, 10,
              lambda: f"the lock settings in {saved}: {persisted()}")
-    page.fill("#lock-3-min_v", "-99")
-    page.click("#lock-3 .settings button[type=submit]")
-    page.wait_for_selector("#locks-message:has-text('min_v: wavemeter port 3 accepts')")
-    assert rpc_status(lab, 3)["min_v"] != -99
 
     # Error and output over time, per lock.
     page.wait_for_function("() => ionlab.locks.rows.get(3).t.filter((t, i) => "
@@ -325,6 +322,11 @@ def test_nm_setpoint_locks_the_laser_steps_and_settings(page, lab, artifacts):
     assert labels == ["error (MHz)", "output (V)"]
     plot_history(page, ["chamber", "wavemeter/3"])
     screenshot(page, artifacts / "dashboard-locked.png")  # the picture in docs/dashboard.md
+
+    page.fill("#lock-3-min_v", "-99")
+    page.click("#lock-3 .settings button[type=submit]")
+    page.wait_for_selector("#locks-message:has-text('min_v: wavemeter port 3 accepts')")
+    assert rpc_status(lab, 3)["min_v"] != -99
 
     toggle.click()
     page.wait_for_selector("#lock-3 .badge:text-is('unlocked')")
@@ -634,3 +636,33 @@ def test_stale_channels_show_at_a_glance(page, lab, artifacts):
         put(lab, "/api/v1/wavemeter", {"measurement": True})
     page.wait_for_selector("#channel-1 .badge:text-is('ok')", timeout=20_000)
     assert page.locator("#channel-1.stale").count() == 0
+
+
+def test_formatting_rules_in_the_browser(page, lab):
+    """The page's own formatting code, on the cases the issue names."""
+    open_dashboard(page, lab)
+    result = page.evaluate("""async () => {
+        const f = await import('/static/format.js');
+        f.setPrecision({ mbar: { significant: 5 }, W: { significant: 4 }, K: { decimals: 3 } });
+        const watts = f.displayUnit('W', 4.2e-5);
+        return {
+          ticks: f.tickLabels([0.002, 0.0025, 0.003, 0.0035], 0.0005),
+          close: f.tickLabels([294.3341, 294.3342, 294.3343], 0.0001),
+          log: f.tickLabels([1e-10, 2e-10, 5e-10, 1e-9], 1e-10, true),
+          microwatts: [watts.unit, f.formatValue(watts.convert(4.2137e-5), f.precisionOf('W'), watts.factor)],
+          milliwatts: f.displayUnit('W', 2.1e-3).unit,
+          pressure: f.formatValue(1.16243e-10, f.precisionOf('mbar')),
+          kelvin: f.formatValue(294.3, f.precisionOf('K')),
+          zero: f.formatValue(-0.04, { decimals: 1 }),
+          noon: f.clock(Date.UTC(2026, 11, 1, 12, 0, 5) / 1000, { date: true }),
+        };
+    }""")
+    assert result["ticks"] == ["0.0020", "0.0025", "0.0030", "0.0035"]  # never 0.003, 0.003
+    assert result["close"] == ["294.3341", "294.3342", "294.3343"]
+    assert result["log"] == ["1×10⁻¹⁰", "2×10⁻¹⁰", "5×10⁻¹⁰", "1×10⁻⁹"]
+    assert result["microwatts"] == ["µW", "42.14"]
+    assert result["milliwatts"] == "mW"
+    assert result["pressure"] == "1.1624×10⁻¹⁰"
+    assert result["kelvin"] == "294.300"
+    assert result["zero"] == "0.0"  # an error of -0.04 MHz is not "-0.0"
+    assert result["noon"] == "2026-12-01 13:00:05"  # Berlin, 24-hour, with seconds

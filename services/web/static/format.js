@@ -6,10 +6,6 @@ import { prefs } from "./prefs.js";
 /** Exact speed of light in nm·THz: nm = C_NM_THZ / THz. */
 export const C_NM_THZ = 299792.458;
 
-export function fixed(value, digits) {
-  return Number.isFinite(value) ? value.toFixed(digits) : "–";
-}
-
 /** The server's precision table (unit -> {decimals} or {significant}), set at load. */
 const PRECISION = new Map();
 const DEFAULT_PRECISION = { significant: 6 };
@@ -39,14 +35,15 @@ export function formatValue(value, spec, factor = 1) {
   if ("significant" in spec && (magnitude < -3 || magnitude >= spec.significant)) {
     return scientific(value, spec.significant - 1);
   }
-  return value.toFixed(Math.min(digits, 15));
+  const text = value.toFixed(Math.min(digits, 15));
+  return Number(text) === 0 ? text.replace("-", "") : text;  // never "-0.0"
 }
 
 const SUPERSCRIPT = { "-": "⁻", "+": "", 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴", 5: "⁵",
                       6: "⁶", 7: "⁷", 8: "⁸", 9: "⁹" };
 
 /** 1.2×10⁻¹⁰: scientific notation as a physicist writes it. */
-export function scientific(value, digits) {
+function scientific(value, digits) {
   const [mantissa, exponent] = value.toExponential(digits).split("e");
   return `${mantissa}×10${[...exponent].map((c) => SUPERSCRIPT[c]).join("")}`;
 }
@@ -59,13 +56,13 @@ const PREFIXED = new Set(["W", "V", "A", "Hz", "s", "m", "F", "Ω"]);
 /** The display of a unit for data up to `largest` in size: {unit, factor, convert(v)}. */
 export function displayUnit(unit, largest) {
   if (unit === "K" && prefs.temperature === "°C") {
-    return { unit: "°C", factor: 1, base: "K", convert: (v) => v - 273.15 };
+    return { unit: "°C", factor: 1, convert: (v) => v - 273.15 };
   }
   if (PREFIXED.has(unit) && Number.isFinite(largest) && largest > 0) {
     const [factor, prefix] = PREFIXES.find(([f]) => largest >= f) ?? PREFIXES.at(-1);
-    return { unit: `${prefix}${unit}`, factor: 1 / factor, base: unit, convert: (v) => v / factor };
+    return { unit: `${prefix}${unit}`, factor: 1 / factor, convert: (v) => v / factor };
   }
-  return { unit, factor: 1, base: unit, convert: (v) => v };
+  return { unit, factor: 1, convert: (v) => v };
 }
 
 /** What a unit measures, for an axis label. */
@@ -101,7 +98,7 @@ export function zoneName() {
 }
 
 /** "UTC+01:00" for the chosen zone at time `t` (seconds since the epoch). */
-export function offsetName(t) {
+function offsetName(t) {
   if (prefs.zone === "UTC") return "UTC";
   const minutes = -new Date(t * 1000).getTimezoneOffset();
   const sign = minutes < 0 ? "−" : "+";
@@ -117,7 +114,7 @@ export function zoneLabel(t = Date.now() / 1000) {
 const pad = (n, width = 2) => String(n).padStart(width, "0");
 
 /** The parts of time `t` (seconds since the epoch) on the chosen zone's clock. */
-export function clockParts(t) {
+function clockParts(t) {
   const d = new Date(t * 1000);
   const utc = prefs.zone === "UTC";
   return {
