@@ -3,31 +3,36 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 SIM_LIB := build/sim/libwlmData.so
 SIM_SRC := $(wildcard drivers/highfinesse/sim/*.c drivers/highfinesse/sim/*.h)
 CC ?= cc
 
 .PHONY: run test bench lint sim clean venv
 
-venv: $(STAMP)
+venv: $(TEST_STAMP)
 
-# Reinstall only when pyproject.toml changed (or the venv is new).
+# Reinstall only when pyproject.toml changed (or the venv is new). `make run` installs
+# what running needs; test, lint and bench add the test extras (Playwright, ruff, ...).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	@touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/ionlab run
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(TEST_STAMP)
 
-test: $(STAMP)
+run: $(STAMP)
+	$(BIN)/ionlab run $(RUN_ARGS)
+
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) sim
+bench: $(TEST_STAMP) sim
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check drivers services tools hgext tests bench
 
 sim: $(SIM_LIB)

@@ -1,7 +1,7 @@
 """`ionlab devices` (read every device once) and `ionlab watch` (a live table).
 
 The lab's smoke test: open every configured device, read it, print a table of
-name, kind, reading, unit and status.
+device, kind, sensor and its configured name, reading, unit and status.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from drivers.base import DeviceError, Reading
 
 from .config import Config, load
+from .sensors import format_value, source
 
 __all__ = ["format_table", "read_all", "register"]
 
@@ -29,15 +30,18 @@ def read_all(config: Config, devices: dict) -> list[tuple[str, str, Reading | st
     return rows
 
 
-def format_table(rows) -> str:
-    header = ("DEVICE", "KIND", "SENSOR", "READING", "UNIT", "STATUS", "READ AT (UTC)")
+def format_table(rows, config: Config) -> str:
+    """The table: each sensor with its configured name, its value with the digits its
+    instrument resolves (as on the dashboard), its status and read time."""
+    header = ("DEVICE", "KIND", "SENSOR", "NAME", "READING", "UNIT", "STATUS", "READ AT (UTC)")
     lines = [header]
     for device, kind, r in rows:
         if isinstance(r, Reading):
-            lines.append((device, kind, r.sensor, f"{r.value:.9g}", r.unit, r.status.value,
+            lines.append((device, kind, r.sensor, source(config, r.sensor)[1] or "-",
+                          format_value(r.value, r.unit), r.unit, r.status.value,
                           r.timestamp.strftime("%H:%M:%S.%f")[:-3]))
         else:
-            lines.append((device, kind, "-", "-", "-", "error", r))
+            lines.append((device, kind, "-", "-", "-", "-", "error", r))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
     out = []
     for line in lines:
@@ -59,7 +63,7 @@ def devices_command(args) -> int:
             print(f"ionlab: cannot open device: {exc}", file=sys.stderr)
             return 1
         rows = read_all(config, devices)
-    print(format_table(rows))
+    print(format_table(rows, config))
     return 1 if any(not isinstance(r, Reading) for _, _, r in rows) else 0
 
 
@@ -69,7 +73,7 @@ def watch_command(args) -> int:
         devices = _open_all(config, stack)
         try:
             while True:
-                table = format_table(read_all(config, devices))
+                table = format_table(read_all(config, devices), config)
                 sys.stdout.write("\x1b[H\x1b[2J" + table + "\n\nCtrl-C stops.\n")
                 sys.stdout.flush()
                 time.sleep(args.interval)

@@ -6,7 +6,7 @@ import socket
 from services.config import load
 from tests.drivers.fakes import FakeTPG, PtyPort
 
-HEADER = ["DEVICE", "KIND", "SENSOR", "READING", "UNIT", "STATUS", "READ AT (UTC)"]
+HEADER = ["DEVICE", "KIND", "SENSOR", "NAME", "READING", "UNIT", "STATUS", "READ AT (UTC)"]
 
 
 def table(stdout: str) -> list[list[str]]:
@@ -40,11 +40,17 @@ def test_demo_lab_lists_every_device_and_sensor(run_cli):
     assert {row[0] for row in rows} == {"wavemeter", "chamber", "loadlock", "power397",
                                         "temperatures"}
     by_sensor = {row[2]: row for row in rows}
-    assert by_sensor["chamber"][1:2] + by_sensor["chamber"][4:6] == ["tpg", "mbar", "ok"]
-    assert 5e-11 < float(by_sensor["chamber"][3]) < 2e-10
-    assert 1e-3 <= float(by_sensor["power397"][3]) <= 3e-3
-    assert by_sensor["trap rf"][4] == "K" and 307 < float(by_sensor["trap rf"][3]) < 309
-    assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", row[6]) for row in rows)
+    assert by_sensor["chamber"][1:2] + by_sensor["chamber"][5:7] == ["tpg", "mbar", "ok"]
+    assert 5e-11 < float(by_sensor["chamber"][4]) < 2e-10
+    assert 1e-3 <= float(by_sensor["power397"][4]) <= 3e-3
+    assert by_sensor["trap rf"][5] == "K" and 307 < float(by_sensor["trap rf"][4]) < 309
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", row[7]) for row in rows)
+    # Each sensor's configured name beside its id; values with the digits the instrument
+    # resolves (the dashboard shows the same): 1 MHz, mK, a five-digit mantissa.
+    assert by_sensor["wavemeter/1"][3] == "397 cooling" and by_sensor["chamber"][3] == "-"
+    assert re.fullmatch(r"\d{3}\.\d{6}", by_sensor["wavemeter/1"][4])
+    assert re.fullmatch(r"\d{3}\.\d{3}", by_sensor["trap rf"][4])
+    assert re.fullmatch(r"\d\.\d{4}e-\d\d", by_sensor["chamber"][4])
 
 
 def test_real_gauge_on_a_pty_shows_its_value(tmp_path, run_cli):
@@ -56,9 +62,9 @@ def test_real_gauge_on_a_pty_shows_its_value(tmp_path, run_cli):
                           f'gauges = {{ 1 = "chamber", 2 = "ion pump" }}\n')
         result = run_cli("devices", "--config", str(config))
     assert result.returncode == 0, result.stderr
-    assert [row[:6] for row in table(result.stdout)] == [
-        ["vacuum", "tpg", "chamber", "2.5e-09", "Torr", "ok"],
-        ["vacuum", "tpg", "ion pump", "1e-11", "Torr", "underrange"],
+    assert [row[:7] for row in table(result.stdout)] == [
+        ["vacuum", "tpg", "chamber", "-", "2.5000e-09", "Torr", "ok"],
+        ["vacuum", "tpg", "ion pump", "-", "1.0000e-11", "Torr", "underrange"],
     ]
     assert pty.fake.violations == []
 
@@ -87,6 +93,6 @@ def test_device_failing_to_read_is_a_row_and_exit_1(tmp_path, run_cli):
         result = run_cli("devices", "--config", str(config))
     assert result.returncode == 1
     rows = table(result.stdout)
-    assert rows[0] == ["vacuum", "tpg", "-", "-", "-", "error",
+    assert rows[0] == ["vacuum", "tpg", "-", "-", "-", "-", "error",
                        "vacuum: controller refused PR1 (NAK)"]
-    assert rows[1][:3] == ["temps", "ls218", "table"] and rows[1][5] == "ok"
+    assert rows[1][:3] == ["temps", "ls218", "table"] and rows[1][6] == "ok"

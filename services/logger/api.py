@@ -1,7 +1,9 @@
 """The logger's HTTP API (reading only, so no token):
 
-- ``GET /api/v1/series?sensor=&start=&end=[&every=&agg=&tz=&format=csv|json]``
-- ``GET /api/v1/latest``, ``GET /api/v1/sensors``, ``GET /api/v1/logger/status``
+- ``GET /api/v1/series?sensor=&start=&end=[&every=&agg=&tz=&format=csv|json]``; start and
+  end as ISO 8601 with an offset, relative (``-1h``, ``now``) or ``today`` (services.web.times)
+- ``GET /api/v1/latest``, ``GET /api/v1/logger/status``
+- ``GET /api/v1/sensors``: each with its unit, device, configured name and precision
 - InfluxDB's ``POST /write`` and ``POST /api/v2/write`` (token needed; ingest/http.py)
 
 Queries run on the service's query threads, never on the IO loop.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from tornado.ioloop import IOLoop
 
+from ..sensors import PRECISION, precision, source
 from ..web.http import ApiError, JsonHandler
 from .ingest.http import routes as ingest_routes
 from .queries import QueryError, make_query, rows_csv, rows_json
@@ -67,7 +70,11 @@ class LatestHandler(_LoggerHandler):
 
 class SensorsHandler(_LoggerHandler):
     async def get(self):
-        self.write_json({"sensors": await self.query(self.service.store.sensors)})
+        sensors = await self.query(self.service.store.sensors)
+        for entry in sensors:  # beside each id: its device, configured name and precision
+            entry["device"], entry["name"] = source(self.service.config, entry["sensor"])
+            entry["precision"] = precision(entry["unit"])
+        self.write_json({"sensors": sensors, "precision": PRECISION})
 
 
 class StatusHandler(_LoggerHandler):

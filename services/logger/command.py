@@ -5,13 +5,15 @@
     ionlab query SENSOR --start T --end T [--every W] [--agg A] [--tz ZONE]
                  [--format csv|json] [--config FILE] [--db URL]
 
-`--db` overrides the config's ``[logger] db``; times are ISO 8601 with an
-offset (naive times are refused).
+`--db` overrides the config's ``[logger] db``. Times are ISO 8601 with an
+offset, relative to now (``-1h``, ``-15min``, ``now``) or ``today``; a date or
+time without an offset is read in ``--tz`` and refused without it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 
 from ..config import load
@@ -20,6 +22,8 @@ from .settings import LoggerSettings
 from .store import StoreError, open_store, redact
 
 __all__ = ["register"]
+
+_RELATIVE_ARGUMENT = re.compile(r"^-\d+(\.\d+)?\s*[a-z]*$")
 
 
 def _store(args):
@@ -104,13 +108,18 @@ def register(sub) -> None:
     p = sub.add_parser("query", help="print a sensor's samples or buckets as CSV or JSON",
                        description="Print a sensor's raw samples, or buckets of --every with "
                        "an aggregate. CSV: a header line, then one time,value row per bucket.")
+    # "--start -1h": a relative time is a value, not an option (argparse only knows numbers).
+    p._negative_number_matcher = _RELATIVE_ARGUMENT
     p.add_argument("sensor", metavar="SENSOR")
-    p.add_argument("--start", required=True, metavar="T", help="ISO 8601 with offset, inclusive")
-    p.add_argument("--end", required=True, metavar="T", help="ISO 8601 with offset, exclusive")
+    p.add_argument("--start", required=True, metavar="T", help="inclusive: ISO 8601 with offset "
+                   "(2026-12-01T08:00+01:00, 2026-12-01Z), relative (-1h, -15min, now) or today")
+    p.add_argument("--end", required=True, metavar="T", help="exclusive, like --start "
+                   "(e.g. now)")
     p.add_argument("--every", metavar="W", help="bucket width: 90s, 5min, 1h, 1d (default: raw)")
     p.add_argument("--agg", default="avg", choices=AGGREGATES, help="aggregate (default avg)")
-    p.add_argument("--tz", metavar="ZONE", help="align buckets to this zone's local time "
-                   "(e.g. Europe/Berlin: daily buckets start at local midnight)")
+    p.add_argument("--tz", metavar="ZONE", help="read dates, times without offset and today "
+                   "in this zone, and align buckets to its local time (e.g. Europe/Berlin: daily "
+                   "buckets start at local midnight)")
     p.add_argument("--format", default="csv", choices=("csv", "json"))
     _common(p)
     p.set_defaults(func=query_command)

@@ -21,7 +21,9 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from ..web import times
 
 __all__ = [
     "AGGREGATES",
@@ -78,20 +80,13 @@ def parse_every(text: str) -> int:
     return parse_duration(text, "every")
 
 
-def parse_time(value: str | datetime, field: str) -> datetime:
-    """An aware datetime from ISO 8601 text with an offset (or an aware datetime)."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-        except ValueError:
-            raise QueryError(field, f"not an ISO 8601 time: {text!r}") from None
-    if not isinstance(value, datetime):
-        raise QueryError(field, f"expected an ISO 8601 time, got {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise QueryError(field, "time needs a UTC offset (e.g. 'Z' or '+01:00'): "
-                         f"{value.isoformat()!r}")
-    return value
+def parse_time(value: str | datetime, field: str, zone=None, now: datetime | None = None) -> datetime:
+    """An aware datetime from what a person typed: ISO 8601 with an offset, ``-1h``, ``now``,
+    ``today``, a date (see services.web.times); wall-clock input is read in `zone`."""
+    try:
+        return times.parse_time(value, field, now=now, zone=zone)
+    except times.TimeError as exc:
+        raise QueryError(field, exc.message) from None
 
 
 def to_us(t: datetime) -> int:
@@ -188,7 +183,12 @@ def make_query(sensor: str, start, end, every: str | int | None = None, agg: str
     """A Query from user input, or QueryError naming the first wrong field."""
     if not sensor or not isinstance(sensor, str):
         raise QueryError("sensor", "a sensor name is required")
-    start, end = parse_time(start, "start"), parse_time(end, "end")
+    try:
+        zone = times.parse_zone(tz) if tz else None
+    except times.TimeError as exc:
+        raise QueryError("tz", exc.message) from None
+    now = times.utcnow()  # one moment for both ends: "-1h" to "now" is exactly an hour
+    start, end = parse_time(start, "start", zone, now), parse_time(end, "end", zone, now)
     if end <= start:
         raise QueryError("end", f"must be after start ({start.isoformat()})")
     if isinstance(every, str):
@@ -196,15 +196,6 @@ def make_query(sensor: str, start, end, every: str | int | None = None, agg: str
     agg = agg or "avg"
     if agg not in AGGREGATES:
         raise QueryError("agg", f"expected one of {', '.join(AGGREGATES)}, got {agg!r}")
-    zone = None
-    if tz:
-        if every is None:
-            raise QueryError("tz", "a time zone only applies to buckets; give every= too")
-        try:
-            zone = ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise QueryError("tz", f"unknown time zone {tz!r} (use an IANA name like "
-                             "'Europe/Berlin')") from None
     if every is not None:
         buckets = (end - start) / timedelta(seconds=every)
         if buckets > MAX_BUCKETS:

@@ -12,13 +12,15 @@ HTTP (writes need the token)::
 
     GET /api/v1/locks            every lock's status
     GET /api/v1/locks/{n}        {"state", "error_mhz", "output_v", "reason", "setpoint_thz", ...}
-    PUT /api/v1/locks/{n}        {"locked": true, "setpoint_thz" | "setpoint_nm", "p", "i", "d"}
+    PUT /api/v1/locks/{n}        {"locked": true, "setpoint_thz" | "setpoint_nm", "p", "i", "d",
+                                  "capture_mhz", "min_v", "max_v"}
 
 RPC: ``lock(channel, setpoint_thz)`` (or ``setpoint_nm``; gains ``p``, ``i``, ``d``
 optional), ``unlock(channel)``, ``lock_status(channel)``, ``locks()`` and
-``set_lock(channel, setpoint_thz, setpoint_nm, p, i, d)``; lock, unlock and
-set_lock need the token. Settings changed here persist in the state file; after
-a restart every lock is off unless `resume` is configured.
+``set_lock(channel, setpoint_thz, setpoint_nm, p, i, d, capture_mhz, min_v, max_v)``
+(output limits within what the output accepts); lock, unlock and set_lock need the
+token. Settings changed here persist in the state file; after a restart every lock is
+off unless `resume` is configured.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ __all__ = ["LockHandler", "LockService", "LocksHandler"]
 
 log = logging.getLogger(__name__)
 
-_PUT_KEYS = {"locked", "setpoint_thz", "setpoint_nm", "p", "i", "d"}
+_PUT_KEYS = {"locked", "setpoint_thz", "setpoint_nm", "p", "i", "d", "capture_mhz", "min_v",
+             "max_v"}
 
 
 class LockService:
@@ -141,6 +144,7 @@ class LockService:
         channel = Param("channel", int)
         setpoint = [Param(name, float, None) for name in ("setpoint_thz", "setpoint_nm")]
         gains = [Param(name, float, None) for name in ("p", "i", "d")]
+        ranges = [Param(name, float, None) for name in ("capture_mhz", "min_v", "max_v")]
         return {
             "lock": Method(self.lock, True, (channel, *setpoint, *gains),
                            "Lock a channel at setpoint_thz (default: its saved setpoint)."),
@@ -149,8 +153,9 @@ class LockService:
             "lock_status": Method(self.lock_status, False, (channel,),
                                   "A lock's state, error (MHz), output (V), reason, setpoint."),
             "locks": Method(self.locks, False, (), "Every lock's status."),
-            "set_lock": Method(self.set_lock, True, (channel, *setpoint, *gains),
-                               "Change a lock's setpoint or gains (locked or not)."),
+            "set_lock": Method(self.set_lock, True, (channel, *setpoint, *gains, *ranges),
+                               "Change a lock's setpoint, gains, capture range or output "
+                               "limits (locked or not)."),
         }
 
     def health(self) -> dict:
@@ -209,14 +214,29 @@ class LockService:
         self._publish(channel)
         return controller.status()
 
-    def set_lock(self, channel: int, setpoint_thz: float | None = None,
-                 setpoint_nm: float | None = None, p: float | None = None,
-                 i: float | None = None, d: float | None = None) -> dict[str, Any]:
-        """Change the setpoint or gains; a locked channel follows without a kick."""
+    async def set_lock(self, channel: int, setpoint_thz: float | None = None,
+                       setpoint_nm: float | None = None, p: float | None = None,
+                       i: float | None = None, d: float | None = None,
+                       capture_mhz: float | None = None, min_v: float | None = None,
+                       max_v: float | None = None) -> dict[str, Any]:
+        """Change the setpoint, gains, capture range or output limits; a locked channel
+        follows without a kick. Limits beyond what the output accepts are refused."""
         controller = self._controller(channel)
         with _refused(channel):
-            controller.configure(_changed(controller.settings, setpoint_thz=setpoint_thz,
-                                          setpoint_nm=setpoint_nm, p=p, i=i, d=d))
+            settings = _changed(controller.settings, setpoint_thz=setpoint_thz,
+                                setpoint_nm=setpoint_nm, p=p, i=i, d=d, capture_mhz=capture_mhz,
+                                min_v=min_v, max_v=max_v)
+            controller.check(settings, locking=controller.engaged)
+        if min_v is not None or max_v is not None:
+            output = await self._output(channel)
+            low, high = output.limits(settings.port)
+            for name, value in (("min_v", min_v), ("max_v", max_v)):
+                if value is not None and not low <= value <= high:
+                    raise ApiError(400, f"lock {channel}: {name}: {output.name} port "
+                                   f"{settings.port} accepts {low:g}..{high:g} V, not {value:g}",
+                                   name)
+        with _refused(channel):  # checked again: a reading may have come meanwhile
+            controller.configure(settings)
         self._save()
         self._publish(channel)
         return controller.status()
@@ -410,7 +430,7 @@ class LockHandler(JsonHandler):
         if locked:
             status = await service.lock(n, **body)
         else:
-            status = service.set_lock(n, **body) if body else service.lock_status(n)
+            status = await service.set_lock(n, **body) if body else service.lock_status(n)
             if locked is False:
                 status = service.unlock(n)
         self.write_json(status)

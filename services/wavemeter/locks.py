@@ -143,7 +143,7 @@ class LockSettings:
     resume: bool = False
 
     #: settings a client may change at run time (with the token); they persist
-    WRITABLE = ("setpoint_thz", "p", "i", "d")
+    WRITABLE = ("setpoint_thz", "p", "i", "d", "capture_mhz", "min_v", "max_v")
 
     def __post_init__(self):
         for name in ("channel", "port", "capture_readings"):
@@ -211,6 +211,7 @@ class Controller:
         self.timestamp: datetime | None = None  # of the newest reading seen
         self.relocks = 0  # automatic re-engagements
         self.ignored = 0  # readings not acted on: old, beyond capture, unusable
+        self.last_unlock: tuple[str, datetime | None] | None = None  # (reason, when)
         self._integral = 0.0
         self._preset = False  # the next usable reading presets the integrator
         self._previous: tuple[datetime, float] | None = None  # (time, error) last acted on
@@ -243,7 +244,11 @@ class Controller:
             "timestamp": self.timestamp.isoformat() if self.timestamp else None,
             "p": s.p, "i": s.i, "d": s.d,
             "output": s.output, "port": s.port, "min_v": s.min_v, "max_v": s.max_v,
+            "capture_mhz": s.capture_mhz,
             "relock": s.relock, "relocks": self.relocks, "ignored": self.ignored,
+            "last_unlock": None if self.last_unlock is None else {
+                "reason": self.last_unlock[0],
+                "time": self.last_unlock[1].isoformat() if self.last_unlock[1] else None},
         }
 
     # -- commands -----------------------------------------------------------------
@@ -272,6 +277,7 @@ class Controller:
         """Unlock, leaving the output where it is."""
         self.state = State.UNLOCKED
         self.reason = reason
+        self.last_unlock = (reason, now)
         self._previous = None
         self._fault_at = now if reason in Reason.FAULTS else None
         if reason in Reason.FAULTS:

@@ -6,17 +6,28 @@ network without internet access; the Content-Security-Policy forbids loading
 anything from elsewhere. The page reads ``/api/v1/...`` and follows one
 ``/api/v1/stream``; it is described in docs/dashboard.md.
 
+Two small read-only endpoints serve the page (and anyone else):
+
+- ``GET /api/v1/token`` with ``Authorization: Bearer <token>``: 200 when it is
+  the lab's write token, 401 when not, so a token is checked as it is entered;
+- ``GET /api/v1/range?start=-1h&end=now[&tz=Europe/Berlin]``: the times people
+  type (services.web.times) as ISO 8601 in UTC, on the server's clock.
+
 `Dashboard` has the service shape `services.web.app.make_app` mounts; it has
 nothing to start or stop.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import tornado.web
 
-__all__ = ["CSP", "STATIC_DIR", "Dashboard", "StaticHandler"]
+from . import times
+from .http import ApiError, JsonHandler, token_matches
+
+__all__ = ["CSP", "STATIC_DIR", "Dashboard", "RangeHandler", "StaticHandler", "TokenHandler"]
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -35,6 +46,45 @@ class StaticHandler(tornado.web.StaticFileHandler):
         self.set_header("Referrer-Policy", "no-referrer")
 
 
+class TokenHandler(JsonHandler):
+    """``GET /api/v1/token``: is the bearer token the lab's write token? Changes nothing."""
+
+    def get(self):
+        expected = self.settings.get("token")
+        if not expected:
+            raise ApiError(403, "this server has no write token ([server] token or "
+                           "IONLAB_TOKEN): writes are off")
+        given = self.request.headers.get("Authorization", "").partition(" ")
+        if given[0].lower() != "bearer" or not given[2].strip():
+            raise ApiError(400, "give the token as 'Authorization: Bearer <token>'")
+        if not token_matches(expected, given[2].strip()):
+            raise ApiError(401, "wrong token: this is not the lab's write token")
+        self.write_json({"valid": True})
+
+
+class RangeHandler(JsonHandler):
+    """``GET /api/v1/range?start=&end=[&tz=]``: typed times resolved on the server's clock."""
+
+    def get(self):
+        arg = self.get_query_argument
+        if not arg("start", "").strip():
+            raise ApiError(400, f"start: required, e.g. {times.EXAMPLES}", "start")
+        try:
+            zone = times.parse_zone(arg("tz")) if arg("tz", "") else None
+            now = times.utcnow()
+            start = times.parse_time(arg("start", ""), "start", now=now, zone=zone)
+            end = times.parse_time(arg("end", "now") or "now", "end", now=now, zone=zone)
+        except times.TimeError as exc:
+            raise ApiError(400, str(exc), exc.field) from None
+        if end <= start:
+            raise ApiError(400, f"end: must be after start ({_iso(start)})", "end")
+        self.write_json({"start": _iso(start), "end": _iso(end), "now": _iso(now)})
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class Dashboard:
     """The dashboard as a service: routes for ``/`` and ``/static/...``, no RPC methods."""
 
@@ -51,6 +101,8 @@ class Dashboard:
         return [
             (r"/()", StaticHandler, options),
             (r"/static/(.*)", StaticHandler, options),
+            (r"/api/v1/token", TokenHandler),
+            (r"/api/v1/range", RangeHandler),
         ]
 
     def rpc_methods(self) -> dict:

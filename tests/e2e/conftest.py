@@ -57,6 +57,12 @@ poll_s = 0.5
 port = "/dev/ttyUSB0"
 gauges = {{ 1 = "chamber" }}
 
+[devices.power397]
+kind = "pm100"
+simulation = true
+poll_s = 0.5
+resource = "USB0::0x1313::0x8078::P0012345::INSTR"
+
 [devices.temperatures]
 kind = "ls218"
 simulation = true

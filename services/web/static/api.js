@@ -1,7 +1,7 @@
 // The JSON API, JSON-RPC and the write token the page asks for.
 //
-// The token lives in sessionStorage (this tab only); listeners of `token.onChange`
-// enable or disable the controls that write.
+// The token lives in sessionStorage (this tab only) once the server said it is the lab's
+// (`checkToken`); listeners of `token.onChange` enable or disable the controls that write.
 
 export class ApiError extends Error {
   constructor(status, message, field = null) {
@@ -46,6 +46,21 @@ export const token = {
     listener(Boolean(this.value));
   },
 };
+
+/** Ask the server whether `value` is the write token: {ok, message}. Changes nothing. */
+export async function checkToken(value) {
+  try {
+    const response = await fetch("/api/v1/token", {
+      headers: { Accept: "application/json", Authorization: `Bearer ${value}` },
+      cache: "no-store",
+    });
+    if (response.ok) return { ok: true, message: "accepted" };
+    const body = await jsonOf(response);
+    return { ok: false, message: body?.error ?? `token check: HTTP ${response.status}` };
+  } catch (error) {
+    return { ok: false, message: `cannot check the token: ${error.message}` };
+  }
+}
 
 let rpcId = 0;
 

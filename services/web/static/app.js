@@ -4,11 +4,13 @@
 // for whoever opens the browser console.
 
 import { AlarmPanel } from "./alarms.js";
-import { getJson, token } from "./api.js";
+import { checkToken, getJson, token } from "./api.js";
 import { ChannelTable } from "./channels.js";
 import { serverNow } from "./clock.js";
+import { setPrecision } from "./format.js";
 import { History } from "./history.js";
 import { LockPanel } from "./locks.js";
+import { CHOICES, prefs } from "./prefs.js";
 import { Stream } from "./stream.js";
 import { TRACE_WINDOW_S, Traces } from "./traces.js";
 
@@ -22,21 +24,21 @@ const STATE_TEXT = { connecting: "connecting…", live: "live", reconnecting: "r
 const $ = (id) => document.getElementById(id);
 
 const stream = new Stream("/api/v1/stream");
-const channels = new ChannelTable($("channels").tBodies[0]);
+const channels = new ChannelTable($("channels"));
 const traces = new Traces($("traces"));
-const locks = new LockPanel($("locks").tBodies[0], $("locks-message"), $("locks-hint"),
+const locks = new LockPanel($("locks"), $("locks-message"), $("locks-hint"),
                             (n) => channels.rows.get(n)?.data?.frequency_thz);
 const history = new History({
   form: $("history-form"), sensorList: $("history-sensors"), range: $("history-range"),
-  custom: $("history-custom"), start: $("history-start"), end: $("history-end"),
-  message: $("history-message"), plots: $("history-plots"),
+  from: $("history-from"), to: $("history-to"), zone: $("history-zone"),
+  message: $("history-message"), plots: $("history-plots"), permalink: $("history-permalink"),
 });
 const alarms = new AlarmPanel({
   banner: $("alarm-banner"), tbody: $("alarms").tBodies[0], message: $("alarms-message"),
   hint: $("alarms-hint"), who: $("alarm-who"), why: $("alarm-why"),
   duration: $("alarm-duration"), notify: $("alarms-notify"),
 }, stream);
-window.ionlab = { stream, channels, traces, locks, history, alarms };
+window.ionlab = { stream, channels, traces, locks, history, alarms, prefs };
 
 function showChannel(data) {
   channels.update(data);
@@ -59,9 +61,10 @@ function follow(channelObjects) {
 
 const followedSensors = new Set();
 
-function followSensors(sensors) {
-  history.setSensors(sensors);
-  for (const { sensor } of sensors) {
+function followSensors(body) {
+  setPrecision(body.precision);
+  history.setSensors(body.sensors);
+  for (const { sensor } of body.sensors) {
     if (followedSensors.has(sensor)) continue;
     followedSensors.add(sensor);
     stream.on(`logger/${sensor}`, (data) => history.sample(data));
@@ -72,7 +75,7 @@ function followSensors(sensors) {
 async function refreshSensors() {
   try {
     const plotted = history.chosen().length > 0;
-    followSensors((await getJson("/api/v1/sensors")).sensors);
+    followSensors(await getJson("/api/v1/sensors"));
     if (!plotted && history.chosen().length) history.show();
   } catch (error) {
     history.say(`history unavailable: ${error.message}`);
@@ -111,7 +114,66 @@ function tick() {
   const now = serverNow();
   channels.tick(now);
   traces.redraw(now);
+  locks.redraw(now);
   history.redraw();
+}
+
+/** The radio buttons of the header: THz or nm, K or °C, local time or UTC (remembered). */
+function displayToggles() {
+  for (const key of Object.keys(CHOICES)) {
+    for (const radio of document.querySelectorAll(`input[name="${key}"]`)) {
+      radio.checked = radio.value === prefs[key];
+      radio.addEventListener("change", () => prefs.set(key, radio.value));
+    }
+  }
+  channels.showUnit(prefs.frequency);
+  prefs.on((key) => {
+    if (key === "frequency") {
+      channels.showUnit(prefs.frequency);
+      locks.showUnit();
+    }
+    if (key === "zone") history.showZone();
+    history.redraw(true);
+    tick();
+  });
+}
+
+/** The token is checked with the server as it is entered; a wrong one is not kept. */
+function tokenForm() {
+  const form = $("token-form");
+  const field = $("token");
+  const tokenState = $("token-state");
+  const say = (text, cls) => {
+    tokenState.textContent = text;
+    tokenState.className = `hint ${cls}`;
+  };
+  token.onChange((set) => {
+    locks.enable(set);
+    alarms.enable(set);
+    if (!set && !tokenState.classList.contains("bad")) say("not set: controls are read-only", "");
+  });
+  const check = async (value) => {
+    say("checking…", "");
+    const verdict = await checkToken(value);
+    if (verdict.ok) {
+      token.set(value);
+      say("accepted: writes enabled", "ok");
+    } else {
+      token.set("");
+      say(verdict.message, "bad");
+    }
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = field.value.trim();
+    field.value = "";
+    if (value) check(value);
+  });
+  $("token-forget").addEventListener("click", () => {
+    token.set("");
+    say("not set: controls are read-only", "");
+  });
+  if (token.value) check(token.value);  // kept from earlier in this tab: still the lab's?
 }
 
 async function main() {
@@ -120,20 +182,8 @@ async function main() {
     connection.dataset.state = state;
     connection.textContent = STATE_TEXT[state];
   });
-  const form = $("token-form");
-  const field = $("token");
-  const tokenState = $("token-state");
-  token.onChange((set) => {
-    locks.enable(set);
-    alarms.enable(set);
-    tokenState.textContent = set ? "set: writes enabled" : "not set: controls are read-only";
-  });
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    token.set(field.value.trim());
-    field.value = "";
-  });
-  $("token-forget").addEventListener("click", () => token.set(""));
+  $("traces-window").textContent = `(last ${TRACE_WINDOW_S / 60} min)`;
+  tokenForm();
 
   // The wavemeter is the page's core; locks and history show why they are missing, if so.
   const [channelObjects, lockStatuses, sensors] = await Promise.all([
@@ -142,22 +192,23 @@ async function main() {
       locks.say(`locks unavailable: ${error.message}`);
       return [];
     }),
-    getJson("/api/v1/sensors").then((body) => body.sensors, (error) => {
+    getJson("/api/v1/sensors").catch((error) => {
       history.say(`history unavailable: ${error.message}`);
-      return [];
+      return { sensors: [] };
     }),
   ]);
+  followSensors(sensors);
   for (const status of lockStatuses) locks.update(status);
   await alarms.start();
   follow(channelObjects);
-  followSensors(sensors);
+  displayToggles();
   stream.on("wavemeter/status", () => getJson("/api/v1/channels").then(follow, () => {}));
   stream.onOpen(onOpen);
   stream.open();
   setInterval(tick, 500);
   setInterval(refreshSensors, SENSORS_AGAIN_MS);
   tick();
-  if (history.chosen().length) history.show();
+  if (history.restore(location.search) || history.chosen().length) history.show();
 }
 
 main().catch((error) => {

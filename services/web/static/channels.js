@@ -1,26 +1,33 @@
-// The wavemeter channel table: one row per channel, updated from the stream, ages ticking.
+// The wavemeter channels: one row per channel (a card on a phone), updated from the stream,
+// ages ticking; the value in THz or nm as the page's toggle says.
 
 import { observe, serverNow } from "./clock.js";
-import { age, element, epochSeconds, fixed, statusClass } from "./format.js";
+import { age, element, epochSeconds, optical, statusClass } from "./format.js";
 
 // A reading older than the server's stale_after_s (or this) is shown stale even if the
 // server has stopped saying so.
 const DEFAULT_STALE_AFTER_S = 10;
+const COLUMNS = { channel: "Ch", name: "Name", status: "Status", value: "Value", age: "Age",
+                  exposure: "Exposure (ms)" };
 
 class Row {
   constructor(tbody, number) {
     this.cells = {};
     this.node = element("tr", { id: `channel-${number}` });
-    for (const key of ["channel", "name", "status", "frequency", "wavelength", "age", "exposure"]) {
-      const cell = element("td");
-      if (["wavelength", "frequency"].includes(key)) cell.className = "num value";
-      else if (["exposure", "age"].includes(key)) cell.className = "num";
+    for (const [key, label] of Object.entries(COLUMNS)) {
+      const cell = element("td", { className: key });
+      cell.dataset.label = label;
+      if (key === "value") cell.className = "num value";
+      else if (["exposure", "age"].includes(key)) cell.className = `num ${key}`;
       this.cells[key] = cell;
       this.node.append(cell);
     }
     this.cells.channel.textContent = number;
     this.badge = element("span", { className: "badge" });
     this.cells.status.append(this.badge);
+    this.number = element("span", { className: "number" });
+    this.unit = element("span", { className: "unit" });
+    this.cells.value.append(this.number, " ", this.unit);
     this.data = null;
     this.readAt = null;
     const rows = [...tbody.children];
@@ -34,10 +41,15 @@ class Row {
     observe(this.readAt, data.age_s);
     // The server sends values only while they mean something (ok, or stale: struck out).
     this.cells.name.textContent = data.name ?? "";
-    this.cells.wavelength.textContent = fixed(data.wavelength_nm, 6);
-    this.cells.frequency.textContent = fixed(data.frequency_thz, 6);
+    this.showValue();
     this.cells.exposure.textContent = Number.isFinite(data.exposure_ms)
       ? String(data.exposure_ms) : "–";
+  }
+
+  showValue() {
+    const { text, unit } = optical(this.data?.frequency_thz);
+    this.number.textContent = text;
+    this.unit.textContent = unit;
   }
 
   tick(now) {
@@ -54,8 +66,9 @@ class Row {
 }
 
 export class ChannelTable {
-  constructor(tbody) {
-    this.tbody = tbody;
+  constructor(table) {
+    this.table = table;
+    this.tbody = table.tBodies[0];
     this.rows = new Map();
   }
 
@@ -68,6 +81,13 @@ export class ChannelTable {
     }
     row.update(data);
     row.tick(serverNow());
+  }
+
+  /** Show every value again in the page's unit (THz or nm), the column heading too. */
+  showUnit(unit) {
+    this.table.querySelector("th.value").textContent =
+      unit === "nm" ? "Vacuum wavelength (nm)" : "Frequency (THz)";
+    for (const row of this.rows.values()) row.showValue();
   }
 
   /** Ages and staleness at `now` (server clock, seconds since the epoch). */

@@ -1,16 +1,19 @@
-// A live trace per wavemeter channel: the frequency readings of the last minutes.
+// A live trace per wavemeter channel: its frequency over the last five minutes, as MHz
+// from the channel's reference (its setpoint, or a value chosen here).
 //
 // Points are kept sorted by read time without duplicates, so readings that arrive
 // twice (a replay, a gap filled from the logger) or late land where they belong.
 
 import { serverNow } from "./clock.js";
-import { epochSeconds } from "./format.js";
+import { C_NM_THZ, element, epochSeconds, optical, precisionOf } from "./format.js";
 import { timePlot } from "./plot.js";
+import { prefs } from "./prefs.js";
+import { references } from "./references.js";
 
 export const TRACE_WINDOW_S = 300;
-const MIN_WINDOW_S = 60;
 const MAX_POINTS = 10_000;
-const MIN_SPAN_THZ = 2e-6;
+const MIN_SPAN_MHZ = 2;
+const GAP_S = 5;  // readings further apart than this are not joined by a line
 
 /** Index of the first element of the sorted array `xs` that is >= `x`. */
 function lowerBound(xs, x) {
@@ -24,40 +27,97 @@ function lowerBound(xs, x) {
   return lo;
 }
 
+/** "MHz from 755.222700 THz (setpoint)": what a channel's offsets are measured from. */
+export function referenceText(channel) {
+  const ref = references.of(channel);
+  if (ref === null) return "MHz from the first reading";
+  const { text, unit } = optical(ref.thz);
+  return `MHz from ${text} ${unit} (${ref.kind})`;
+}
+
+/** A typed frequency (THz) or vacuum wavelength (nm) in THz; NaN if it is not a number. */
+export function typedThz(text, unit) {
+  const value = Number.parseFloat(String(text).replace(",", "."));
+  if (!Number.isFinite(value) || value <= 0) return NaN;
+  return unit === "nm" ? C_NM_THZ / value : value;
+}
+
 export class Trace {
   constructor(parent, channel) {
     this.channel = channel;
     this.name = "";
     this.t = [];
     this.f = [];
-    this.reference = null;
-    const { figure, heading, plot } = timePlot(parent, {
+    this.view = timePlot(parent, {
       title: `channel ${channel}`,
-      height: matchMedia("(max-width: 40rem)").matches ? 120 : 170,
-      series: [{ label: "THz", value: (u, v) => (v == null ? "–" : v.toFixed(6)) }],
-      yValues: (u, splits, axis, space, step) => this.offsetLabels(splits, step),
-      // Up to the window, at least a minute, ending now: a stale trace shows its age.
-      xRange: (u, min) => {
+      height: matchMedia("(max-width: 40rem)").matches ? 150 : 180,
+      axes: [{
+        scale: "y",
+        label: () => "offset (MHz)",
+        // At least a couple of MHz tall, so noise is not magnified into a false alarm.
+        range: (u, min, max) => {
+          if (!Number.isFinite(min)) return [-MIN_SPAN_MHZ / 2, MIN_SPAN_MHZ / 2];
+          const pad = Math.max((max - min) * 0.1, (MIN_SPAN_MHZ - (max - min)) / 2);
+          return [min - pad, max + pad];
+        },
+      }],
+      series: [{ label: "offset", spec: () => precisionOf("MHz"), unit: () => "MHz" }],
+      // Always the whole window, ending now: the title's five minutes, a gap where none came.
+      xRange: () => {
         const now = serverNow();
-        return [Math.max(Math.min(min ?? now, now - MIN_WINDOW_S), now - TRACE_WINDOW_S), now];
+        return [now - TRACE_WINDOW_S, now];
       },
-      // At least a couple of MHz tall, so noise is not magnified into a false alarm.
-      yRange: (u, min, max) => {
-        const pad = Math.max((max - min) * 0.1, (MIN_SPAN_THZ - (max - min)) / 2);
-        return [min - pad, max + pad];
-      },
-      legend: false,
+      ms: true,
     });
-    figure.id = `trace-${channel}`;
-    this.heading = heading;
-    this.plot = plot;
+    this.view.figure.id = `trace-${channel}`;
+    this.title = element("span", { className: "title" });
+    this.reference = element("span", { className: "sub" });
+    this.view.heading.replaceChildren(this.title, " ", this.reference);
+    this.referenceForm();
   }
 
-  /** Axis labels: MHz from the reference, with as many decimals as the tick step needs. */
-  offsetLabels(splits, stepThz) {
-    if (this.reference === null) return splits.map(() => "");
-    const digits = Math.min(Math.max(0, -Math.floor(Math.log10(stepThz * 1e6) + 1e-9)), 6);
-    return splits.map((v) => ((v - this.reference) * 1e6).toFixed(digits));
+  /** A small form to choose the reference (in the page's unit) or go back to the setpoint. */
+  referenceForm() {
+    const field = element("input", { type: "text", inputMode: "decimal", size: 12,
+                                     className: "reference", id: `reference-${this.channel}` });
+    field.setAttribute("aria-label", `reference of channel ${this.channel}`);
+    const unit = element("span", { className: "unit" });
+    const use = element("button", { type: "submit", textContent: "Use" });
+    const reset = element("button", { type: "button", textContent: "Setpoint" });
+    reset.title = "offsets from the lock's setpoint (or the first reading)";
+    const message = element("span", { className: "hint", role: "status" });
+    const form = element("form", { className: "reference-form", hidden: true },
+                         element("label", { htmlFor: field.id, textContent: "reference " }),
+                         field, unit, use, reset, message);
+    const toggle = element("button", { type: "button", textContent: "Reference…",
+                                       className: "small" });
+    toggle.setAttribute("aria-expanded", "false");
+    toggle.setAttribute("aria-label", `choose the reference of channel ${this.channel}`);
+    toggle.addEventListener("click", () => {
+      form.hidden = !form.hidden;
+      toggle.setAttribute("aria-expanded", String(!form.hidden));
+      unit.textContent = prefs.frequency;
+      const ref = references.of(this.channel);
+      field.value = ref ? optical(ref.thz).text : "";
+      if (!form.hidden) field.focus();
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const thz = typedThz(field.value, prefs.frequency);
+      if (!Number.isFinite(thz)) {
+        message.textContent = `type a ${prefs.frequency === "nm" ? "wavelength" : "frequency"}`;
+        return;
+      }
+      message.textContent = "";
+      prefs.setReference(this.channel, thz);
+    });
+    reset.addEventListener("click", () => {
+      prefs.setReference(this.channel, null);
+      const ref = references.of(this.channel);
+      field.value = ref ? optical(ref.thz).text : "";
+    });
+    this.view.tools.append(toggle);
+    this.view.figure.append(form);
   }
 
   /** Add a reading: seconds since the epoch and THz (null for a reading without a value). */
@@ -73,9 +133,7 @@ export class Trace {
       this.t.splice(i, 0, t);
       this.f.splice(i, 0, thz);
     }
-    if (thz !== null && this.reference === null) {
-      this.reference = Math.round(thz * 1e6) / 1e6;
-    }
+    if (thz !== null) references.note(this.channel, thz);
   }
 
   /** A `wavemeter/<n>` event or channel object; only ok readings carry a value. */
@@ -96,10 +154,22 @@ export class Trace {
       this.t.splice(0, drop);
       this.f.splice(0, drop);
     }
-    const ref = this.reference === null ? "" : ` — MHz from ${this.reference.toFixed(6)} THz`;
-    const heading = `${this.channel} ${this.name}${ref}`;
-    if (this.heading.textContent !== heading) this.heading.textContent = heading;
-    this.plot.setData([this.t.slice(), this.f.slice()]);
+    const heading = `${this.channel} · ${this.name}`;
+    if (this.title.textContent !== heading) this.title.textContent = heading;
+    const reference = referenceText(this.channel);
+    if (this.reference.textContent !== reference) this.reference.textContent = reference;
+    const ref = references.of(this.channel)?.thz ?? null;
+    const times = [];
+    const offsets = [];
+    this.t.forEach((t, i) => {
+      if (i && t - this.t[i - 1] > GAP_S) {  // no reading for a while: a gap, not a line
+        times.push(this.t[i - 1] + GAP_S / 2);
+        offsets.push(null);
+      }
+      times.push(t);
+      offsets.push(this.f[i] === null || ref === null ? null : (this.f[i] - ref) * 1e6);
+    });
+    this.view.plot.setData([times, offsets]);
   }
 }
 
