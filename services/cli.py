@@ -19,6 +19,7 @@ COMMANDS = [
     "services.devices",
     "services.wavemeter.command",
     "services.logger.command",
+    "services.artiq.command",
     "services.run",
 ]
 

@@ -5,7 +5,8 @@
 Without --config it runs the built-in demo lab: simulated devices, the logger's
 SQLite database and the lock settings under ./var/ (created when missing). The
 services share one hub and one Tornado application: the dashboard at ``/``,
-the JSON API, JSON-RPC and the event stream under ``/api/v1``. Besides the
+the JSON API, JSON-RPC and the event stream under ``/api/v1``; with an
+``[artiq]`` table also the ARTIQ controllers (pc_rpc, services.artiq). Besides the
 devices it polls itself, the logger stores every wavemeter reading as sensor
 ``wavemeter/<n>`` (THz), so the dashboard's history covers the lasers too.
 Ctrl-C or SIGTERM stops everything cleanly.
@@ -24,6 +25,7 @@ from datetime import datetime
 
 from drivers.base import Reading, Status
 
+from .artiq.service import ArtiqService
 from .config import Config, load
 from .logger.service import LoggerService
 from .wavemeter.lock_api import LockService
@@ -105,13 +107,18 @@ def reading_of(channel: str, data: dict) -> Reading | None:
         return None
 
 
-def build_services(config: Config, hub: Hub) -> list:
+def build_services(config: Config, hub: Hub, token: str | None = None) -> list:
     """Every service of the lab, in start order: the recorder listens before the wavemeter
-    publishes its first reading, the locks start once the wavemeter is open."""
+    publishes its first reading, the locks start once the wavemeter is open, and with an
+    ``[artiq]`` table the ARTIQ controllers last (their device targets use the logger's
+    devices; `token` is what their ``authenticate`` accepts)."""
     logger = LoggerService(config, hub)
     wavemeter = WavemeterService(config, hub)
-    return [logger, WavemeterRecorder(hub, logger), wavemeter, LockService(config, hub, wavemeter),
-            Dashboard()]
+    services = [logger, WavemeterRecorder(hub, logger), wavemeter,
+                LockService(config, hub, wavemeter), Dashboard()]
+    if "artiq" in config.data:
+        services.append(ArtiqService(config, hub, services, logger, token=token))
+    return services
 
 
 def _url(bind: str, port: int) -> str:
@@ -125,7 +132,7 @@ def run_command(args) -> int:
     if server.token is None and config.is_demo:
         server = dataclasses.replace(server, token=secrets.token_urlsafe(9))
     hub = Hub()
-    services = build_services(config, hub)
+    services = build_services(config, hub, server.token)
 
     def started(port: int) -> None:
         where = "the demo lab (simulated devices, data under ./var/)" if config.is_demo \
@@ -138,6 +145,10 @@ def run_command(args) -> int:
         elif config.is_demo and not os.environ.get("IONLAB_TOKEN"):
             print(f"ionlab: write token for this demo session: {server.token}  "
                   "(set IONLAB_TOKEN to choose one)", flush=True)
+        for service in services:
+            if isinstance(service, ArtiqService):
+                print(f"ionlab: ARTIQ controllers (pc_rpc) at {', '.join(service.listening)}",
+                      flush=True)
 
     asyncio.run(serve(services, hub, server, started=started))
     return 0

@@ -1,0 +1,584 @@
+"""sipyco's pc_rpc, the RPC ARTIQ speaks: a server of targets made of `rpc.Method` tables.
+
+An ARTIQ controller is a pc_rpc server; experiments reach it through
+``sipyco.pc_rpc.Client``, ``artiq_ctlmgr`` starts it and pings it,
+``sipyco_rpctool`` inspects it. The wire, one TCP connection per client, one
+line per message:
+
+1. the client sends ``ARTIQ pc_rpc``; anything else and the server closes;
+2. the server sends ``{"targets": [...], "description": ..., "features": ["pyon_v2"]}``;
+3. the client sends a target name, with `` pyon_v2`` to choose PYON v2 (else v1);
+   an unknown target or feature closes the connection;
+4. the server sends the set of the target's method names;
+5. then requests and replies, one line each: ``{"action": "call", "name", "args",
+   "kwargs"}`` or ``{"action": "get_rpc_method_list"}``, answered ``{"status": "ok",
+   "ret": ...}`` or ``{"status": "failed", "exception": {"class", "message",
+   "traceback"}}`` (a builtin exception's name, else ``GenericRemoteException``).
+
+A `Target` offers the same `Method` objects the JSON-RPC endpoint serves, so
+their parameters are checked the same way (a wrong type is a TypeError, a
+value the service refuses a ValueError) and their names and docstrings are what
+``get_rpc_method_list`` shows. Every target also has ``ping()`` and
+``authenticate(token)``; the methods that need the token over JSON-RPC are
+refused with PermissionError until the connection has authenticated, unless
+the server allows writes to everyone (``allow_writes``).
+
+Unlike sipyco's own server, calls from different connections run concurrently
+(a slow device delays only its caller), a request line that does not decode is
+answered with the error instead of closing the connection, and lines longer
+than `MAX_LINE` close it. Lines over `INLINE_DECODE` bytes are decoded on a
+worker thread, so no request holds the IO loop for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import errno
+import inspect
+import ipaddress
+import logging
+import socket
+import traceback
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import tornado.netutil
+
+from . import pyon
+from .http import ApiError, token_matches
+from .rpc import INVALID_PARAMS, METHOD_NOT_FOUND, UNAUTHORIZED, Method, RpcError
+
+__all__ = [
+    "FEATURE",
+    "INIT",
+    "MAX_LINE",
+    "Codec",
+    "GenericRemoteException",
+    "PcRpcClient",
+    "PcRpcServer",
+    "Target",
+    "describe",
+    "pack",
+    "unpack",
+    "where",
+]
+
+log = logging.getLogger(__name__)
+
+INIT = b"ARTIQ pc_rpc\n"
+FEATURE = "pyon_v2"
+#: longest line accepted (a longer one closes the connection)
+MAX_LINE = 1 << 20
+#: longer request lines are decoded on a worker thread
+INLINE_DECODE = 64 << 10
+HANDSHAKE_TIMEOUT_S = 10.0
+#: after a wrong token, the answer waits this long (guessing stays slow)
+REFUSAL_DELAY_S = 0.5
+BUILTINS = ("ping", "authenticate", "terminate")
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One PYON version: how a connection encodes and decodes its lines."""
+
+    name: str
+    encode: Callable[[Any], str]
+    decode: Callable[[str | bytes], Any]
+
+
+V1 = Codec("pyon_v1", pyon.encode_v1, pyon.decode_v1)
+V2 = Codec(FEATURE, pyon.encode, pyon.decode)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A named set of methods a client selects after the handshake."""
+
+    name: str
+    doc: str
+    methods: dict[str, Method]
+
+    def __post_init__(self):
+        if not self.name or not self.name.isprintable() or any(c.isspace() for c in self.name):
+            raise ValueError(f"pc_rpc target names are printable without whitespace, "
+                             f"not {self.name!r}")
+        for name in self.methods:
+            if name.startswith("_") or name in BUILTINS:
+                raise ValueError(f"target {self.name}: {name!r} cannot be offered (names "
+                                 f"starting with '_' and {', '.join(BUILTINS)} are reserved)")
+
+    def __repr__(self):
+        return f"<Target {self.name} methods={sorted(self.methods)}>"
+
+
+class GenericRemoteException(Exception):
+    """A remote exception whose class is not a Python builtin (sipyco's name for it)."""
+
+
+# -- exceptions on the wire ---------------------------------------------------------------
+
+_BUILTIN_EXCEPTIONS = {v: k for k, v in vars(builtins).items()
+                       if isinstance(v, type) and issubclass(v, BaseException)}
+
+
+def _as_builtin(exc: BaseException) -> BaseException:
+    """A service's own error as the builtin an experiment can catch; others unchanged."""
+    if isinstance(exc, ApiError):
+        status = exc.status_code
+        if status in (401, 403):
+            return PermissionError(exc.message)
+        return ValueError(exc.message) if status < 500 and status != 409 \
+            else RuntimeError(exc.message)
+    if isinstance(exc, RpcError):
+        kind = {INVALID_PARAMS: ValueError, UNAUTHORIZED: PermissionError,
+                METHOD_NOT_FOUND: AttributeError}.get(exc.code, RuntimeError)
+        return kind(exc.message)
+    return exc
+
+
+def pack(exc: BaseException) -> dict[str, Any]:
+    """The ``exception`` of a failed reply, as sipyco's packed_exceptions builds it."""
+    tb = traceback.format_tb(exc.__traceback__) if exc.__traceback__ else []
+    name = _BUILTIN_EXCEPTIONS.get(type(exc))
+    if name is not None:
+        return {"class": name, "message": str(exc), "traceback": tb}
+    message = traceback.format_exception_only(type(exc), exc)[0].rstrip()
+    return {"class": "GenericRemoteException", "message": message, "traceback": tb}
+
+
+def unpack(packed: Any) -> Exception:
+    """The exception a failed reply describes (what sipyco's client raises)."""
+    if not isinstance(packed, dict):
+        return GenericRemoteException(f"malformed failed reply: {packed!r}")
+    cls = getattr(builtins, str(packed.get("class")), None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        cls = GenericRemoteException
+    exc = cls(packed.get("message", ""))
+    exc.parent_traceback = packed.get("traceback", [])
+    return exc
+
+
+# -- what get_rpc_method_list shows ------------------------------------------------------
+
+
+def _type_name(hint: Any) -> str:
+    if hint is type(None):
+        return "None"
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def describe(method: Method) -> tuple[dict[str, Any], str | None]:
+    """(argspec, docstring) of a method, as sipyco documents a bound method.
+
+    The argspec has the keys of `inspect.getfullargspec` (``self`` first, as for
+    a bound method); annotations are type names.
+    """
+    params = method.params
+    names = [p.name for p in params]
+    defaults = []
+    for p in reversed(params):
+        if p.default is inspect.Parameter.empty:
+            break
+        defaults.insert(0, p.default)
+    annotations = {p.name: p.kind.__name__ for p in params}
+    try:
+        returns = typing.get_type_hints(method.func).get("return")
+    except Exception:  # noqa: BLE001 - a hint that does not resolve is only left out
+        returns = None
+    if returns is not None:
+        annotations["return"] = _type_name(returns)
+    full = inspect.getdoc(method.func)
+    doc = full if full and full.split("\n")[0] == method.doc else method.doc or None
+    return ({"args": ["self", *names], "varargs": None, "varkw": None,
+             "defaults": tuple(defaults) or None, "kwonlyargs": [], "kwonlydefaults": None,
+             "annotations": annotations}, doc)
+
+
+def _bind(name: str, method: Method, args: list | tuple, kwargs: dict) -> dict[str, Any]:
+    """Keyword arguments for the method from a call's args and kwargs, checked like Python."""
+    params = method.params
+    if len(args) > len(params):
+        raise TypeError(f"{name}() takes {len(params)} positional argument"
+                        f"{'' if len(params) == 1 else 's'} but {len(args)} were given")
+    given = {p.name: v for p, v in zip(params, args, strict=False)}
+    for key, value in kwargs.items():
+        if key in given:
+            raise TypeError(f"{name}() got multiple values for argument {key!r}")
+        given[key] = value
+    known = {p.name for p in params}
+    for key in given:
+        if key not in known:
+            raise TypeError(f"{name}() got an unexpected keyword argument {key!r} (it takes "
+                            f"{', '.join(p.name for p in params) or 'none'})")
+    checked = {}
+    for p in params:
+        if p.name not in given:
+            if p.default is inspect.Parameter.empty:
+                raise TypeError(f"{name}() missing required argument {p.name!r}")
+            continue
+        value = given[p.name]
+        if p.kind is list and isinstance(value, tuple):
+            value = list(value)
+        try:
+            checked[p.name] = p.check(value)
+        except RpcError as exc:
+            kind = ValueError if isinstance(value, float) and p.kind is float else TypeError
+            raise kind(f"{name}(): {exc.message}") from None
+    return checked
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+class _Session:
+    """One client connection: its target, codec, and whether it may change the lab."""
+
+    def __init__(self, server: PcRpcServer, target: Target, codec: Codec, peer, local):
+        self.server, self.target, self.codec = server, target, codec
+        self.peer, self.local = peer, local
+        self.authenticated = False
+        self.methods = {**target.methods, "ping": Method(self.ping),
+                        "authenticate": Method(self.authenticate)}
+        if server.on_terminate is not None:
+            self.methods["terminate"] = Method(self.terminate)
+
+    def __repr__(self):
+        return f"<pc_rpc client {where(self.peer)} target={self.target.name}>"
+
+    @property
+    def may_write(self) -> bool:
+        return self.server.allow_writes or self.authenticated
+
+    def ping(self) -> bool:
+        """True while the server runs (what artiq_ctlmgr checks)."""
+        return True
+
+    async def authenticate(self, token: str) -> bool:
+        """Allow this connection the methods that change the lab, given the lab's token."""
+        if self.server.token is None:
+            raise PermissionError("this lab has no write token ([server] token or IONLAB_TOKEN), "
+                                  "so writes over pc_rpc are refused; on a trusted network set "
+                                  "allow_writes = true in [artiq]")
+        if not token_matches(self.server.token, token):
+            log.warning("pc_rpc: %s gave a wrong token", where(self.peer))
+            await asyncio.sleep(REFUSAL_DELAY_S)
+            raise PermissionError("wrong token: give the lab's write token ([server] token or "
+                                  "IONLAB_TOKEN)")
+        self.authenticated = True
+        return True
+
+    def terminate(self) -> None:
+        """Stop the server (what artiq_ctlmgr calls to end a controller)."""
+        if not (self.may_write or _same_host(self.peer, self.local)):
+            raise PermissionError("terminate from another host needs authenticate(token) first")
+        log.info("pc_rpc: %s asked the server to terminate", where(self.peer))
+        self.server.on_terminate()
+
+    def method_list(self) -> dict[str, Any]:
+        return {"docstring": self.target.doc,
+                "methods": {n: describe(m) for n, m in sorted(self.methods.items())}}
+
+    async def call(self, request: Any) -> Any:
+        if not isinstance(request, dict):
+            raise ValueError(f"expected a request like {{'action': 'call', 'name': ..., "
+                             f"'args': ..., 'kwargs': ...}}, got {type(request).__name__}")
+        action = request.get("action")
+        if action == "get_rpc_method_list":
+            return self.method_list()
+        if action != "call":
+            raise ValueError(f"Unknown action: {action}")
+        name, args = request.get("name"), request.get("args", ())
+        kwargs = request.get("kwargs", {})
+        if not isinstance(name, str):
+            raise ValueError("'name' must be the name of a method (a string)")
+        if not isinstance(args, list | tuple):
+            raise TypeError(f"'args' must be a tuple, got {type(args).__name__}")
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise TypeError("'kwargs' must be a dict with string keys")
+        method = self.methods.get(name)
+        if method is None:
+            raise AttributeError(f"target {self.target.name!r} has no method {name!r} (its "
+                                 f"methods: {', '.join(sorted(self.methods))})")
+        if method.needs_token and not self.may_write:
+            how = ("call authenticate(token) with the lab's write token first"
+                   if self.server.token is not None else
+                   "this lab has no write token ([server] token or IONLAB_TOKEN) to "
+                   "authenticate with")
+            raise PermissionError(f"{name} changes the lab: {how}, or set allow_writes = true "
+                                  f"in [artiq] on a trusted network")
+        bound = _bind(name, method, args, kwargs)
+        if name != "authenticate":
+            log.debug("pc_rpc: %s %s.%s(%s)", where(self.peer), self.target.name, name,
+                      ", ".join(f"{k}={v!r}" for k, v in bound.items()))
+        result = method.func(**bound)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+class PcRpcServer:
+    """A pc_rpc server of `targets` on the running IO loop.
+
+    `token` is what ``authenticate`` accepts (None: nothing); `allow_writes` lets
+    every connection change the lab. With `on_terminate`, targets offer
+    ``terminate()`` (allowed from this host, or after authenticating), which
+    calls it. At most `max_clients` connections are served at once.
+    """
+
+    def __init__(self, targets: dict[str, Target], *, description: str | None = None,
+                 token: str | None = None, allow_writes: bool = False,
+                 on_terminate: Callable[[], None] | None = None, max_clients: int = 100,
+                 max_line: int = MAX_LINE):
+        for key, target in targets.items():
+            if key != target.name:
+                raise ValueError(f"target {target.name!r} is listed as {key!r}")
+        self.targets = dict(sorted(targets.items()))
+        self.description = description
+        self.token = token
+        self.allow_writes = allow_writes
+        self.on_terminate = on_terminate
+        self.max_clients = max_clients
+        self.max_line = max_line
+        self.addresses: list[tuple[str, int]] = []
+        self.calls = 0
+        self.refused = 0
+        self._servers: list[asyncio.Server] = []
+        self._clients: set[asyncio.Task] = set()
+        self._identification = (pyon.encode({"targets": list(self.targets),
+                                             "description": description,
+                                             "features": [FEATURE]}) + "\n").encode()
+
+    def __repr__(self):
+        places = ", ".join(where(a) for a in self.addresses) or "not listening"
+        return f"<PcRpcServer {places} targets={list(self.targets)} clients={len(self._clients)}>"
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    async def start(self, hosts: list[str | None], port: int) -> None:
+        """Listen on every host (None: all interfaces) at `port` (0: one free port for all).
+
+        A localhost address the machine lacks (``::1`` without IPv6) is skipped
+        with a warning when others remain; any other failure to bind raises OSError.
+        """
+        sockets, failures = [], []
+        for host in hosts:
+            try:
+                sockets += tornado.netutil.bind_sockets(port, address=host)
+            except OSError as exc:
+                failures.append((host, exc))
+                if host in ("127.0.0.1", "::1") and exc.errno in (errno.EADDRNOTAVAIL,
+                                                                  errno.EAFNOSUPPORT):
+                    continue  # the machine lacks this loopback; skipped if another is bound
+                for sock in sockets:
+                    sock.close()
+                raise OSError(exc.errno, f"cannot listen on {where((host, port))}: "
+                              f"{exc.strerror}") from None
+            port = port or sockets[0].getsockname()[1]
+        if not sockets:
+            host, exc = failures[0] if failures else (None, OSError(errno.EINVAL, "no address"))
+            raise OSError(exc.errno, f"cannot listen on {where((host, port))}: {exc.strerror}")
+        for host, exc in failures:
+            log.warning("pc_rpc: not listening on %s: %s", host, exc.strerror)
+        for sock in sockets:
+            server = await asyncio.start_server(self._accept, sock=sock, limit=self.max_line)
+            self._servers.append(server)
+            self.addresses.append(sock.getsockname()[:2])
+
+    async def stop(self) -> None:
+        """Stop listening and end every connection."""
+        for server in self._servers:
+            server.close()
+        for task in list(self._clients):
+            task.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        if len(self._clients) >= self.max_clients:
+            log.warning("pc_rpc: refusing %s: already %d clients", where(peer), self.max_clients)
+            self.refused += 1
+            writer.close()
+            return
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        task = asyncio.ensure_future(self._serve(reader, writer, peer,
+                                                 writer.get_extra_info("sockname")))
+        self._clients.add(task)
+        task.add_done_callback(self._clients.discard)
+
+    async def _serve(self, reader, writer, peer, local) -> None:
+        try:
+            session = await self._handshake(reader, writer, peer, local)
+            if session is not None:
+                log.debug("pc_rpc: %r connected", session)
+                await self._requests(session, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except TimeoutError:
+            log.info("pc_rpc: closing %s: no handshake within %g s", where(peer),
+                     HANDSHAKE_TIMEOUT_S)
+        except Exception:
+            log.exception("pc_rpc: connection from %s failed", where(peer))
+        finally:
+            writer.close()
+
+    async def _handshake(self, reader, writer, peer, local) -> _Session | None:
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+            line = await self._line(reader, peer)
+            if line != INIT:
+                if line:
+                    log.info("pc_rpc: closing %s: not a pc_rpc client (it sent %r)",
+                             where(peer), line[:40])
+                return None
+            writer.write(self._identification)
+            line = await self._line(reader, peer)
+        if not line.endswith(b"\n"):
+            return None
+        name, *features = line[:-1].decode("utf-8", "replace").split(" ")
+        codec = V1
+        for feature in features:
+            if feature != FEATURE:
+                log.warning("pc_rpc: closing %s: unsupported feature %r", where(peer), feature)
+                return None
+            codec = V2
+        target = self.targets.get(name)
+        if target is None:
+            log.info("pc_rpc: closing %s: no target %r (targets: %s)", where(peer), name,
+                     ", ".join(self.targets))
+            return None
+        session = _Session(self, target, codec, peer, local)
+        writer.write((codec.encode(set(session.methods)) + "\n").encode())
+        return session
+
+    async def _line(self, reader, peer) -> bytes:
+        """The next line (b"" at the end); a line over the limit closes the connection."""
+        try:
+            return await reader.readline()
+        except ValueError:  # asyncio's LimitOverrunError, raised by readline as ValueError
+            log.warning("pc_rpc: closing %s: a line longer than %d bytes", where(peer),
+                        self.max_line)
+            return b""
+
+    async def _requests(self, session: _Session, reader, writer) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await self._line(reader, session.peer)
+            if not line.endswith(b"\n"):
+                return  # the end of the connection, or a line cut by it
+            self.calls += 1
+            try:
+                if len(line) > INLINE_DECODE:
+                    request = await loop.run_in_executor(None, session.codec.decode, line)
+                else:
+                    request = session.codec.decode(line)
+                reply = {"status": "ok", "ret": await session.call(request)}
+                text = session.codec.encode(reply)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                text = session.codec.encode({"status": "failed",
+                                             "exception": self._failure(session, exc)})
+            writer.write(text.encode() + b"\n")
+            await writer.drain()
+
+    @staticmethod
+    def _failure(session: _Session, exc: Exception) -> dict[str, Any]:
+        converted = _as_builtin(exc)
+        if converted is not exc:
+            converted.__traceback__ = None
+        elif type(exc) not in _BUILTIN_EXCEPTIONS:
+            log.error("pc_rpc: %r: %s", session, pack(exc)["message"], exc_info=exc)
+        else:
+            log.debug("pc_rpc: %r: %s: %s", session, type(exc).__name__, exc, exc_info=exc)
+        return pack(converted)
+
+
+def where(address) -> str:
+    """An address as text: ``127.0.0.1:3280``, ``[::1]:3280``, ``*:3280`` for every interface."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if host and ":" in host else f"{host or '*'}:{port}"
+
+
+def _same_host(peer, local) -> bool:
+    try:
+        return peer[0] == local[0] or ipaddress.ip_address(peer[0]).is_loopback
+    except (ValueError, TypeError, IndexError):
+        return False
+
+
+# -- a client ---------------------------------------------------------------------------------
+
+
+class PcRpcClient:
+    """An asyncio pc_rpc client (what sipyco's AsyncioClient does), for ionlab's own use.
+
+    >>> client = await PcRpcClient.connect("::1", 3251, "master_dataset_db")  # doctest: +SKIP
+    >>> await client.call("set", "lab.wavemeter.1", 755.18, False)             # doctest: +SKIP
+
+    A failed call raises the builtin exception the server packed (or
+    GenericRemoteException); a lost connection raises ConnectionError.
+    """
+
+    def __init__(self, reader, writer, codec: Codec, targets: list[str],
+                 description: str | None, target: str, methods: set[str]):
+        self.codec, self.targets, self.description = codec, targets, description
+        self.target, self.methods = target, methods
+        self._reader, self._writer = reader, writer
+        self._lock = asyncio.Lock()
+
+    def __repr__(self):
+        return f"<PcRpcClient target={self.target} {self.codec.name}>"
+
+    @classmethod
+    async def connect(cls, host: str, port: int, target: str, *,
+                      timeout: float = 10.0) -> PcRpcClient:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port, limit=16 * MAX_LINE)
+            try:
+                writer.write(INIT)
+                identity = pyon.decode(await _reply_line(reader))
+                codec = V2 if FEATURE in identity.get("features", []) else V1
+                targets = identity["targets"]
+                if target not in targets:
+                    raise ValueError(f"{where((host, port))} has no target {target!r} (it has "
+                                     f"{', '.join(targets) or 'none'})")
+                writer.write(f"{target}{' ' + FEATURE if codec is V2 else ''}\n".encode())
+                methods = codec.decode(await _reply_line(reader))
+            except BaseException:
+                writer.close()
+                raise
+        return cls(reader, writer, codec, targets, identity.get("description"), target,
+                   set(methods))
+
+    async def call(self, name: str, *args, **kwargs) -> Any:
+        """Call a method of the target; its result, or its exception raised here."""
+        request = {"action": "call", "name": name, "args": args, "kwargs": kwargs}
+        async with self._lock:
+            self._writer.write((self.codec.encode(request) + "\n").encode())
+            reply = self.codec.decode(await _reply_line(self._reader))
+        if reply.get("status") == "ok":
+            return reply.get("ret")
+        raise unpack(reply.get("exception"))
+
+    async def close(self) -> None:
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except ConnectionError:
+            pass
+
+
+async def _reply_line(reader: asyncio.StreamReader) -> bytes:
+    line = await reader.readline()
+    if not line.endswith(b"\n"):
+        raise ConnectionError("the pc_rpc server closed the connection")
+    return line
