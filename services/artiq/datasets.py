@@ -79,7 +79,13 @@ class DatasetUpdater:
                 f"pending={len(self._pending)} sent={self.sent}>")
 
     async def start(self) -> None:
+        """Follow the channels, starting from what each last published (a lock's state is
+        published only when it changes)."""
         subscription = self.hub.subscribe([glob.escape(c) for c in self.fields])
+        for channel in self.fields:
+            event = self.hub.latest(channel)
+            if event is not None:
+                self._take(event)
         self._tasks = [asyncio.create_task(self._follow(subscription)),
                        asyncio.create_task(self._push())]
 
@@ -97,11 +103,14 @@ class DatasetUpdater:
     async def _follow(self, subscription) -> None:
         with subscription:
             async for event in subscription:
-                for key, field in self.fields.get(event.channel, ()):
-                    value = value_of(event.data, field)
-                    if value is not None:
-                        self._pending[key] = value
-                        self._changed.set()
+                self._take(event)
+
+    def _take(self, event) -> None:
+        for key, field in self.fields.get(event.channel, ()):
+            value = value_of(event.data, field)
+            if value is not None:
+                self._pending[key] = value
+                self._changed.set()
 
     async def _push(self) -> None:
         loop = asyncio.get_running_loop()

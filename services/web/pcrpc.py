@@ -215,7 +215,7 @@ def _bind(name: str, method: Method, args: list | tuple, kwargs: dict) -> dict[s
                             f"{', '.join(p.name for p in params) or 'none'})")
     checked = {}
     for p in params:
-        if p.name not in given:
+        if p.name not in given or (given[p.name] is None and p.default is None):
             if p.default is inspect.Parameter.empty:
                 raise TypeError(f"{name}() missing required argument {p.name!r}")
             continue
