@@ -362,28 +362,31 @@ class PcRpcServer:
     async def start(self, hosts: list[str | None], port: int) -> None:
         """Listen on every host (None: all interfaces) at `port` (0: one free port for all).
 
-        A localhost address the machine lacks (``::1`` without IPv6) is skipped
-        with a warning when others remain; any other failure to bind raises OSError.
+        Names are resolved first, so ``localhost`` and ``127.0.0.1`` given both are
+        one listener. A loopback address the machine lacks (``::1`` without IPv6)
+        is skipped with a warning when others remain; any other failure to bind
+        raises OSError naming the address.
         """
         sockets, failures = [], []
-        for host in hosts:
+        for address in await _addresses(hosts):
             try:
-                sockets += tornado.netutil.bind_sockets(port, address=host)
+                sockets += tornado.netutil.bind_sockets(port, address=address)
             except OSError as exc:
-                failures.append((host, exc))
-                if host in ("127.0.0.1", "::1") and exc.errno in (errno.EADDRNOTAVAIL,
-                                                                  errno.EAFNOSUPPORT):
+                failures.append((address, exc))
+                if address in ("127.0.0.1", "::1") and exc.errno in (errno.EADDRNOTAVAIL,
+                                                                     errno.EAFNOSUPPORT):
                     continue  # the machine lacks this loopback; skipped if another is bound
                 for sock in sockets:
                     sock.close()
-                raise OSError(exc.errno, f"cannot listen on {where((host, port))}: "
+                raise OSError(exc.errno, f"cannot listen on {where((address, port))}: "
                               f"{exc.strerror}") from None
             port = port or sockets[0].getsockname()[1]
         if not sockets:
-            host, exc = failures[0] if failures else (None, OSError(errno.EINVAL, "no address"))
-            raise OSError(exc.errno, f"cannot listen on {where((host, port))}: {exc.strerror}")
-        for host, exc in failures:
-            log.warning("pc_rpc: not listening on %s: %s", host, exc.strerror)
+            address, exc = failures[0]
+            raise OSError(exc.errno, f"cannot listen on {where((address, port))}: "
+                          f"{exc.strerror}")
+        for address, exc in failures:
+            log.warning("pc_rpc: not listening on %s: %s", address, exc.strerror)
         for sock in sockets:
             server = await asyncio.start_server(self._accept, sock=sock, limit=self.max_line)
             self._servers.append(server)
@@ -500,6 +503,26 @@ class PcRpcServer:
         else:
             log.debug("pc_rpc: %r: %s: %s", session, type(exc).__name__, exc, exc_info=exc)
         return pack(converted)
+
+
+async def _addresses(hosts: list[str | None]) -> list[str | None]:
+    """The distinct addresses `hosts` name, in order (None: every interface)."""
+    if None in hosts or "*" in hosts:
+        return [None]
+    loop = asyncio.get_running_loop()
+    out: list[str] = []
+    for host in hosts:
+        try:
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM,
+                                           flags=socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise OSError(errno.EADDRNOTAVAIL, f"cannot listen on {host}: {exc.strerror}") \
+                from None
+        for info in infos:
+            address = info[4][0]
+            if address not in out:
+                out.append(address)
+    return out
 
 
 def where(address) -> str:

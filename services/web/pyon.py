@@ -344,7 +344,9 @@ def decode_v1(text: str | bytes) -> Any:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise ValueError(f"not PYON v1: {exc.msg}") from None
+        if "too many nested" not in exc.msg:  # the parser's own limit (200) on nesting
+            raise ValueError(f"not PYON v1: {exc.msg}") from None
+        raise ValueError(f"not PYON: nested deeper than {MAX_DEPTH} levels") from None
     except (RecursionError, MemoryError):
         raise ValueError(f"not PYON: nested deeper than {MAX_DEPTH} levels") from None
     return _literal(tree.body, 1)

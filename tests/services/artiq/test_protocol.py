@@ -46,7 +46,7 @@ def test_handshake_in_pyon_v2(artiq_lab):
     assert wire.line() == (b'{"status":"ok","ret":{"__jsonclass__":["tuple",[[0.0,5.0]]]}}\n')
     wire.send(b'{"action": "call", "name": "voltage", "args": {"__jsonclass__": ["tuple", '
               b'[[]]]}, "kwargs": {"port": 1}}\n')
-    assert json.loads(wire.line()) == {"status": "ok", "ret": 0.0}
+    assert json.loads(wire.line()) == {"status": "ok", "ret": lab.device("dac").voltage(1)}
 
 
 def test_handshake_in_pyon_v1(artiq_lab):
@@ -236,7 +236,7 @@ def test_v1_is_parsed_never_evaluated(artiq_lab, tmp_path):
         (b'{"action": "call", "name": "ping", "args": [x for x in ()], "kwargs": {}}',
          "listcomp is not a PYON value"),
         (b'{"action": "call", "name": "ping", "args": ' + b"(" * 300 + b")" * 300
-         + b', "kwargs": {}}', "not PYON v1: too many nested parentheses"),
+         + b', "kwargs": {}}', "nested deeper than 100 levels"),
         (b'{"action": "call", "name": "ping", "args": frobnicator(1), "kwargs": {}}',
          "a call of 'frobnicator'"),
     ]:
@@ -267,6 +267,7 @@ def test_a_blocked_device_call_does_not_delay_other_clients(artiq_lab):
     writer, other = lab.writer("wavemeter"), lab.client("wavemeter")
     dac_user, chamber = lab.client("dac"), lab.client("chamber")
     results = {}
+    volts = dac_user.call("voltage", 1)
 
     def blocked(name, client, *args):
         results[name] = client.call(*args)
@@ -287,7 +288,7 @@ def test_a_blocked_device_call_does_not_delay_other_clients(artiq_lab):
                 assert chamber.call("read")[0]["status"] == "ok"  # another device's thread
             assert results == {}  # both are still waiting, provably: nothing was released
         voltage.join(30)
-        assert results["voltage"] == 0.0
+        assert results["voltage"] == volts
         assert "exposure" not in results
     finally:
         lab.sim.release()
