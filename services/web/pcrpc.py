@@ -281,7 +281,8 @@ class _Session:
         return {"docstring": self.target.doc,
                 "methods": {n: describe(m) for n, m in sorted(self.methods.items())}}
 
-    async def call(self, request: Any) -> Any:
+    def call(self, request: Any) -> Any:
+        """The result of one request, or an awaitable of it (a coroutine method's)."""
         if not isinstance(request, dict):
             raise ValueError(f"expected a request like {{'action': 'call', 'name': ..., "
                              f"'args': ..., 'kwargs': ...}}, got {type(request).__name__}")
@@ -310,13 +311,205 @@ class _Session:
             raise PermissionError(f"{name} changes the lab: {how}, or set allow_writes = true "
                                   f"in [artiq] on a trusted network")
         bound = _bind(name, method, args, kwargs)
-        if name != "authenticate":
+        if name != "authenticate" and log.isEnabledFor(logging.DEBUG):
             log.debug("pc_rpc: %s %s.%s(%s)", where(self.peer), self.target.name, name,
                       ", ".join(f"{k}={v!r}" for k, v in bound.items()))
-        result = method.func(**bound)
+        return method.func(**bound)
+
+
+class _Connection(asyncio.Protocol):
+    """One client, from the init line on: requests are answered one at a time, in order.
+
+    A request whose method returns at once is answered within the read
+    (no task per call); a coroutine method, or a long line decoded on a worker
+    thread, runs as a task while reading pauses, so a client can neither have
+    two calls running nor pile up unread requests here. Reading also pauses
+    while the client does not read its replies.
+    """
+
+    def __init__(self, server: PcRpcServer):
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.peer = self.local = ("?", 0)
+        self.session: _Session | None = None
+        self.stage = "init"
+        self._buffer = bytearray()
+        self._task: asyncio.Task | None = None
+        self._writing_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self):
+        return f"<pc_rpc connection {where(self.peer)} {self.stage}>"
+
+    # -- the transport's callbacks
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername") or self.peer
+        self.local = transport.get_extra_info("sockname") or self.local
+        if len(self.server._connections) >= self.server.max_clients:
+            log.warning("pc_rpc: refusing %s: already %d clients", where(self.peer),
+                        self.server.max_clients)
+            self.server.refused += 1
+            transport.close()
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self.server._connections.add(self)
+        self._timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT_S, self._slow)
+
+    def connection_lost(self, exc) -> None:
+        self.server._connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        log.debug("pc_rpc: %r closed", self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._process()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._task is None:
+            self.transport.resume_reading()
+            self._process()
+
+    # -- lines
+
+    def _process(self) -> None:
+        """Handle every complete line buffered, unless a call is running or replies wait."""
+        while self._task is None and not self._writing_paused and not self.transport.is_closing():
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > self.server.max_line:
+                    self._close(f"a line longer than {self.server.max_line} bytes")
+                return
+            if end >= self.server.max_line:
+                self._close(f"a line longer than {self.server.max_line} bytes")
+                return
+            line = bytes(self._buffer[:end + 1])
+            del self._buffer[:end + 1]
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        if self.stage == "init":
+            if line != INIT:
+                self._close(f"not a pc_rpc client (it sent {line[:40]!r})")
+                return
+            self.stage = "target"
+            self.transport.write(self.server._identification)
+        elif self.stage == "target":
+            self._select(line[:-1].decode("utf-8", "replace"))
+        else:
+            self._request(line)
+
+    def _select(self, text: str) -> None:
+        name, *features = text.split(" ")
+        codec = V1
+        for feature in features:
+            if feature != FEATURE:
+                self._close(f"unsupported feature {feature!r}", logging.WARNING)
+                return
+            codec = V2
+        target = self.server.targets.get(name)
+        if target is None:
+            self._close(f"no target {name!r} (targets: {', '.join(self.server.targets)})")
+            return
+        self._timer.cancel()
+        self.session = _Session(self.server, target, codec, self.peer, self.local)
+        self.stage = "calls"
+        self.transport.write((codec.encode(set(self.session.methods)) + "\n").encode())
+        log.debug("pc_rpc: %r connected", self.session)
+
+    def _request(self, line: bytes) -> None:
+        self.server.calls += 1
+        if len(line) > INLINE_DECODE:
+            self._run(self._decoded_call(line))
+            return
+        try:
+            result = self.session.call(self.session.codec.decode(line))
+        except Exception as exc:
+            self._reply_failure(exc)
+            return
         if inspect.isawaitable(result):
-            result = await result
-        return result
+            self._run(self._awaited(result))
+        else:
+            self._reply(result)
+
+    def _run(self, coroutine) -> None:
+        self.transport.pause_reading()
+        self._task = asyncio.ensure_future(coroutine)
+        self._task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._task = None
+        if not task.cancelled() and not self.transport.is_closing():
+            if not self._writing_paused:
+                self.transport.resume_reading()
+            self._process()
+
+    async def _awaited(self, awaitable) -> None:
+        try:
+            result = await awaitable
+        except Exception as exc:
+            self._reply_failure(exc)
+        else:
+            self._reply(result)
+
+    async def _decoded_call(self, line: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            request = await loop.run_in_executor(None, self.session.codec.decode, line)
+            result = self.session.call(request)
+        except Exception as exc:
+            self._reply_failure(exc)
+            return
+        if inspect.isawaitable(result):
+            await self._awaited(result)
+        else:
+            self._reply(result)
+
+    def _reply(self, result: Any) -> None:
+        try:
+            text = self.session.codec.encode({"status": "ok", "ret": result})
+        except Exception as exc:  # a result PYON cannot carry
+            self._reply_failure(exc)
+            return
+        self._write(text)
+
+    def _reply_failure(self, exc: Exception) -> None:
+        converted = _as_builtin(exc)
+        if converted is not exc:
+            converted.__traceback__ = None
+        elif type(exc) not in _BUILTIN_EXCEPTIONS:
+            log.error("pc_rpc: %r: %s", self.session, pack(exc)["message"], exc_info=exc)
+        else:
+            log.debug("pc_rpc: %r: %s: %s", self.session, type(exc).__name__, exc,
+                      exc_info=exc)
+        self._write(self.session.codec.encode({"status": "failed",
+                                               "exception": pack(converted)}))
+
+    def _write(self, text: str) -> None:
+        if not self.transport.is_closing():  # the client may have left meanwhile
+            self.transport.write(text.encode() + b"\n")
+
+    def _slow(self) -> None:
+        self._close(f"no handshake within {HANDSHAKE_TIMEOUT_S:g} s")
+
+    def _close(self, why: str, level: int = logging.INFO) -> None:
+        log.log(level, "pc_rpc: closing %s: %s", where(self.peer), why)
+        self._buffer.clear()
+        self.transport.close()
+
+    def abort(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.transport.abort()
 
 
 class PcRpcServer:
@@ -346,18 +539,19 @@ class PcRpcServer:
         self.calls = 0
         self.refused = 0
         self._servers: list[asyncio.Server] = []
-        self._clients: set[asyncio.Task] = set()
+        self._connections: set[_Connection] = set()
         self._identification = (pyon.encode({"targets": list(self.targets),
                                              "description": description,
                                              "features": [FEATURE]}) + "\n").encode()
 
     def __repr__(self):
         places = ", ".join(where(a) for a in self.addresses) or "not listening"
-        return f"<PcRpcServer {places} targets={list(self.targets)} clients={len(self._clients)}>"
+        return (f"<PcRpcServer {places} targets={list(self.targets)} "
+                f"clients={len(self._connections)}>")
 
     @property
     def clients(self) -> int:
-        return len(self._clients)
+        return len(self._connections)
 
     async def start(self, hosts: list[str | None], port: int) -> None:
         """Listen on every host (None: all interfaces) at `port` (0: one free port for all).
@@ -387,122 +581,20 @@ class PcRpcServer:
                           f"{exc.strerror}")
         for address, exc in failures:
             log.warning("pc_rpc: not listening on %s: %s", address, exc.strerror)
+        loop = asyncio.get_running_loop()
         for sock in sockets:
-            server = await asyncio.start_server(self._accept, sock=sock, limit=self.max_line)
-            self._servers.append(server)
+            self._servers.append(await loop.create_server(lambda: _Connection(self), sock=sock))
             self.addresses.append(sock.getsockname()[:2])
 
     async def stop(self) -> None:
         """Stop listening and end every connection."""
         for server in self._servers:
             server.close()
-        for task in list(self._clients):
-            task.cancel()
-        await asyncio.gather(*self._clients, return_exceptions=True)
+        for connection in list(self._connections):
+            connection.abort()
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
-
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        if len(self._clients) >= self.max_clients:
-            log.warning("pc_rpc: refusing %s: already %d clients", where(peer), self.max_clients)
-            self.refused += 1
-            writer.close()
-            return
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        task = asyncio.ensure_future(self._serve(reader, writer, peer,
-                                                 writer.get_extra_info("sockname")))
-        self._clients.add(task)
-        task.add_done_callback(self._clients.discard)
-
-    async def _serve(self, reader, writer, peer, local) -> None:
-        try:
-            session = await self._handshake(reader, writer, peer, local)
-            if session is not None:
-                log.debug("pc_rpc: %r connected", session)
-                await self._requests(session, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except TimeoutError:
-            log.info("pc_rpc: closing %s: no handshake within %g s", where(peer),
-                     HANDSHAKE_TIMEOUT_S)
-        except Exception:
-            log.exception("pc_rpc: connection from %s failed", where(peer))
-        finally:
-            writer.close()
-
-    async def _handshake(self, reader, writer, peer, local) -> _Session | None:
-        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-            line = await self._line(reader, peer)
-            if line != INIT:
-                if line:
-                    log.info("pc_rpc: closing %s: not a pc_rpc client (it sent %r)",
-                             where(peer), line[:40])
-                return None
-            writer.write(self._identification)
-            line = await self._line(reader, peer)
-        if not line.endswith(b"\n"):
-            return None
-        name, *features = line[:-1].decode("utf-8", "replace").split(" ")
-        codec = V1
-        for feature in features:
-            if feature != FEATURE:
-                log.warning("pc_rpc: closing %s: unsupported feature %r", where(peer), feature)
-                return None
-            codec = V2
-        target = self.targets.get(name)
-        if target is None:
-            log.info("pc_rpc: closing %s: no target %r (targets: %s)", where(peer), name,
-                     ", ".join(self.targets))
-            return None
-        session = _Session(self, target, codec, peer, local)
-        writer.write((codec.encode(set(session.methods)) + "\n").encode())
-        return session
-
-    async def _line(self, reader, peer) -> bytes:
-        """The next line (b"" at the end); a line over the limit closes the connection."""
-        try:
-            return await reader.readline()
-        except ValueError:  # asyncio's LimitOverrunError, raised by readline as ValueError
-            log.warning("pc_rpc: closing %s: a line longer than %d bytes", where(peer),
-                        self.max_line)
-            return b""
-
-    async def _requests(self, session: _Session, reader, writer) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            line = await self._line(reader, session.peer)
-            if not line.endswith(b"\n"):
-                return  # the end of the connection, or a line cut by it
-            self.calls += 1
-            try:
-                if len(line) > INLINE_DECODE:
-                    request = await loop.run_in_executor(None, session.codec.decode, line)
-                else:
-                    request = session.codec.decode(line)
-                reply = {"status": "ok", "ret": await session.call(request)}
-                text = session.codec.encode(reply)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                text = session.codec.encode({"status": "failed",
-                                             "exception": self._failure(session, exc)})
-            writer.write(text.encode() + b"\n")
-            await writer.drain()
-
-    @staticmethod
-    def _failure(session: _Session, exc: Exception) -> dict[str, Any]:
-        converted = _as_builtin(exc)
-        if converted is not exc:
-            converted.__traceback__ = None
-        elif type(exc) not in _BUILTIN_EXCEPTIONS:
-            log.error("pc_rpc: %r: %s", session, pack(exc)["message"], exc_info=exc)
-        else:
-            log.debug("pc_rpc: %r: %s: %s", session, type(exc).__name__, exc, exc_info=exc)
-        return pack(converted)
 
 
 async def _addresses(hosts: list[str | None]) -> list[str | None]:

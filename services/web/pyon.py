@@ -113,7 +113,9 @@ def decode(text: str | bytes) -> Any:
         raise ValueError(f"not PYON v2 (JSON): {exc}") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"not PYON v2: not UTF-8 ({exc.reason})") from None
-    _check_depth(value)
+    opening = ("[", "{") if isinstance(text, str) else (b"[", b"{")
+    if text.count(opening[0]) + text.count(opening[1]) > MAX_DEPTH:  # else it cannot be deeper
+        _check_depth(value)
     return value
 
 
