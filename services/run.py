@@ -21,6 +21,7 @@ import math
 import os
 import secrets
 import socket
+import sys
 from datetime import datetime
 
 from drivers.base import Reading, Status
@@ -150,7 +151,12 @@ def run_command(args) -> int:
                 print(f"ionlab: ARTIQ controllers (pc_rpc) at {', '.join(service.listening)}",
                       flush=True)
 
-    asyncio.run(serve(services, hub, server, started=started))
+    try:
+        asyncio.run(serve(services, hub, server, started=started))
+    except OSError as exc:  # a port in use, an address this machine does not have
+        print(f"ionlab: {exc.strerror if exc.strerror and not exc.filename else exc}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -234,7 +234,8 @@ def _bind(name: str, method: Method, args: list | tuple, kwargs: dict) -> dict[s
 
 
 class _Session:
-    """One client connection: its target, codec, and whether it may change the lab."""
+    """A connection once it chose a target: the target, the codec, and whether it may
+    change the lab; ``ping``, ``authenticate`` and ``terminate`` are its own methods."""
 
     def __init__(self, server: PcRpcServer, target: Target, codec: Codec, peer, local):
         self.server, self.target, self.codec = server, target, codec
@@ -357,7 +358,8 @@ class _Connection(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self.server._connections.add(self)
-        self._timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT_S, self._slow)
+        self._timer = asyncio.get_running_loop().call_later(self.server.handshake_timeout_s,
+                                                            self._slow)
 
     def connection_lost(self, exc) -> None:
         self.server._connections.discard(self)
@@ -499,7 +501,7 @@ class _Connection(asyncio.Protocol):
             self.transport.write(text.encode() + b"\n")
 
     def _slow(self) -> None:
-        self._close(f"no handshake within {HANDSHAKE_TIMEOUT_S:g} s")
+        self._close(f"no handshake within {self.server.handshake_timeout_s:g} s")
 
     def _close(self, why: str, level: int = logging.INFO) -> None:
         log.log(level, "pc_rpc: closing %s: %s", where(self.peer), why)
@@ -518,13 +520,14 @@ class PcRpcServer:
     `token` is what ``authenticate`` accepts (None: nothing); `allow_writes` lets
     every connection change the lab. With `on_terminate`, targets offer
     ``terminate()`` (allowed from this host, or after authenticating), which
-    calls it. At most `max_clients` connections are served at once.
+    calls it. At most `max_clients` connections are served at once; one that has
+    not chosen a target within `handshake_timeout_s` is closed.
     """
 
     def __init__(self, targets: dict[str, Target], *, description: str | None = None,
                  token: str | None = None, allow_writes: bool = False,
                  on_terminate: Callable[[], None] | None = None, max_clients: int = 100,
-                 max_line: int = MAX_LINE):
+                 max_line: int = MAX_LINE, handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S):
         for key, target in targets.items():
             if key != target.name:
                 raise ValueError(f"target {target.name!r} is listed as {key!r}")
@@ -535,6 +538,7 @@ class PcRpcServer:
         self.on_terminate = on_terminate
         self.max_clients = max_clients
         self.max_line = max_line
+        self.handshake_timeout_s = handshake_timeout_s
         self.addresses: list[tuple[str, int]] = []
         self.calls = 0
         self.refused = 0

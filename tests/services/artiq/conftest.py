@@ -177,6 +177,40 @@ def artiq_lab(server_thread, wlm_sim, wlm_library, tmp_path):
         lab.close()
 
 
+class PcRpcThread:
+    """A PcRpcServer of `targets` on its own IO loop thread, on 127.0.0.1."""
+
+    def __init__(self, targets: dict[str, Target], port: int = 0, **options):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.server = PcRpcServer(targets, **options)
+        try:
+            self.call(self.server.start, ["127.0.0.1"], port)
+        except BaseException:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(30)
+            raise
+        self.port = self.server.addresses[0][1]
+
+    def call(self, fn, *args):
+        """fn(*args) on the server's loop (awaited when it is a coroutine function)."""
+        async def run():
+            result = fn(*args)
+            return await result if asyncio.iscoroutine(result) else result
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self.call(self.server.stop)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(30)
+
+
 class _AnyValue(Param):
     """A parameter that takes any PYON value (what a dataset may hold)."""
 
@@ -184,23 +218,17 @@ class _AnyValue(Param):
         return value
 
 
-class MasterStandIn:
+class MasterStandIn(PcRpcThread):
     """An ARTIQ master's ``master_dataset_db`` target, served by the project's own pc_rpc
-    server on its own IO loop thread; `calls` is every set(key, value, persist) it took."""
+    server; `calls` is every set(key, value, persist) it took."""
 
     def __init__(self, port: int = 0, refuse: tuple[str, ...] = ()):
-        self.port, self.refuse = port, refuse
+        self.refuse = refuse
         self.calls: list[tuple[str, object, bool]] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        params = (Param("key", str), _AnyValue("value", object), Param("persist", bool, False))
         target = Target("master_dataset_db", "A stand-in for the ARTIQ master's datasets.",
-                        {"set": Method(self.set, params=(Param("key", str), _AnyValue("value", object),
-                                                         Param("persist", bool, False)))})
-        self.server = PcRpcServer({"master_dataset_db": target})
-        asyncio.run_coroutine_threadsafe(self.server.start(["127.0.0.1"], port),
-                                         self._loop).result(30)
-        self.port = self.server.addresses[0][1]
+                        {"set": Method(self.set, params=params)})
+        super().__init__({"master_dataset_db": target}, port)
 
     def set(self, key, value, persist=False):
         if key in self.refuse:
@@ -209,11 +237,6 @@ class MasterStandIn:
 
     def values(self, key: str) -> list:
         return [v for k, v, _ in list(self.calls) if k == key]
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
 
 
 @pytest.fixture
@@ -227,5 +250,5 @@ def master():
 
     yield start
     for stand_in in started:
-        if stand_in._thread.is_alive():
+        if stand_in.running:
             stand_in.stop()

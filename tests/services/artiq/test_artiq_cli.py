@@ -292,3 +292,14 @@ def test_ionlab_run_serves_the_targets_from_the_lab_process(tmp_path, processes)
     proc.process.send_signal(signal.SIGINT)
     assert proc.wait() == 0
     assert "Traceback" not in proc.output()
+
+
+def test_ionlab_run_with_the_pc_rpc_port_taken_is_exit_1_naming_it(tmp_path, run_cli):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        lab = write_lab(tmp_path, f'[artiq]\nport = {port}\nbind_localhost = false\n'
+                                  'bind = ["127.0.0.1"]\n')
+        result = run_cli("run", "--config", str(lab), "--port", str(free_port()))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"ionlab: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

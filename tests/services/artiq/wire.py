@@ -10,6 +10,7 @@ generation speaks.
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import socket
 
@@ -27,6 +28,8 @@ class RemoteError(Exception):
 # -- PYON v2 ----------------------------------------------------------------------------
 
 def _wrap(value):
+    if isinstance(value, bytes):
+        return {"__jsonclass__": ["bytes", [base64.b64encode(value).decode()]]}
     if isinstance(value, tuple):
         return {"__jsonclass__": ["tuple", [[_wrap(v) for v in value]]]}
     if isinstance(value, set | frozenset):
@@ -48,7 +51,7 @@ def _unwrap(obj):
     if "__jsonclass__" not in obj:
         return obj
     name, args = obj["__jsonclass__"]
-    return {"tuple": tuple, "set": set, "dict": dict}[name](*args)
+    return {"tuple": tuple, "set": set, "dict": dict, "bytes": base64.b64decode}[name](*args)
 
 
 def v2_decode(line: bytes):
