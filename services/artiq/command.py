@@ -111,6 +111,10 @@ def artiq_command(args) -> int:
     stop = asyncio.Event()
     services = controller(config, hub, settings, on_terminate=stop.set)
     artiq = services[-1]
+    if artiq.wavemeter is None and not artiq.device_names:
+        print(f"ionlab artiq: {config.file} has no wavemeter and no device to serve",
+              file=sys.stderr)
+        return 2
 
     def started() -> None:
         lab = "the demo lab (simulated devices)" if config.is_demo else config.file

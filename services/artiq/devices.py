@@ -108,8 +108,11 @@ def device_target(spec: DeviceSpec, owner) -> Target:
     methods = _DeviceMethods(spec, owner)
     table = {"read": Method(methods.read), "value": Method(methods.value)}
     for name in _driver_methods(cls):
-        # Bound to the class only so that Method reads the signature without `self`.
-        probe = Method(types.MethodType(getattr(cls, name), cls))
+        try:  # bound to the class only so that Method reads the signature without `self`
+            probe = Method(types.MethodType(getattr(cls, name), cls))
+        except TypeError as exc:  # a parameter RPC cannot describe
+            log.warning("%s: %s is not offered to ARTIQ: %s", spec.name, name, exc)
+            continue
         table[name] = methods.driver_method(name, probe)
     doc = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
     return Target(spec.name, f"{spec.name}: {spec.kind}{' (simulated)' if spec.simulation else ''}"

@@ -303,3 +303,22 @@ def test_ionlab_run_with_the_pc_rpc_port_taken_is_exit_1_naming_it(tmp_path, run
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"ionlab: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_lab_without_a_wavemeter_serves_its_devices(tmp_path, run_cli, processes):
+    lab = tmp_path / "vacuum.toml"
+    lab.write_text('[devices.chamber]\nkind = "tpg"\nsimulation = true\nport = "/dev/ttyUSB0"\n'
+                   'gauges = { 1 = "chamber" }\n', encoding="utf-8")
+    db = _device_db(run_cli, "--config", str(lab))
+    assert set(db) == {"core", "chamber"} and db["chamber"]["type"] == "controller"
+    proc = processes([ionlab(), "artiq", "--config", str(lab), "-p", "0", "--bind",
+                      "127.0.0.1", "--no-localhost-bind"], tmp_path)
+    port = int(proc.wait_line(SERVING)[1])
+    assert Client(port, "chamber").identity["targets"] == ["chamber"]
+    assert 1e-11 < Client(port, "chamber").call("value") < 1e-9
+    empty = tmp_path / "empty.toml"
+    empty.write_text("[server]\n", encoding="utf-8")
+    for args in (["artiq"], ["artiq", "device-db"]):
+        result = run_cli(*args, "--config", str(empty))
+        assert result.returncode == 2
+        assert f"{empty} has no wavemeter and no device to serve" in result.stderr

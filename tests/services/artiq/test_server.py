@@ -84,7 +84,7 @@ def test_values_come_back_with_their_types(echo, v2):
     assert any("raise LookupError_(how)" in line for line in info.value.traceback)
 
 
-def test_the_project_client_unpacks_as_sipyco_does(echo):
+def test_the_project_client_unpacks_as_sipyco_does(echo, api):
     async def main():
         client = await PcRpcClient.connect("127.0.0.1", echo.port, "test")
         try:
@@ -102,7 +102,7 @@ def test_the_project_client_unpacks_as_sipyco_does(echo):
         finally:
             await client.close()
 
-    asyncio.run(main())
+    api.in_thread(asyncio.run, main())  # a loop of its own, whatever another test left running
 
 
 def test_a_client_that_never_chooses_a_target_is_closed(echo):
