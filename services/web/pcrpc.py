@@ -23,6 +23,10 @@ value the service refuses a ValueError) and their names and docstrings are what
 refused with PermissionError until the connection has authenticated, unless
 the server allows writes to everyone (``allow_writes``).
 
+A failure that answers the request (a wrong argument, a refused write: the
+`ANSWERS` classes and the services' own errors) is packed without a traceback;
+a fault of the server keeps its traceback and is logged.
+
 Unlike sipyco's own server, calls from different connections run concurrently
 (a slow device delays only its caller), a request line that does not decode is
 answered with the error instead of closing the connection, and lines longer
@@ -78,6 +82,8 @@ HANDSHAKE_TIMEOUT_S = 10.0
 #: after a wrong token, the answer waits this long (guessing stays slow)
 REFUSAL_DELAY_S = 0.5
 BUILTINS = ("ping", "authenticate", "terminate")
+#: exceptions that answer a request (bad arguments, refusals), not faults of the server
+ANSWERS = (ValueError, TypeError, PermissionError, AttributeError, LookupError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -485,14 +491,14 @@ class _Connection(asyncio.Protocol):
         self._write(text)
 
     def _reply_failure(self, exc: Exception) -> None:
+        """Answer with the packed exception: an answer to the request (a bad argument, a
+        refusal) without a traceback, a fault of the server with its traceback, logged."""
         converted = _as_builtin(exc)
-        if converted is not exc:
-            converted.__traceback__ = None
-        elif type(exc) not in _BUILTIN_EXCEPTIONS:
-            log.error("pc_rpc: %r: %s", self.session, pack(exc)["message"], exc_info=exc)
+        if converted is not exc or isinstance(exc, ANSWERS):
+            log.debug("pc_rpc: %r: %s: %s", self.session, type(converted).__name__, converted)
+            converted = converted.with_traceback(None)
         else:
-            log.debug("pc_rpc: %r: %s: %s", self.session, type(exc).__name__, exc,
-                      exc_info=exc)
+            log.error("pc_rpc: %r: %s", self.session, pack(exc)["message"], exc_info=exc)
         self._write(self.session.codec.encode({"status": "failed",
                                                "exception": pack(converted)}))
 
