@@ -57,7 +57,7 @@ _NUMPY_KINDS = "biufc"  # bool, int, unsigned, float, complex: never objects or 
 
 def encode(value: Any) -> str:
     """`value` as one line of PYON v2 (ASCII JSON); TypeError for what PYON cannot carry."""
-    return json.dumps(_wrap(value), separators=(",", ":"))
+    return _ENCODER.encode(_wrap(value))
 
 
 def _jsonclass(name: str, args: list) -> dict:
@@ -106,7 +106,7 @@ def _wrap(value: Any) -> Any:
 def decode(text: str | bytes) -> Any:
     """A value from one line of PYON v2."""
     try:
-        value = json.loads(text, object_hook=_object_hook)
+        value = _DECODER.decode(text.decode() if isinstance(text, bytes) else text)
     except RecursionError:
         raise ValueError(f"not PYON: nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
@@ -120,6 +120,7 @@ def decode(text: str | bytes) -> Any:
 
 
 def _object_hook(obj: dict) -> Any:
+    """A ``__jsonclass__`` object as the value it stands for (json calls this per object)."""
     if _CLASS not in obj:
         return obj
     spec = obj[_CLASS]
@@ -224,6 +225,8 @@ def _npscalar(dtype: str, data: str | bytes) -> Any:
     return values[0].item()
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder(object_hook=_object_hook)
 _DECODERS = {
     "tuple": lambda items: tuple(_items(items)),
     "set": lambda items: set(_items(items)),
