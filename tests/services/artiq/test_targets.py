@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drivers.analog.dac import ScpiDAC
+from drivers.base import DeviceError
 from drivers.highfinesse.wlm import Wavemeter
-from drivers.thorlabs.pm100 import PM100
+from drivers.thorlabs.pm100 import PM100, SimPM100
 from services.artiq.targets import WavemeterReads
 from services.wavemeter.acquisition import C_NM_THZ
 from services.wavemeter.service import WavemeterService
@@ -198,6 +199,9 @@ def test_device_targets_read_now_and_set(artiq_lab):
     assert info.value.cls == "ValueError" and "no port 9" in info.value.message
 
     meter = lab.writer("power397")
+    (power,) = meter.call("read")
+    assert (power["sensor"], power["unit"], power["value"]) == ("power397", "W", 1.234567e-3)
+    assert meter.call("value") == 1.234567e-3
     assert meter.call("wavelength") == 397.0
     assert meter.call("set_wavelength", 780) == 780.0
     assert lab.device("power397").wavelength() == 780.0
@@ -276,3 +280,16 @@ def test_the_same_registry_feeds_json_rpc(artiq_lab, api):
     assert answer["result"]["setpoint_thz"] == here
     assert lab.client("locks").call("status", 2)["setpoint_thz"] == here
     assert api.rpc(lab.srv.url, "frequency_fresh", [2, 60.0])["result"] == here
+
+
+def test_the_power_meter_twin_takes_wavelengths_as_the_meter_does():
+    with SimPM100("pm", resource="USB0::0x1313::0x8078::P0012345::INSTR",
+                  wavelength_nm=397.0) as pm:
+        assert pm.wavelength() == 397.0
+        assert pm.set_wavelength(780.04) == 780.0  # 0.1 nm steps
+        with pytest.raises(DeviceError, match="the meter refused wavelength 1550 nm \\(it reads "
+                                              "back 780 nm"):
+            pm.set_wavelength(1550)
+        assert pm.wavelength() == 780.0 == pm.wavelength_nm
+    with pytest.raises(DeviceError, match="refused wavelength 1550 nm"):
+        SimPM100("pm", resource="USB0::x::INSTR", wavelength_nm=1550).open()
