@@ -21,6 +21,7 @@ COMMANDS = [
     "services.logger.command",
     "services.alarms.command",
     "services.simulation",
+    "services.artiq.command",
     "services.run",
 ]
 

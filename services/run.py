@@ -5,7 +5,8 @@
 Without --config it runs the built-in demo lab: simulated devices, the logger's
 SQLite database and the lock settings under ./var/ (created when missing). The
 services share one hub and one Tornado application: the dashboard at ``/``,
-the JSON API, JSON-RPC and the event stream under ``/api/v1``. Besides the
+the JSON API, JSON-RPC and the event stream under ``/api/v1``; with an
+``[artiq]`` table also the ARTIQ controllers (pc_rpc, services.artiq). Besides the
 devices it polls itself, the logger stores every wavemeter reading as sensor
 ``wavemeter/<n>`` (THz), so the dashboard's history covers the lasers too.
 The alarms (``[[alarms]]``, docs/alarms.md) watch all of it; in a lab with
@@ -22,11 +23,13 @@ import math
 import os
 import secrets
 import socket
+import sys
 from datetime import datetime
 
 from drivers.base import Reading, Status
 
 from .alarms.service import AlarmService, catalog_of
+from .artiq.service import ArtiqService
 from .config import Config, load
 from .logger.service import LoggerService
 from .simulation import SimulationService
@@ -116,9 +119,11 @@ def lock_names(config: Config, locks: LockService) -> dict[int, str]:
     return {n: str(names.get(str(n), "")) for n in locks.controllers}
 
 
-def build_services(config: Config, hub: Hub) -> list:
+def build_services(config: Config, hub: Hub, token: str | None = None) -> list:
     """Every service of the lab, in start order: the alarms and the recorder listen before
-    the wavemeter publishes its first reading, the locks start once the wavemeter is open."""
+    the wavemeter publishes its first reading, the locks start once the wavemeter is open,
+    and with an ``[artiq]`` table the ARTIQ controllers last (their device targets use the
+    logger's devices; `token` is what their ``authenticate`` accepts)."""
     logger = LoggerService(config, hub)
     wavemeter = WavemeterService(config, hub)
     locks = LockService(config, hub, wavemeter)
@@ -127,6 +132,8 @@ def build_services(config: Config, hub: Hub) -> list:
     services = [logger, alarms, WavemeterRecorder(hub, logger), wavemeter, locks, Dashboard()]
     if any(spec.simulation for spec in config.devices.values()):
         services.append(SimulationService(config))
+    if "artiq" in config.data:
+        services.append(ArtiqService(config, hub, services, logger, token=token))
     return services
 
 
@@ -141,7 +148,7 @@ def run_command(args) -> int:
     if server.token is None and config.is_demo:
         server = dataclasses.replace(server, token=secrets.token_urlsafe(9))
     hub = Hub()
-    services = build_services(config, hub)
+    services = build_services(config, hub, server.token)
 
     def started(port: int) -> None:
         where = "the demo lab (simulated devices, data under ./var/)" if config.is_demo \
@@ -154,8 +161,17 @@ def run_command(args) -> int:
         elif config.is_demo and not os.environ.get("IONLAB_TOKEN"):
             print(f"ionlab: write token for this demo session: {server.token}  "
                   "(set IONLAB_TOKEN to choose one)", flush=True)
+        for service in services:
+            if isinstance(service, ArtiqService):
+                print(f"ionlab: ARTIQ controllers (pc_rpc) at {', '.join(service.listening)}",
+                      flush=True)
 
-    asyncio.run(serve(services, hub, server, started=started))
+    try:
+        asyncio.run(serve(services, hub, server, started=started))
+    except OSError as exc:  # a port in use, an address this machine does not have
+        print(f"ionlab: {exc.strerror if exc.strerror and not exc.filename else exc}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

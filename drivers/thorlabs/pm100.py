@@ -3,6 +3,7 @@
 At open the meter must identify as a Thorlabs PM (`*IDN?`), takes the
 wavelength correction (`SENS:CORR:WAV`, checked by reading it back) and auto
 ranging. A read is `MEAS:POW?`: one Reading in watts named after the device.
+`set_wavelength(nm)` changes the correction later (checked the same way).
 
 >>> with SimPM100("power397", resource="USB0::0x1313::0x8078::P0012345::INSTR") as pm:
 ...     [(r.sensor, r.unit, 1e-3 < r.value < 3e-3) for r in pm.read()]
@@ -11,7 +12,7 @@ ranging. A read is `MEAS:POW?`: one Reading in watts named after the device.
 
 from __future__ import annotations
 
-from ..base import Device, DeviceError, ProtocolError, Reading, Status, utcnow
+from ..base import Device, DeviceError, ProtocolError, Reading, Status, locked, utcnow
 from ..links import VisaLink
 from ..options import number, text
 from ..simulation import Wander
@@ -21,6 +22,8 @@ __all__ = ["PM100", "SimPM100"]
 #: SCPI's "infinity": what a meter answers when the power is over its range
 _SCPI_OVERFLOW = 9.9e37
 _WAVELENGTH_TOLERANCE_NM = 0.5
+_SIM_RANGE_NM = (200.0, 1100.0)
+_SIM_DEFAULT_NM = 633.0
 
 
 class _Meter(Device):
@@ -37,6 +40,30 @@ class _Meter(Device):
                               else number("wavelength_nm", wavelength_nm, positive=True))
         self.visa_library = text("visa_library", visa_library)
         self.timeout_s = number("timeout_s", timeout_s, positive=True)
+
+    @locked
+    def wavelength(self) -> float:
+        """The wavelength (nm) the meter corrects its power reading for."""
+        self._require_open()
+        return self._wavelength()
+
+    @locked
+    def set_wavelength(self, nm: float) -> float:
+        """Correct the power reading for light of `nm` (nm); the wavelength the meter took."""
+        self._require_open()
+        actual = self._set_wavelength(number("wavelength_nm", nm, positive=True))
+        self.wavelength_nm = actual
+        return actual
+
+    def _refused(self, nm: float, actual: float) -> DeviceError:
+        return DeviceError(self.name, f"the meter refused wavelength {nm:g} nm (it reads back "
+                           f"{actual:g} nm; outside the sensor's range?)")
+
+    def _wavelength(self) -> float:
+        raise NotImplementedError
+
+    def _set_wavelength(self, nm: float) -> float:
+        raise NotImplementedError
 
 
 class PM100(_Meter):
@@ -59,13 +86,18 @@ class PM100(_Meter):
             raise ProtocolError(self.name, f"not a Thorlabs power meter: *IDN? answered "
                                 f"{self.identity!r}")
         if self.wavelength_nm is not None:
-            self._link.write(f"SENS:CORR:WAV {self.wavelength_nm:.1f}")
-            actual = self._link.query_float("SENS:CORR:WAV?")
-            if abs(actual - self.wavelength_nm) > _WAVELENGTH_TOLERANCE_NM:
-                raise DeviceError(self.name, f"the meter refused wavelength "
-                                  f"{self.wavelength_nm:g} nm (it reads back {actual:g} nm; "
-                                  f"outside the sensor's range?)")
+            self._set_wavelength(self.wavelength_nm)
         self._link.write("SENS:POW:RANG:AUTO ON")
+
+    def _wavelength(self) -> float:
+        return self._link.query_float("SENS:CORR:WAV?")
+
+    def _set_wavelength(self, nm: float) -> float:
+        self._link.write(f"SENS:CORR:WAV {nm:.1f}")
+        actual = self._wavelength()
+        if abs(actual - nm) > _WAVELENGTH_TOLERANCE_NM:
+            raise self._refused(nm, actual)
+        return actual
 
     def _close(self):
         self._link.close()
@@ -86,6 +118,21 @@ class SimPM100(_Meter):
         super().__init__(name, resource=resource, wavelength_nm=wavelength_nm,
                          visa_library=visa_library, timeout_s=timeout_s)
         self._wander = Wander(name, seed)
+        self._nm = self.wavelength_nm or _SIM_DEFAULT_NM
+
+    def _open(self):
+        if self.wavelength_nm is not None:
+            self._set_wavelength(self.wavelength_nm)
+
+    def _wavelength(self) -> float:
+        return self._nm
+
+    def _set_wavelength(self, nm: float) -> float:
+        """Like an S120C photodiode sensor: 200 to 1100 nm, set to 0.1 nm."""
+        if not _SIM_RANGE_NM[0] <= nm <= _SIM_RANGE_NM[1]:
+            raise self._refused(nm, self._nm)
+        self._nm = round(nm, 1)
+        return self._nm
 
     def _read(self) -> list[Reading]:
         stamp = utcnow()

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from tornado.ioloop import IOLoop
 
-from drivers.base import Device, Reading, Status
+from drivers.base import Device, NotOpenError, Reading, Status
 
 from ..config import Config, ConfigError, DeviceSpec
 from .ingest.receiver import Receiver
@@ -67,10 +67,7 @@ class LoggerService:
         self.config = config
         self.hub = hub
         self.settings = LoggerSettings.from_config(config, db_url)
-        names = self.settings.devices
-        self.devices: dict[str, DeviceSpec] = {
-            n: s for n, s in config.devices.items()
-            if (n in names if names is not None else s.kind not in SERVED_ELSEWHERE)}
+        self.devices = self.polled(config, self.settings.devices)
         self.store = open_store(self.settings.db)
         self.writer = Writer(
             self.store, Spool(self.settings.spool_dir, int(self.settings.spool_max_mb * 2**20)),
@@ -162,9 +159,27 @@ class LoggerService:
         self.queries.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
+    @staticmethod
+    def polled(config: Config, names: tuple[str, ...] | None) -> dict[str, DeviceSpec]:
+        """The devices a logger with ``[logger] devices = names`` polls (None: all but wavemeters)."""
+        return {n: s for n, s in config.devices.items()
+                if (n in names if names is not None else s.kind not in SERVED_ELSEWHERE)}
+
     def open_device(self, spec: DeviceSpec) -> Device:
         """Open one configured device (on its poll thread); a subclass may supply its own."""
         return spec.open()
+
+    async def device_call(self, name: str, fn, *args):
+        """``fn(device, *args)`` on the thread that polls device `name`, between two polls.
+
+        For services that reach a polled device (the ARTIQ device targets); a
+        NotOpenError until the poller has opened it.
+        """
+        device = self._open.get(name)
+        if device is None:
+            raise NotOpenError(name, f"not open yet ({self._state[name].last_error or 'opening'})")
+        return await asyncio.get_running_loop().run_in_executor(self._executors[name], fn,
+                                                                device, *args)
 
     async def _poll(self, spec: DeviceSpec) -> None:
         loop = asyncio.get_running_loop()

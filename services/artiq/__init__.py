@@ -1,0 +1,1 @@
+"""The lab as ARTIQ controllers: pc_rpc targets, the dataset updater, device_db entries."""
