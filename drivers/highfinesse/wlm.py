@@ -94,6 +94,10 @@ class Wavemeter(Device):
         """Channel number -> name, for the channels the config names."""
         return dict(self._names)
 
+    def sensor_names(self) -> list[str]:
+        """`<device>/<channel>` of each named channel (the used ones are known once open)."""
+        return [f"{self.name}/{channel}" for channel in self._names]
+
     def _open(self):
         self._lib = self._load()
 

@@ -12,10 +12,12 @@ from urllib.parse import urlencode
 
 import pytest
 
+from drivers import registry
 from drivers.base import Device, Reading, Status, utcnow
 from services.config import ConfigError, parse
 from services.logger.service import LoggerService
 from services.logger.settings import LoggerSettings
+from services.logger.store import open_store
 
 
 class SlowDevice(Device):
@@ -27,7 +29,7 @@ class SlowDevice(Device):
 
 
 class OddDevice(Device):
-    """Reads NaN, inf, a not-ok status and one good value each time."""
+    """Reads NaN, inf (both status "error"), a not-ok status and one good value each time."""
 
     def _read(self):
         now = utcnow()
@@ -36,15 +38,13 @@ class OddDevice(Device):
                 Reading("odd good", 2.5, "V", now)]
 
 
-class LabLogger(LoggerService):
-    """The service with two test devices besides the simulated instruments."""
+TEST_KINDS = {"test-slow": (f"{__name__}:SlowDevice",) * 2, "test-odd": (f"{__name__}:OddDevice",) * 2}
 
-    def open_device(self, spec):
-        if spec.kind == "test-slow":
-            return SlowDevice(spec.name).open()
-        if spec.kind == "test-odd":
-            return OddDevice(spec.name).open()
-        return super().open_device(spec)
+
+@pytest.fixture(autouse=True)
+def test_kinds(monkeypatch):
+    """The two test devices, as kinds a config can name."""
+    monkeypatch.setattr(registry, "KINDS", {**registry.KINDS, **TEST_KINDS})
 
 
 def lab_config(tmp_path, db: str) -> str:
@@ -81,10 +81,17 @@ description = "main chamber gauge"
 """
 
 
+def upgraded(url: str) -> str:
+    store = open_store(url)
+    store.upgrade()
+    store.close()
+    return url
+
+
 @pytest.fixture
 def logger_server(store_url, tmp_path, server_thread):  # the database outlives the server
-    config = parse(lab_config(tmp_path, store_url), "lab.toml")
-    return server_thread(lambda hub: [LabLogger(config, hub)])
+    config = parse(lab_config(tmp_path, upgraded(store_url)), "lab.toml")
+    return server_thread(lambda hub: [LoggerService(config, hub)])
 
 
 def get(url):
@@ -101,10 +108,14 @@ def test_logger_polls_stores_publishes_and_serves(logger_server, api, caplog):
     srv.wait_for(lambda: service.writer.status()["pending"] == 0, what="flush")
     status = api.http("GET", srv.url + "/api/v1/logger/status")[1]
     assert status["devices"]["chamber"]["reads"] >= 10  # the slow device delayed only itself
-    assert status["skipped_nonfinite"] >= 4 and status["skipped_status"] >= 2
-    assert status["database"] == "ok" and status["spooled_readings"] == 0 and status["last_write"]
-    assert "odd nan: skipping non-finite value nan" in caplog.text
-    assert caplog.text.count("odd inf: skipping") == 1  # warned once, counted always
+    assert status["devices"]["chamber"]["state"] == "ok"
+    assert status["skipped_status"] >= 6  # nan, inf and "sensor off", every read
+    assert status["database"] == "ok" and status["errors"] == 0 and status["last_write"]
+    assert status["spool_foreign_readings"] == 0 and status["spool_quarantined"] == 0
+    assert "odd nan: not storing a reading with status error (value nan" in caplog.text
+    assert caplog.text.count("odd inf: not storing") == 1  # warned once, counted always
+    health = api.http("GET", srv.url + "/healthz")[1]
+    assert health["ok"] and health["services"]["logger"]["problems"] == []
 
     sensors = {s["sensor"]: s for s in api.http("GET", srv.url + "/api/v1/sensors")[1]["sensors"]}
     assert set(sensors) == {"chamber", "table", "water in", "slow", "odd good"}
@@ -167,6 +178,7 @@ def test_logger_settings_errors_name_file_and_key(tmp_path):
         LoggerSettings.from_config(parse("[logger.sensors.chamber]\nretention = 5", "lab.toml"))
     settings = LoggerSettings.from_config(parse("", "lab.toml"), "postgresql://x/y")
     assert settings.db == "postgresql://x/y" and settings.retention is None
+    assert settings.timeout_s == 5.0 and settings.batch_s == 1.0
 
 
 def test_ingest_is_safe_from_many_threads(tmp_path):
