@@ -22,6 +22,12 @@ import serial
 
 from .base import DeviceError, ProtocolError, TimeoutError, excerpt
 
+try:  # a serial port whose device vanished fails in termios, not in pyserial
+    from termios import error as _TermiosError
+except ImportError:  # not on POSIX
+    _TermiosError = OSError
+_PORT_ERRORS = (serial.SerialException, OSError, _TermiosError)
+
 __all__ = ["PortError", "SerialLink", "TruncatedReplyError", "VisaLink"]
 
 log = logging.getLogger(__name__)
@@ -158,7 +164,7 @@ class SerialLink(_Link):
             port, self._serial = self._serial, None
             try:
                 port.close()
-            except (serial.SerialException, OSError) as exc:  # a vanished port may not close
+            except _PORT_ERRORS as exc:  # a vanished port may not close
                 log.debug("%s: closing %s: %s", self.device, self.address, exc)
 
     def send(self, data: bytes) -> None:
@@ -171,7 +177,7 @@ class SerialLink(_Link):
         except serial.SerialTimeoutException:
             raise self._lose(TimeoutError(self.device, f"{self.address} did not take "
                                           f"{excerpt(data)} within {self.timeout_s:g} s")) from None
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise self._lose(PortError(self.device, f"cannot write to {self.address}: "
                                        f"{exc}")) from None
 
@@ -180,7 +186,7 @@ class SerialLink(_Link):
         self._ready()
         try:
             data = self._serial.read_until(terminator, self.MAX_REPLY)
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise self._lose(PortError(self.device, f"cannot read from {self.address}: "
                                        f"{exc}")) from None
         if not data:

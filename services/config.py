@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,8 @@ from typing import Any
 from drivers.base import Device
 from drivers.registry import OptionError, create
 
-__all__ = ["DEMO_PATH", "TABLES", "Config", "ConfigError", "DeviceSpec", "Section", "load",
-           "parse"]
+__all__ = ["DEMO_PATH", "TABLES", "Config", "ConfigError", "DeviceSpec", "Section",
+           "check_bind_address", "load", "parse"]
 
 DEMO_PATH = Path(__file__).with_name("demo.toml")
 _REQUIRED = object()
@@ -209,3 +210,32 @@ def load(path: str | Path | None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(str(path), "", "not UTF-8 text") from None
     return parse(text, str(path))
+
+
+def check_bind_address(address: str, file: str, key: str) -> None:
+    """Refuse, before anything starts, an address this machine cannot listen on (`key`
+    "--bind" names the command line instead of the file).
+
+    >>> check_bind_address("999.1.1.1", "lab.toml", "server.bind")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    services.config.ConfigError: lab.toml: server.bind: cannot listen on '999.1.1.1' (...)...
+    """
+    if key.startswith("--"):
+        file, key = key, ""
+    try:
+        found = socket.getaddrinfo(address or None, 0, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(file, key, f"cannot listen on {address!r} ({exc}); expected an "
+                          "address or name of this machine, e.g. 127.0.0.1 or 0.0.0.0") from None
+    error = None
+    for family, kind, proto, _, where in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind(where)
+            return
+        except OSError as exc:
+            error = exc
+    raise ConfigError(file, key, f"cannot listen on {address!r} ({error.strerror}); expected an "
+                      "address of this machine, e.g. 127.0.0.1 or 0.0.0.0")

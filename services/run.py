@@ -24,7 +24,7 @@ from datetime import datetime
 
 from drivers.base import Reading, Status
 
-from .config import Config, load
+from .config import Config, check_bind_address, load
 from .logger.service import LoggerService
 from .wavemeter.lock_api import LockService
 from .wavemeter.service import WavemeterService
@@ -122,6 +122,7 @@ def _url(bind: str, port: int) -> str:
 def run_command(args) -> int:
     config = load(args.config)
     server = server_from_args(config, args)
+    check_bind_address(server.bind, config.file, "--bind" if args.bind else "server.bind")
     if server.token is None and config.is_demo:
         server = dataclasses.replace(server, token=secrets.token_urlsafe(9))
     hub = Hub()

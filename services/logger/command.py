@@ -20,7 +20,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ..config import load
+from ..config import check_bind_address, load
 from ..lockfile import LockHeld, PidLock
 from .queries import AGGREGATES, QueryError, make_query, rows_csv, rows_json
 from .settings import LoggerSettings
@@ -59,6 +59,7 @@ def logger_command(args) -> int:
               f"http://{server.bind}:{port}/api/v1/series  (Ctrl-C stops)", flush=True)
 
     server = ServerConfig.from_config(config)
+    check_bind_address(server.bind, config.file, "server.bind")
     asyncio.run(serve([service], hub, server, started=started))
     return 0
 
