@@ -335,7 +335,10 @@ class Spool:
         for entry in sorted(os.scandir(self.directory), key=lambda e: e.name):
             path = Path(entry.path)
             if _SEGMENT.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                self._load(path, readonly)
+                if entry.stat().st_size == 0 and not readonly:
+                    path.unlink()  # created, but nothing was ever appended
+                else:
+                    self._load(path, readonly)
             elif entry.name.startswith(_TEMP) and entry.is_file(follow_symlinks=False):
                 if not readonly:
                     path.unlink()  # a rewrite cut short: the segment it was for is still whole
