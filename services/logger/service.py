@@ -250,9 +250,13 @@ class LoggerService:
         while True:
             try:
                 await self._poll_device(spec, state)
-            except Exception as exc:  # noqa: BLE001 - reported, then the poller starts again
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - even a driver's SystemExit: reported,
+                # then the poller starts again (escaping, it would stop the whole lab)
                 state.fault = f"poller of {spec.name} died ({type(exc).__name__}: {exc})"
-                log.exception("%s", state.fault)
+                log.error("%s; starting it again", state.fault,
+                          exc_info=not isinstance(exc, SystemExit))
                 await asyncio.sleep(1.0)
 
     async def _poll_device(self, spec: DeviceSpec, state: _DeviceState) -> None:

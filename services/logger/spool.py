@@ -497,13 +497,26 @@ class Spool:
                 self._remove(path)
 
     def close(self) -> None:
-        """After the last replay: remove the newest segment if all of it is stored (so a
-        restart does not find those batches again)."""
+        """After the last replay: cut from the newest segment what of it is stored, so a
+        restart does not find those batches again."""
         with self._lock:
             current, self._current = self._current, None
             segment = self._segments.get(current)
-            if segment is not None and segment.consumed >= segment.size:
+            if segment is None or not segment.consumed:
+                return
+            if segment.consumed >= segment.size:
                 self._remove(current)
+                return
+            try:
+                with open(current, "rb") as f:
+                    f.seek(segment.consumed)
+                    rest = f.read()
+                self._replace(current, rest)
+            except OSError as exc:  # kept whole: its stored batches are written again, once
+                log.warning("spool %s: cannot cut the stored part off %s (%s)", self.directory,
+                            current.name, exc)
+                return
+            segment.size, segment.consumed = len(rest), 0
 
     def discard(self, path: Path) -> int:
         """Delete a segment unread (an operator's choice); the readings it held."""
@@ -526,15 +539,18 @@ class Spool:
     def _rewrite(self, path: Path, found: Scan, keep: list[Record]) -> None:
         """Replace `path` by a file holding only the records `keep` (atomic: temp, fsync,
         rename)."""
-        temp = path.with_name(f"{_TEMP}{path.name}")
         data = b"".join(found.bytes_of(r.offset, r.end) for r in keep)
-        _write_durably(temp, data)
-        os.replace(temp, path)
-        self._fsync_directory()
+        self._replace(path, data)
         readings = Counter()
         for record in keep:
             readings[record.destination] += record.count
         self._segments[path] = _Segment(size=len(data), readings=readings)
+
+    def _replace(self, path: Path, data: bytes) -> None:
+        temp = path.with_name(f"{_TEMP}{path.name}")
+        _write_durably(temp, data)
+        os.replace(temp, path)
+        self._fsync_directory()
 
     # -- setting aside ------------------------------------------------------------------
 

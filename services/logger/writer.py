@@ -446,6 +446,8 @@ class Writer:
             while (self._appends == self._seen and not self._unspooled and not self._stopping
                    and self.store.refresh_rollups(settle=self.rollup_settle)):
                 pass
+        except StoreUnavailable:
+            raise  # an outage like any other
         except StoreError as exc:
             log.warning("rollup refresh failed: %s", exc)
 
@@ -456,6 +458,8 @@ class Writer:
             self.store.maintain(now)
             default, per_sensor = self.retention
             self.store.apply_retention(now, default, per_sensor)
+        except StoreUnavailable:
+            raise
         except StoreError as exc:
             log.warning("database upkeep failed: %s", exc)
 

@@ -229,7 +229,7 @@ def test_kill_9_then_restart_loses_at_most_the_current_batch(pg_proxy, tmp_path)
     acked = -1
     lines = iter(feeder.stdout.readline, "")
     try:
-        for count, line in enumerate(lines):
+        for count, line in enumerate(line for line in lines if line.startswith("stored")):
             acked = int(line.split()[1])
             if count == 20:
                 proxy.cut()  # the next batches go to the spool
