@@ -127,6 +127,7 @@ def run_command(args) -> int:
         server = dataclasses.replace(server, token=secrets.token_urlsafe(9))
     hub = Hub()
     services = build_services(config, hub)
+    services[0].prepare()  # the logger: its spool, store and database, checked before serving
 
     def started(port: int) -> None:
         where = "the demo lab (simulated devices, data under ./var/)" if config.is_demo \

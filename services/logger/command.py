@@ -60,6 +60,7 @@ def logger_command(args) -> int:
 
     server = ServerConfig.from_config(config)
     check_bind_address(server.bind, config.file, "server.bind")
+    service.prepare()
     asyncio.run(serve([service], hub, server, started=started))
     return 0
 

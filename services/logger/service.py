@@ -117,6 +117,7 @@ class LoggerService:
         self._locks: list[PidLock] = []
         self._supervisor: PeriodicCallback | None = None
         self._loop: IOLoop | None = None
+        self._prepared = False
 
     def __repr__(self):
         return f"<LoggerService {redact(self.settings.db)} devices={list(self.devices)}>"
@@ -151,14 +152,10 @@ class LoggerService:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Claim the spool and store, check the database, start writing and polling; a
-        ConfigError when this logger cannot run as configured."""
+        """`prepare` (unless done), then start writing and polling."""
         self._loop = IOLoop.current()
-        try:
-            await self._loop.run_in_executor(self.queries, self._prepare)
-        except BaseException:
-            self._release()
-            raise
+        if not self._prepared:
+            await self._loop.run_in_executor(self.queries, self.prepare)
         self.writer.start()
         for name, spec in self.devices.items():
             self._executors[name] = ThreadPoolExecutor(1, thread_name_prefix=f"poll-{name}")
@@ -167,8 +164,18 @@ class LoggerService:
         self._supervisor.start()
         log.info("logging %d devices to %s", len(self.devices), redact(self.settings.db))
 
+    def prepare(self) -> None:
+        """Take the spool folder (and an SQLite file), read the spool, check the database;
+        a ConfigError when this logger cannot run as configured. Blocking: a command calls
+        it before serving (so a mistake is one line and nothing else), `start` otherwise."""
+        try:
+            self._prepare()
+        except BaseException:
+            self._release()
+            raise
+        self._prepared = True
+
     def _prepare(self) -> None:
-        """Take the spool folder (and an SQLite file), read the spool, check the database."""
         s = self.settings
         self._claim(Path(s.spool_dir) / LOCK_NAME, "spool_dir", "its own spool_dir")
         if isinstance(self.store, SqliteStore):

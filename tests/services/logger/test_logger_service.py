@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sqlite3
 import threading
 import time
 import urllib.request
@@ -17,7 +18,10 @@ from drivers.base import Device, Reading, Status, utcnow
 from services.config import ConfigError, parse
 from services.logger.service import LoggerService
 from services.logger.settings import LoggerSettings
+from services.logger.sqlite import SqliteStore
 from services.logger.store import open_store
+
+from .test_logger_writer import wait_for
 
 
 class SlowDevice(Device):
@@ -200,3 +204,129 @@ def test_ingest_is_safe_from_many_threads(tmp_path):
     assert service.writer.flush()
     service.writer.stop()
     assert service.writer.written == 2000
+
+
+class DyingDevice(Device):
+    """A driver that dies (SystemExit) on every read while `dying` is set."""
+
+    dying = False
+
+    def _read(self):
+        if DyingDevice.dying:
+            raise SystemExit("the driver called exit")
+        return [Reading("dying", 1.0, "V", utcnow())]
+
+
+class DyingStore(SqliteStore):
+    """A real SQLite store whose writes kill the writer's thread while `dying` is set."""
+
+    dying = True
+
+    def write(self, rows):
+        if self.dying:
+            raise SystemExit("simulated crash in a write")
+        return super().write(rows)
+
+
+def test_a_writer_thread_or_poller_that_dies_is_started_again_and_unhealthy_meanwhile(
+        server_thread, api, tmp_path, monkeypatch):
+    monkeypatch.setitem(registry.KINDS, "test-dying", (f"{__name__}:DyingDevice",) * 2)
+    config = parse(f"""
+[devices.dying]
+kind = "test-dying"
+poll_s = 0.05
+[logger]
+db = "{tmp_path}/lab.sqlite"
+spool_dir = "{tmp_path}/spool"
+batch_s = 0.05
+""")
+    store = DyingStore(str(tmp_path / "lab.sqlite"))
+
+    def services(hub):
+        service = LoggerService(config, hub)
+        service.store = service.writer.store = store
+        return [service]
+
+    srv = server_thread(services)
+    service = srv.services[0]
+
+    def health():
+        code, body, _ = api.http("GET", srv.url + "/healthz")
+        return code, body["services"]["logger"]
+
+    srv.wait_for(lambda: service.writer.spooled >= 20 and service.writer.problems(),
+                 what="the storer to die while readings are spooled")
+    code, logger = health()
+    assert code == 503 and not logger["ok"]
+    assert "writer storer thread died (SystemExit: simulated crash in a write)" in logger["problems"]
+    assert service.status()["faults"] == logger["problems"]
+    store.dying = False  # the next storer, started within a second, gets through
+    srv.wait_for(lambda: not service.writer.problems() and service.writer.flush(0.1), 30,
+                 "the storer to run again and store the spool")
+    spooled = service.writer.spooled
+    code, logger = health()
+    assert code == 200 and logger["problems"] == []
+    with sqlite3.connect(tmp_path / "lab.sqlite") as db:  # every spooled reading got stored
+        assert db.execute("SELECT count(*) FROM samples").fetchone()[0] >= spooled
+    assert service.writer.dropped == 0
+
+    DyingDevice.dying = True
+    try:
+        wait_for(lambda: health()[0] == 503, what="the poller to die")
+        assert "poller of dying died (SystemExit: the driver called exit)" in health()[1]["problems"]
+    finally:
+        DyingDevice.dying = False
+    wait_for(lambda: health()[0] == 200, what="the poller to run again")
+    reads = service.status()["devices"]["dying"]["reads"]
+    srv.wait_for(lambda: service.status()["devices"]["dying"]["reads"] > reads, what="reads")
+
+
+@pytest.mark.slow
+def test_a_network_gauge_that_drops_and_refuses_is_reported_and_polled_again(
+        server_thread, api, tmp_path):
+    from tests.drivers.fakes import FakeTPG, TcpPort
+
+    with TcpPort(FakeTPG()) as port:
+        config = parse(f"""
+[devices.gauge]
+kind = "tpg"
+poll_s = 0.1
+port = "{port.url}"
+gauges = {{ 1 = "chamber" }}
+[logger]
+db = "{tmp_path}/lab.sqlite"
+spool_dir = "{tmp_path}/spool"
+batch_s = 0.1
+""")
+        srv = server_thread(lambda hub: [LoggerService(config, hub)])
+        service = srv.services[0]
+
+        def gauge():
+            return api.http("GET", srv.url + "/api/v1/logger/status")[1]["devices"]["gauge"]
+
+        srv.wait_for(lambda: service.status()["devices"]["gauge"]["reads"] >= 3, what="readings")
+        refused_at = utcnow()
+        port.refuse()  # the controller reboots: the connection closes, connecting is refused
+        srv.wait_for(lambda: service.status()["devices"]["gauge"]["state"] == "error",
+                     what="the error")
+        state = gauge()
+        assert state["state"] == "error" and state["error_since"] >= refused_at.isoformat()
+        assert "gauge: cannot" in state["last_error"]
+        code, health, _ = api.http("GET", srv.url + "/healthz")
+        logger = health["services"]["logger"]
+        assert code == 503 and logger["devices_in_error"]["gauge"]["since"] == state["error_since"]
+        assert any(p.startswith(f"device gauge in error since {state['error_since']}: ")
+                   for p in logger["problems"])
+        time.sleep(max(0.0, 10 - (utcnow() - refused_at).total_seconds()))  # refused for 10 s
+        assert gauge()["state"] == "error" and "reconnecting in" in gauge()["last_error"]
+        port.listen()
+        back_at = utcnow()
+        srv.wait_for(lambda: service.status()["devices"]["gauge"]["state"] == "ok", 30,
+                     "readings again")
+        resumed_s = (utcnow() - back_at).total_seconds()
+        assert resumed_s < 10 + 2  # within the backoff (at most 10 s), plus a poll
+        assert api.http("GET", srv.url + "/healthz")[0] == 200
+        srv.wait_for(lambda: service.writer.flush(0.1), what="the writes")
+        latest = {r["sensor"]: r for r in api.http("GET", srv.url + "/api/v1/latest")[1]["latest"]}
+        assert latest["chamber"]["time"] > back_at.isoformat()
+        assert port.accepted >= 2
