@@ -81,9 +81,11 @@ class Section:
         return value
 
     def positive(self, key: str, default: Any = _REQUIRED) -> float:
+        """A number > 0, and at most a million (no time, gain or threshold of a lab is
+        larger; a value like 1e308 is a typo that would overflow a timer)."""
         value = self.get(key, float, default)
-        if value is not None and value <= 0:
-            raise self.error(key, f"expected a number > 0, got {value!r}")
+        if value is not None and not 0 < value <= 1e6:
+            raise self.error(key, f"expected a number > 0 (at most 1e6), got {value!r}")
         return value
 
     def number(self, key: str, default: Any, low: float, high: float, kind: type = float):

@@ -179,3 +179,23 @@ def test_unknown_top_level_tables_are_refused_and_the_other_services_tables_are_
         parse('db = "x"\n', "lab.toml")
     parse("[server]\n[devices]\n[wavemeter]\n[locks]\n[logger]\n[artiq]\n[alarms]\n[notify]\n"
           "[web]\n", "lab.toml")
+
+
+def _server(config):
+    from services.web.app import ServerConfig
+
+    return ServerConfig.from_config(config, environ={})
+
+
+def _wavemeter(config):
+    from services.wavemeter.service import settings_from_config
+
+    return settings_from_config(config)
+
+
+@pytest.mark.parametrize("text, read", [("[server]\nheartbeat_s = 1e308\n", _server),
+                                        ("[wavemeter]\nstale_after_s = 1e308\n", _wavemeter)])
+def test_every_other_service_number_is_bounded_too(text, read):
+    config = parse(text + "[devices.wm]\nkind = 'highfinesse'\nsimulation = true\n", "lab.toml")
+    with pytest.raises(ConfigError, match=r"expected a number > 0 \(at most 1e6\), got 1e\+308"):
+        read(config)

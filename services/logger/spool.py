@@ -59,6 +59,9 @@ from pathlib import Path
 
 from .store import Row
 
+if array("I").itemsize != 4:  # the record format counts 4 bytes per sensor index
+    raise ImportError("services.logger.spool needs a platform whose C unsigned int is 4 bytes")
+
 __all__ = ["Damage", "Destination", "Record", "Scan", "Spool", "SpoolError", "scan"]
 
 log = logging.getLogger(__name__)
@@ -142,9 +145,6 @@ class Scan:
 
     def bytes_of(self, offset: int, end: int) -> bytes:
         return self.data[offset - self.start:end - self.start]
-
-    def readings(self, where=None) -> int:
-        return sum(r.count for r in self.records if where is None or where(r.destination))
 
 
 class _Undecodable(ValueError):
@@ -262,6 +262,9 @@ class Spool:
 
     `open()` reads the folder; then the writer's threads `append` batches and
     replay what `backlog` names: `read` a segment, store its records, `consumed`.
+    The bookkeeping has its own lock, never held across an fsync, so the status
+    page never waits on the disk; file work on the newest segment (appending,
+    cutting it) is serialised by a second lock, always taken first.
     """
 
     def __init__(self, directory: str | Path, max_bytes: int, segment_bytes: int | None = None):
@@ -275,7 +278,8 @@ class Spool:
         self._segments: dict[Path, _Segment] = {}
         self._current: Path | None = None
         self._warned = 0.0
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the bookkeeping
+        self._appending = threading.Lock()  # file work on the newest segment
         self._opened = False
 
     def __repr__(self):
@@ -381,22 +385,35 @@ class Spool:
         if not rows:
             return
         record = encode(rows, destination)
-        with self._lock:
-            self._require_open()
-            current = self._current
-            if current is None or self._segments[current].size >= self.segment_bytes:
-                current = self._next_path()
-            self._make_room(len(record), keep=current)
-            size = self._write(current, record)
-            segment = self._segments.setdefault(current, _Segment())
-            self._current = current
-            segment.size = size
-            segment.readings[destination] += len(rows)
-            self._warn_filling()
+        with self._appending:
+            with self._lock:
+                self._require_open()
+                current = self._current
+                if current is None or self._segments[current].size >= self.segment_bytes:
+                    current = self._next_path()
+                self._make_room(len(record), keep=current)
+                new = current not in self._segments
+            try:
+                size = self._write(current, record, new)
+            except SpoolError:
+                if not current.exists() or current.stat().st_size != self._size(current):
+                    with self._lock:
+                        self._current = None  # never append behind bytes not cut off
+                raise
+            with self._lock:
+                segment = self._segments.setdefault(current, _Segment())
+                self._current = current
+                segment.size = size
+                segment.readings[destination] += len(rows)
+                self._warn_filling()
 
-    def _write(self, path: Path, record: bytes) -> int:
+    def _size(self, path: Path) -> int:
+        with self._lock:
+            segment = self._segments.get(path)
+            return segment.size if segment is not None else 0
+
+    def _write(self, path: Path, record: bytes, new: bool) -> int:
         """Append `record` to `path` durably; the new size. On failure the file is cut back."""
-        new = path not in self._segments
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -418,7 +435,8 @@ class Spool:
             os.close(fd)
 
     def _cut_back(self, fd: int, path: Path, size: int, new: bool) -> None:
-        """Remove a partly written record; if that fails too, never append to `path` again."""
+        """Remove a partly written record (if that fails too, the caller moves on to a new
+        segment: the partial record is skipped when read)."""
         try:
             if new:
                 path.unlink()
@@ -426,9 +444,8 @@ class Spool:
                 os.ftruncate(fd, size)
                 os.fsync(fd)
         except OSError as exc:
-            log.error("spool %s: cannot cut off a partial record (%s); its segment is closed "
-                      "(the partial record is skipped when read)", path.name, exc)
-            self._current = None
+            log.error("spool %s: cannot cut off a partial record (%s); its segment is closed",
+                      path.name, exc)
 
     def _next_path(self) -> Path:
         existing = self.segments()
@@ -462,8 +479,7 @@ class Spool:
                 f.seek(start)
                 data = f.read(end - start)
         except OSError as exc:
-            with self._lock:
-                self._set_aside(path, f"unreadable: {exc}")
+            self._set_aside(path, f"unreadable: {exc}")
             return None
         return scan(data, start)
 
@@ -472,79 +488,73 @@ class Spool:
         (or discarded): the damage is moved to quarantine/, then the segment removed, or cut
         down to the other records, or (the newest) marked done up to where `found` ends.
         OSError if quarantine/ cannot take the damage (the segment then stays as it is)."""
-        with self._lock:
-            segment = self._segments.get(path)
-            if segment is None:
-                return
-            for damage in found.damage:
-                self._quarantine(path, damage, found.bytes_of(damage.offset, damage.end))
-            others = [r for r in found.records if not accepts(r.destination)]
-            if path == self._current and not others:
-                segment.consumed = found.end
-                for record in found.records:
-                    segment.readings[record.destination] -= record.count
-                segment.readings = +segment.readings  # drop the zeros
-                segment.damaged = 0
-                if segment.consumed >= segment.size and segment.size >= _RECYCLE_BYTES:
-                    self._current = None
-                    self._remove(path)
-                return
-            if path == self._current:  # it holds another store's batches: append elsewhere
-                self._current = None
-            if others:
-                self._rewrite(path, found, others)
-            else:
-                self._remove(path)
+        if path not in self._segments:
+            return
+        for damage in found.damage:
+            self._quarantine(path, damage, found.bytes_of(damage.offset, damage.end))
+        others = [r for r in found.records if not accepts(r.destination)]
+        with self._appending:
+            with self._lock:
+                segment = self._segments.get(path)
+                if segment is None:
+                    return
+                newest = path == self._current
+                if newest and not others:
+                    segment.consumed = found.end
+                    for record in found.records:
+                        segment.readings[record.destination] -= record.count
+                    segment.readings = +segment.readings  # drop the zeros
+                    segment.damaged = 0
+                    if segment.consumed < segment.size or segment.size < _RECYCLE_BYTES:
+                        return
+                self._current = None if newest else self._current  # append elsewhere now
+        if others:
+            self._rewrite(path, found, others)
+        else:
+            self._remove(path)
 
     def close(self) -> None:
         """After the last replay: cut from the newest segment what of it is stored, so a
         restart does not find those batches again."""
-        with self._lock:
-            current, self._current = self._current, None
-            segment = self._segments.get(current)
-            if segment is None or not segment.consumed:
-                return
-            if segment.consumed >= segment.size:
+        with self._appending:
+            with self._lock:
+                current, self._current = self._current, None
+                segment = self._segments.get(current)
+                if segment is None or not segment.consumed:
+                    return
+                consumed, size = segment.consumed, segment.size
+            if consumed >= size:
                 self._remove(current)
                 return
             try:
                 with open(current, "rb") as f:
-                    f.seek(segment.consumed)
+                    f.seek(consumed)
                     rest = f.read()
                 self._replace(current, rest)
             except OSError as exc:  # kept whole: its stored batches are written again, once
                 log.warning("spool %s: cannot cut the stored part off %s (%s)", self.directory,
                             current.name, exc)
                 return
-            segment.size, segment.consumed = len(rest), 0
-
-    def discard(self, path: Path) -> int:
-        """Delete a segment unread (an operator's choice); the readings it held."""
-        with self._lock:
-            segment = self._segments.get(path)
-            if segment is None:
-                return 0
-            if path == self._current:
-                self._current = None
-            lost = sum(segment.readings.values())
-            self._remove(path)
-            return lost
+            with self._lock:
+                segment.size, segment.consumed = len(rest), 0
 
     def _remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
-        self._segments.pop(path, None)
-        if self.bytes < self.max_bytes * _WARN_AT[0]:
-            self._warned = 0.0
+        with self._lock:
+            self._segments.pop(path, None)
+            if self._disk_bytes() < self.max_bytes * _WARN_AT[0]:
+                self._warned = 0.0
 
     def _rewrite(self, path: Path, found: Scan, keep: list[Record]) -> None:
-        """Replace `path` by a file holding only the records `keep` (atomic: temp, fsync,
-        rename)."""
+        """Replace `path` (no longer the newest) by a file holding only the records `keep`
+        (atomic: temp, fsync, rename)."""
         data = b"".join(found.bytes_of(r.offset, r.end) for r in keep)
         self._replace(path, data)
         readings = Counter()
         for record in keep:
             readings[record.destination] += record.count
-        self._segments[path] = _Segment(size=len(data), readings=readings)
+        with self._lock:
+            self._segments[path] = _Segment(size=len(data), readings=readings)
 
     def _replace(self, path: Path, data: bytes) -> None:
         temp = path.with_name(f"{_TEMP}{path.name}")
@@ -560,27 +570,30 @@ class Spool:
         self.quarantine.mkdir(exist_ok=True)
         _write_durably(target, data)
         self._fsync_directory(self.quarantine)
-        self.quarantined += 1
-        self.quarantined_bytes += len(data)
+        with self._lock:
+            self.quarantined += 1
+            self.quarantined_bytes += len(data)
         log.error("spool %s: %d bytes at %d of %s could not be read (%s); moved to %s",
                   self.directory, len(data), damage.offset, path.name, damage.reason, target)
 
     def _set_aside(self, path: Path, reason: str) -> None:
         """Move a whole segment to quarantine/ (it cannot be read)."""
         target = self.quarantine / f"{path.name}.unreadable"
-        try:
-            self.quarantine.mkdir(exist_ok=True)
-            size = path.stat().st_size
-            os.replace(path, target)
-        except OSError as exc:
-            log.error("spool %s: %s is %s, and cannot be moved to %s either (%s); it is "
-                      "left where it is", self.directory, path.name, reason, target, exc)
-            return
-        self._segments.pop(path, None)
-        if path == self._current:
-            self._current = None
-        self.quarantined += 1
-        self.quarantined_bytes += size
+        with self._appending:
+            try:
+                self.quarantine.mkdir(exist_ok=True)
+                size = path.stat().st_size
+                os.replace(path, target)
+            except OSError as exc:
+                log.error("spool %s: %s is %s, and cannot be moved to %s either (%s); it is "
+                          "left where it is", self.directory, path.name, reason, target, exc)
+                return
+            with self._lock:
+                self._segments.pop(path, None)
+                if path == self._current:
+                    self._current = None
+                self.quarantined += 1
+                self.quarantined_bytes += size
         log.error("spool %s: %s is %s; moved to %s", self.directory, path.name, reason, target)
 
     # -- the bound ------------------------------------------------------------------------
