@@ -120,8 +120,9 @@ class Record:
 
     def rows(self) -> list[Row]:
         times, values, index = self._columns
-        pairs = list(map(self._sensors.__getitem__, index))
-        return [(p[0], p[1], t, v) for p, t, v in zip(pairs, times, values, strict=True)]
+        names, units = zip(*self._sensors, strict=True) if self._sensors else ((), ())
+        return list(zip(map(names.__getitem__, index), map(units.__getitem__, index), times,
+                        values, strict=True))
 
 
 @dataclass(frozen=True)
