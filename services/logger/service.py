@@ -211,6 +211,10 @@ class LoggerService:
     def _report_spool(self) -> None:
         """Say at start what in the spool is for another store, and what is in quarantine."""
         spool, mine = self.writer.spool, self.writer.destination
+        waiting = spool.waiting(mine.accepts)
+        if waiting:
+            log.warning("spool %s holds %d readings from before for this store; they are "
+                        "replayed now", spool.directory, waiting)
         for destination, n in spool.destinations().items():
             if not mine.accepts(destination):
                 log.warning("spool %s holds %d readings for another store, %s: they are kept "

@@ -352,9 +352,6 @@ class Spool:
                 log.warning("spool %s: ignoring %s, which the spool did not write (it is left "
                             "alone)", self.directory, entry.name)
         self._opened = True
-        if self._segments:
-            log.warning("spool %s holds %d readings from before (%s); they will be replayed into "
-                        "their own store", self.directory, self.readings, self._summary())
         if self.damaged_bytes:
             log.error("spool %s: %d damaged bytes found; they go to %s/ when their segment is "
                       "replayed", self.directory, self.damaged_bytes, self.quarantine)
@@ -374,9 +371,6 @@ class Spool:
         for record in found.records:
             segment.readings[record.destination] += record.count
         self._segments[path] = segment
-
-    def _summary(self) -> str:
-        return ", ".join(f"{n} for {d}" for d, n in self.destinations().most_common())
 
     # -- appending ----------------------------------------------------------------------
 

@@ -267,12 +267,13 @@ class Writer:
         if not batch:
             return
         try:
-            self.spool.append(batch, self.destination)
-        except (ValueError, TypeError, OverflowError):
-            batch = self._refuse_bad_rows(batch)
-            if not batch:
-                return
-            self.spool.append(batch, self.destination)
+            try:
+                self.spool.append(batch, self.destination)
+            except (ValueError, TypeError, OverflowError):
+                batch = self._refuse_bad_rows(batch)
+                if not batch:
+                    return
+                self.spool.append(batch, self.destination)
         except SpoolError as exc:
             if self.spool_error is None:
                 log.error("writer: the spool does not take batches (%s); holding them in "
@@ -465,10 +466,11 @@ class Writer:
 
 
 def _storable(row) -> bool:
+    """Whether a row is (sensor, unit, integer µs in 64 bits, finite number)."""
     try:
         sensor, unit, t, value = row
-    except (TypeError, ValueError):
+        finite = isinstance(value, int | float) and math.isfinite(value)
+    except (TypeError, ValueError, OverflowError):
         return False
     return (isinstance(sensor, str) and isinstance(unit, str) and isinstance(t, int)
-            and not isinstance(t, bool) and -2**63 <= t < 2**63
-            and isinstance(value, int | float) and math.isfinite(value))
+            and not isinstance(t, bool) and -2**63 <= t < 2**63 and finite)

@@ -249,3 +249,21 @@ def test_kill_9_then_restart_loses_at_most_the_current_batch(pg_proxy, tmp_path)
     assert values == list(range(len(values)))  # in order, none twice, no gaps
     assert rolled == len(values)
     assert writer.stop()  # both threads ended
+
+
+def test_rows_that_can_never_be_stored_are_refused_one_by_one_and_the_rest_stored(tmp_path,
+                                                                                  caplog):
+    store = open_store(str(tmp_path / "ionlab.sqlite"))
+    writer = Writer(store, Spool(tmp_path / "spool", 10**6), batch_s=0.05)
+    writer.start()
+    bad = [("k", "V", T0_US + 5_000_000, float("nan")), ("k", "V", 1.5, 1.0),
+           ("k", "V", 2**64, 1.0), ("k", "V", T0_US + 6_000_000, 10**400), (None, "V", T0_US, 1.0),
+           ("k", "V", T0_US)]
+    writer.add(rows(0, 10) + bad + rows(10, 10))
+    assert writer.flush(30)
+    assert writer.stop()
+    assert writer.rejected == len(bad) and writer.errors == 0
+    stored = store.series(make_query("k", from_us(T0_US), from_us(T0_US + 10**9)))
+    assert [v for _, v in stored] == [float(i) for i in range(20)]
+    assert "6 rows can never be stored (e.g. ('k', 'V', 1790000005000000, nan)" in caplog.text
+    store.close()
