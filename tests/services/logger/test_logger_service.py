@@ -324,6 +324,8 @@ batch_s = 0.1
         srv.wait_for(lambda: service.status()["devices"]["gauge"]["state"] == "ok", 30,
                      "readings again")
         resumed_s = (utcnow() - back_at).total_seconds()
+        print(f"\ngauge polled again {resumed_s:.2f} s after it answered again "
+              f"(refused for 10 s; backoff 0.5 s doubling to 10 s)")
         assert resumed_s < 10 + 2  # within the backoff (at most 10 s), plus a poll
         assert api.http("GET", srv.url + "/healthz")[0] == 200
         srv.wait_for(lambda: service.writer.flush(0.1), what="the writes")

@@ -245,14 +245,16 @@ def test_many_loggers_share_one_postgresql_each_with_its_own_spool(pg_database, 
 # -- a spool that holds damage does not keep the lab from starting ----------------------
 
 
-def test_a_record_that_does_not_decode_is_set_aside_and_the_logger_runs(tmp_path, running):
+def test_a_bad_record_is_set_aside_another_stores_kept_and_the_logger_runs(tmp_path, running):
     db = tmp_path / "lab.sqlite"
     store = open_store(str(db))
     mine = Destination(store.prepare(), store.address)
     folder = tmp_path / "spool"
     folder.mkdir()
+    elsewhere = Destination("77aa", "postgresql://db.lab/other")
     (folder / "000000000001.spool").write_bytes(
         encode(rows(0, 5), mine) + undecodable(mine) + encode(rows(5, 5), mine))
+    (folder / "000000000002.spool").write_bytes(encode(rows(100, 4, "theirs"), elsewhere))
     logger = running("logger", "--config", str(lab(tmp_path, db=str(db), spool=str(folder))),
                      cwd=tmp_path)
     wait_for(lambda: logger.get("/api/v1/logger/status")["spool_quarantined"] == 1, 30,
@@ -260,5 +262,10 @@ def test_a_record_that_does_not_decode_is_set_aside_and_the_logger_runs(tmp_path
     assert stored_values(store, "k") == list(range(10))
     assert [p.suffix for p in (folder / "quarantine").iterdir()] == [".undecodable"]
     assert "undecodable: sensor index 7 out of range" in logger.text()
+    assert (f"spool {folder} holds 4 readings for another store, postgresql://db.lab/other "
+            "(store 77aa): they are kept") in logger.text()
+    assert logger.get("/api/v1/logger/status")["spool_foreign_readings"] == 4
     assert logger.stop() == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["000000000002.spool", "quarantine",
+                                                        "spool.lock"]
     store.close()
