@@ -42,6 +42,7 @@ passes 50 %, 75 % and 90 % of its bound.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -109,16 +110,19 @@ class Destination:
 
 @dataclass
 class Record:
-    """One batch found in a segment; `rows()` decodes it."""
+    """One batch in a segment; `rows()` decodes it (or hands back the rows it was made of)."""
 
     offset: int
     end: int
     destination: Destination
     count: int
-    _sensors: list = field(repr=False)
-    _columns: tuple = field(repr=False)
+    _sensors: list = field(repr=False, default_factory=list)
+    _columns: tuple = field(repr=False, default=())
+    _rows: list | None = field(repr=False, default=None)
 
     def rows(self) -> list[Row]:
+        if self._rows is not None:
+            return self._rows
         times, values, index = self._columns
         names, units = zip(*self._sensors, strict=True) if self._sensors else ((), ())
         return list(zip(map(names.__getitem__, index), map(units.__getitem__, index), times,
@@ -142,9 +146,14 @@ class Scan:
     end: int
     records: list[Record]
     damage: list[Damage]
-    data: bytes = field(repr=False, default=b"")
+    data: bytes | None = field(repr=False, default=None)  # None: not read, see `path`
+    path: Path | None = None
 
     def bytes_of(self, offset: int, end: int) -> bytes:
+        if self.data is None:
+            with open(self.path, "rb") as f:
+                f.seek(offset)
+                return f.read(end - offset)
         return self.data[offset - self.start:end - self.start]
 
 
@@ -266,9 +275,14 @@ class Spool:
     The bookkeeping has its own lock, never held across an fsync, so the status
     page never waits on the disk; file work on the newest segment (appending,
     cutting it) is serialised by a second lock, always taken first.
+
+    The rows of up to `cache_readings` batches appended by this process are kept
+    until they are stored, so a replay that keeps up with the appends (the usual
+    case) reads nothing back from disk.
     """
 
-    def __init__(self, directory: str | Path, max_bytes: int, segment_bytes: int | None = None):
+    def __init__(self, directory: str | Path, max_bytes: int, segment_bytes: int | None = None,
+                 cache_readings: int = 500_000):
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes or max(64 * 1024, min(16 * 2**20, max_bytes // 8))
@@ -282,6 +296,9 @@ class Spool:
         self._lock = threading.RLock()  # the bookkeeping
         self._appending = threading.Lock()  # file work on the newest segment
         self._opened = False
+        self.cache_readings = cache_readings
+        self._fresh: dict[Path, list[Record]] = {}  # what this process appended, not stored
+        self._cached = 0  # readings in _fresh
 
     def __repr__(self):
         return f"<Spool {self.directory} {self.readings} readings {self.bytes}/{self.max_bytes} B>"
@@ -401,6 +418,23 @@ class Spool:
                 segment.size = size
                 segment.readings[destination] += len(rows)
                 self._warn_filling()
+                self._keep(current, Record(size - len(record), size, destination, len(rows),
+                                           _rows=rows))
+
+    def _keep(self, path: Path, record: Record) -> None:
+        """Cache a record just appended; beyond the bound the oldest segment's cache goes."""
+        self._fresh.setdefault(path, []).append(record)
+        self._cached += record.count
+        while self._cached > self.cache_readings:
+            self._forget(next(iter(self._fresh)))
+
+    def _forget(self, path: Path, before: int | None = None) -> None:
+        """Drop the cached records of `path` (those ending by offset `before`, if given)."""
+        fresh = self._fresh.pop(path, [])
+        kept = [r for r in fresh if before is not None and r.offset >= before]
+        self._cached -= sum(r.count for r in fresh) - sum(r.count for r in kept)
+        if kept:
+            self._fresh[path] = kept
 
     def _size(self, path: Path) -> int:
         with self._lock:
@@ -469,6 +503,10 @@ class Spool:
             if segment is None:
                 return None
             start, end = segment.consumed, segment.size
+            fresh = self._fresh.get(path, [])
+            if fresh and fresh[0].offset == start and fresh[-1].end == end and all(
+                    a.end == b.offset for a, b in itertools.pairwise(fresh)):
+                return Scan(start, end, list(fresh), [], None, path)
         try:
             with open(path, "rb") as f:
                 f.seek(start)
@@ -483,8 +521,10 @@ class Spool:
         (or discarded): the damage is moved to quarantine/, then the segment removed, or cut
         down to the other records, or (the newest) marked done up to where `found` ends.
         OSError if quarantine/ cannot take the damage (the segment then stays as it is)."""
-        if path not in self._segments:
-            return
+        with self._lock:
+            if path not in self._segments:
+                return
+            self._forget(path, before=found.end)  # what is stored now need not be kept
         for damage in found.damage:
             self._quarantine(path, damage, found.bytes_of(damage.offset, damage.end))
         others = [r for r in found.records if not accepts(r.destination)]
@@ -532,11 +572,13 @@ class Spool:
                 return
             with self._lock:
                 segment.size, segment.consumed = len(rest), 0
+                self._forget(current)  # its offsets have moved
 
     def _remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
         with self._lock:
             self._segments.pop(path, None)
+            self._forget(path)
             if self._disk_bytes() < self.max_bytes * _WARN_AT[0]:
                 self._warned = 0.0
 
@@ -550,6 +592,7 @@ class Spool:
             readings[record.destination] += record.count
         with self._lock:
             self._segments[path] = _Segment(size=len(data), readings=readings)
+            self._forget(path)
 
     def _replace(self, path: Path, data: bytes) -> None:
         temp = path.with_name(f"{_TEMP}{path.name}")
@@ -585,6 +628,7 @@ class Spool:
                 return
             with self._lock:
                 self._segments.pop(path, None)
+                self._forget(path)
                 if path == self._current:
                     self._current = None
                 self.quarantined += 1

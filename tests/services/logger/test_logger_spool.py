@@ -340,3 +340,25 @@ def test_spool_commands_refuse_while_a_logger_holds_the_spool(tmp_path, run_cli)
         lock.release()
     missing = run_cli("spool", "list", "--spool-dir", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+def test_batches_this_process_appended_are_replayed_from_memory_up_to_the_bound(tmp_path):
+    destination = Destination("s", "u")
+    spool = Spool(tmp_path, 10**8, cache_readings=100).open()
+    for k in range(10):  # 300 readings: more than the cache holds, so it is read from disk
+        spool.append(rows(k * 30, 30), destination)
+    (path,) = spool.segments()
+    found = spool.read(path)
+    assert found.data is not None and [r.rows() for r in found.records] == [
+        rows(k * 30, 30) for k in range(10)]
+    spool.consumed(path, found, destination.accepts)
+    for k in range(10, 13):  # 90 more: all of them in memory
+        spool.append(rows(k * 30, 30), destination)
+    found = spool.read(path)
+    assert found.data is None and found.start == path.stat().st_size - sum(
+        r.end - r.offset for r in found.records)
+    assert [r.rows() for r in found.records] == [rows(k * 30, 30) for k in range(10, 13)]
+    assert [r.rows() for r in scan(path.read_bytes()).records][10:] == [
+        r.rows() for r in found.records]  # the very batches that are on disk
+    spool.consumed(path, found, destination.accepts)
+    assert spool.readings == 0 and spool._cached == 0
