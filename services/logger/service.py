@@ -45,7 +45,7 @@ from .queries import from_us, to_us
 from .settings import LoggerSettings
 from .spool import LOCK_NAME, Spool
 from .sqlite import SqliteStore
-from .store import Row, StoreUnavailable, StoreUnusable, open_store, redact
+from .store import Row, StoreError, StoreUnavailable, open_store, redact
 from .writer import Writer
 
 __all__ = ["LoggerService"]
@@ -173,6 +173,8 @@ class LoggerService:
         except BaseException:
             self._release()
             raise
+        finally:
+            self.store.close()  # this thread's connection: the writer makes its own
         self._prepared = True
 
     def _prepare(self) -> None:
@@ -187,17 +189,20 @@ class LoggerService:
                           f"({exc})") from None
         try:
             self.writer.identity = self.store.prepare()
-        except StoreUnusable as exc:
-            raise s.error("db", str(exc)) from None
         except StoreUnavailable as exc:
             log.error("database %s not reachable (%s); readings go to the spool %s until it is",
                       redact(s.db), exc, s.spool_dir)
             return
+        except StoreError as exc:  # no such database, login refused, no schema, no rights
+            raise s.error("db", str(exc)) from None
         self._report_spool()
-        units = {row["sensor"]: row["unit"] for row in self.store.sensors()}
-        for name, sensor in s.sensors.items():
-            if sensor.description:
-                self.store.describe(name, units.get(name, ""), sensor.description)
+        try:
+            units = {row["sensor"]: row["unit"] for row in self.store.sensors()}
+            for name, sensor in s.sensors.items():
+                if sensor.description:
+                    self.store.describe(name, units.get(name, ""), sensor.description)
+        except StoreError as exc:  # the descriptions wait for the next start
+            log.warning("cannot store the sensor descriptions: %s", exc)
 
     def _claim(self, path: Path, key: str, other: str) -> None:
         try:

@@ -92,8 +92,8 @@ class Watchdog:
         w = _Watch(fd, host, port, time.monotonic() + self._half)
         with self._cond:
             self._watches.add(w)
-            if self._thread is None or not self._thread.is_alive():
-                self._closed = False
+            self._closed = False
+            if self._thread is None:  # (it sets itself None, holding the lock, as it ends)
                 self._thread = threading.Thread(target=self._run, name="ionlab-pg-watchdog",
                                                 daemon=True)
                 self._thread.start()
@@ -127,6 +127,7 @@ class Watchdog:
                     nearest = min((w.check_at for w in self._watches), default=now + 60)
                     self._cond.wait(nearest - now)
                 if self._closed:
+                    self._thread = None
                     return
                 for w in due:
                     w.check_at = now + self._half

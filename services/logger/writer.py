@@ -382,10 +382,12 @@ class Writer:
                       "other one stay in the spool", self.store.address, identity, self.identity)
         self.identity = identity
         self._checked = True
+        self._reached()
 
     def _write(self, rows: list[Row]) -> None:
         self.written += self.store.write(rows)
-        self._succeeded()
+        self._reached()
+        self.last_write = datetime.now(UTC)
 
     def replay(self, *, adopt: bool = False) -> bool:
         """Store the spool now, on this thread, while the writer's threads are not running
@@ -411,7 +413,6 @@ class Writer:
                 log.error("writer: cannot set aside the damaged part of %s (%s); the segment "
                           "is kept and replayed again later", path.name, exc)
                 return False
-        self._succeeded()
         return True
 
     def _joined(self, records: Iterable[Record]):
@@ -425,11 +426,10 @@ class Writer:
         if joined:
             yield joined
 
-    def _succeeded(self) -> None:
+    def _reached(self) -> None:
         if self.database_ok is False:
             log.warning("database %r is back", self.store)
         self.database_ok = True
-        self.last_write = datetime.now(UTC)
 
     def _failed(self, exc: Exception) -> None:
         self.errors += 1

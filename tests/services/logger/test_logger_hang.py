@@ -1,5 +1,6 @@
 """A database that accepts connections but never answers (a hung server, a dead NAT path):
-detected within the timeout, and kill -9 in the middle of the hang loses one batch interval."""
+detected within the timeout, and kill -9 in the middle of the hang loses one batch interval;
+the watchdog's probe, and a slow statement on a live server left alone."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import psycopg2
 import pytest
 
 from services.logger.spool import Spool
-from services.logger.store import open_store
+from services.logger.store import StoreUnavailable, open_store
 from services.logger.writer import Writer
 
 from .test_logger_writer import upgraded, wait_for
@@ -93,3 +94,45 @@ def test_a_hung_database_is_detected_and_kill_9_in_the_hang_loses_one_interval(p
           f"kill -9 after {HANG_S / 2:.0f} s of hang lost {lost_s:.2f} s of readings")
     assert detect_s <= BATCH_S + TIMEOUT_S + SLACK_S
     assert 0 <= lost_s <= BATCH_S + SLACK_S
+
+
+def test_the_probe_tells_a_live_server_from_a_silent_or_refusing_one(pg_url):
+    import socket
+    from urllib.parse import urlsplit
+
+    from services.logger.watchdog import probe
+
+    parts = urlsplit(pg_url)
+    assert probe(parts.hostname, parts.port, 2.0)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        began = time.monotonic()
+        assert not probe("127.0.0.1", silent.getsockname()[1], 0.5)
+        assert time.monotonic() - began < 5  # gave up after its timeout, not at TCP's
+    assert not probe("127.0.0.1", 1, 0.5)  # refused
+
+
+def test_a_slow_statement_on_a_live_server_is_not_cut(pg_database):
+    """Half the timeout without an answer, but the server answers the probe: busy, not hung."""
+    store = open_store(upgraded(pg_database), timeout_s=1.0)
+    conn = store._conn()
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_sleep(2.5), 42")
+        assert cur.fetchone()[1] == 42
+    conn.commit()
+    assert store.watchdog.cuts == 0
+    store.close()
+
+
+def test_a_statement_the_server_never_answers_is_cut_within_the_timeout(pg_proxy):
+    url, proxy, direct = pg_proxy
+    upgraded(direct)
+    store = open_store(url, timeout_s=1.0)
+    store.prepare()
+    proxy.hang()
+    began = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="did not answer within 1 s"):
+        store.prepare()  # a reconnect would wait for libpq's connect_timeout, not this
+    took = time.monotonic() - began
+    proxy.resume()
+    assert store.watchdog.cuts == 1 and took < 1.0 + SLACK_S, took
+    store.close()
