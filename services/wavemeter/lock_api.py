@@ -96,14 +96,12 @@ class LockService:
         """Take the state file (one writer), load saved settings, follow the readings,
         resume locks if configured."""
         loop = asyncio.get_running_loop()
-
-        def claim_and_load():
-            self._file_lock.acquire()
-            return self.store.load()
-
+        claim = loop.run_in_executor(None, self._file_lock.acquire)  # beside the load, not after
         try:
-            saved = await loop.run_in_executor(None, claim_and_load)
+            saved = await loop.run_in_executor(None, self.store.load)
+            await claim
         except (LockHeld, OSError, SettingsError) as exc:
+            await asyncio.gather(claim, return_exceptions=True)
             self._file_lock.release()
             fix = "stop that one first, or give this one its own state_file" \
                 if isinstance(exc, LockHeld) else f"cannot use {self.store.path}"
