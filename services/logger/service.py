@@ -43,7 +43,7 @@ from ..config import Config, DeviceSpec
 from ..lockfile import LockHeld, PidLock
 from .queries import from_us, to_us
 from .settings import LoggerSettings
-from .spool import LOCK_NAME, Spool
+from .spool import LEGACY, LOCK_NAME, Spool
 from .sqlite import SqliteStore
 from .store import Row, StoreError, StoreUnavailable, open_store, redact
 from .writer import Writer
@@ -222,9 +222,10 @@ class LoggerService:
                         "replayed now", spool.directory, waiting)
         for destination, n in spool.destinations().items():
             if not mine.accepts(destination):
+                how = "--adopt" if destination == LEGACY else "--db URL"
                 log.warning("spool %s holds %d readings for another store, %s: they are kept "
-                            "(store them with `ionlab spool replay --spool-dir %s --db URL`)",
-                            spool.directory, n, destination, spool.directory)
+                            "(store them with `ionlab spool replay --spool-dir %s %s`)",
+                            spool.directory, n, destination, spool.directory, how)
         held = spool.quarantine_files()
         if held:
             log.warning("spool %s: %d files set aside in %s (`ionlab spool list` shows them)",

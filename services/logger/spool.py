@@ -32,7 +32,9 @@ read at all is moved there whole. A failed append (a full disk) is cut off
 again and raised, so it is never counted as spooled.
 
 Batches are bound to their store (`Destination`): a replay stores only the
-records meant for the database it writes to, and keeps the others.
+records meant for the database it writes to, and keeps the others. Segments
+in the format before this one (no marker, no store) are read as batches for
+`LEGACY`, which only `ionlab spool replay --adopt` stores.
 
 Size bound: when the spool would grow past `max_bytes`, the OLDEST segments are
 discarded (the newest readings are kept) and each discard is logged as an
@@ -63,7 +65,7 @@ from .store import Row
 if array("I").itemsize != 4:  # the record format counts 4 bytes per sensor index
     raise ImportError("services.logger.spool needs a platform whose C unsigned int is 4 bytes")
 
-__all__ = ["Damage", "Destination", "Record", "Scan", "Spool", "SpoolError", "scan"]
+__all__ = ["LEGACY", "Damage", "Destination", "Record", "Scan", "Spool", "SpoolError", "scan"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,8 @@ class Destination:
     url: str
 
     def __str__(self):
+        if self == LEGACY:
+            return self.url
         return f"{self.url} (store {self.store or 'not yet reached'})"
 
     def accepts(self, batch: Destination) -> bool:
@@ -215,9 +219,45 @@ def _decode(body: memoryview) -> tuple[Destination, list, tuple]:
     return Destination(store, url), sensors, (times, values, index)
 
 
+#: whom a batch spooled by an older ionlab is for: it named no store, so none takes it
+#: unless an operator says so
+LEGACY = Destination(None, "an older ionlab's spool, which recorded no store")
+_LEGACY_HEAD = struct.Struct(">II")  # body length, crc32 of body; the body JSON
+
+
+def _legacy(data: bytes) -> Scan | None:
+    """A segment in the format before this one (length, CRC-32 and JSON per record, no
+    marker: nothing after a bad record can be found again), or None if it is not one."""
+    records, pos = [], 0
+    while pos + _LEGACY_HEAD.size <= len(data):
+        length, crc = _LEGACY_HEAD.unpack_from(data, pos)
+        end = pos + _LEGACY_HEAD.size + length
+        body = data[pos + _LEGACY_HEAD.size:end]
+        try:
+            if len(body) < length or zlib.crc32(body) != crc:
+                break
+            decoded = json.loads(body)
+            names = decoded["sensors"]
+            rows = [(names[i][0], names[i][1], t, float(v)) for i, t, v in decoded["rows"]]
+        except (ValueError, KeyError, TypeError, IndexError):
+            break
+        records.append(Record(pos, end, LEGACY, len(rows), _rows=rows))
+        pos = end
+    if not records:
+        return None
+    damage = [Damage(pos, len(data), "torn or corrupt record (older spool format)")] \
+        if pos < len(data) else []
+    return Scan(0, len(data), records, damage, data)
+
+
 def scan(data: bytes, base: int = 0) -> Scan:
     """The records and the damaged stretches in `data`, the bytes of a segment from
-    offset `base` on (every offset reported is in the segment)."""
+    offset `base` on (every offset reported is in the segment). A whole segment that an
+    older ionlab wrote is read too, its batches marked as for `LEGACY`."""
+    if base == 0 and data and not data.startswith(MARK):
+        older = _legacy(data)
+        if older is not None:
+            return older
     view = memoryview(data)
     records, damage = [], []
     pos, bad_from, why = 0, None, ""

@@ -269,3 +269,29 @@ def test_a_bad_record_is_set_aside_another_stores_kept_and_the_logger_runs(tmp_p
     assert sorted(p.name for p in folder.iterdir()) == ["000000000002.spool", "quarantine",
                                                         "spool.lock"]
     store.close()
+
+
+def test_a_spool_an_older_ionlab_wrote_is_kept_until_an_operator_adopts_it(tmp_path, running,
+                                                                           run_cli):
+    from bench.bench_spool import OldSpool  # the format before, as the benchmark's baseline
+
+    db, folder = tmp_path / "lab.sqlite", tmp_path / "spool"
+    folder.mkdir()
+    old = OldSpool(folder)
+    for k in range(4):
+        old.append(rows(k * 25, 25, "older"))
+    config = lab(tmp_path, db=str(db), spool=str(folder))
+    logger = running("logger", "--config", str(config), cwd=tmp_path)
+    wait_for(lambda: logger.get("/api/v1/logger/status")["written"] > 0, 30, "the logger writes")
+    assert logger.get("/api/v1/logger/status")["spool_foreign_readings"] == 100
+    assert (f"spool {folder} holds 100 readings for another store, an older ionlab's spool, "
+            f"which recorded no store: they are kept (store them with `ionlab spool replay "
+            f"--spool-dir {folder} --adopt`)") in logger.text()
+    assert logger.stop() == 0
+    adopted = run_cli("spool", "replay", "--config", str(config), "--adopt")
+    assert adopted.returncode == 0, adopted.stderr
+    assert "100 readings of 100 replayed" in adopted.stdout
+    store = open_store(str(db))
+    assert stored_values(store, "older") == list(range(100))
+    assert not old.path.exists()
+    store.close()
