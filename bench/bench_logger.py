@@ -92,7 +92,7 @@ def ingest(store, total: int, spool_dir: Path) -> float:
             raise RuntimeError("writer did not finish")
         spent += time.perf_counter() - began
     writer.stop()
-    if writer.spooled or writer.written != total:
+    if writer.errors or writer.written != total:
         raise RuntimeError(f"writer stored {writer.written} of {total}: {writer.last_error}")
     return total / spent
 

@@ -6,12 +6,19 @@ guarded by the device's lock. It never imports tornado, a database or services/.
 >>> r = Reading("chamber", 1.2e-9, "mbar", utcnow(), Status.OK)
 >>> r.ok, r.status.value
 (True, 'ok')
+
+A value that is not finite is never a measurement (a gauge answering
+``+1E+999`` parses as infinity), so such a reading carries the status "error":
+
+>>> Reading("chamber", float("+1E+999"), "mbar", utcnow()).status.value
+'error'
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import math
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,14 +31,32 @@ __all__ = [
     "Reading",
     "Status",
     "TimeoutError",
+    "excerpt",
     "locked",
     "utcnow",
 ]
+
+#: how much of an instrument's answer an error message quotes
+EXCERPT_CHARS = 80
 
 
 def utcnow() -> datetime:
     """The present moment as a timezone-aware UTC datetime."""
     return datetime.now(UTC)
+
+
+def excerpt(answer: bytes | str, limit: int = EXCERPT_CHARS) -> str:
+    """An instrument's answer as quoted in an error: its repr, cut to about `limit` characters.
+
+    >>> excerpt(b"0,+1.2E-09")
+    "b'0,+1.2E-09'"
+    >>> excerpt(b"x" * 5_000_000, limit=12)
+    "b'xxxxxxxx'... (5000000 bytes)"
+    """
+    if len(answer) <= limit:
+        return repr(answer)
+    size = f"{len(answer)} {'bytes' if isinstance(answer, bytes) else 'characters'}"
+    return f"{answer[:limit - 4]!r}... ({size})"
 
 
 class Status(enum.Enum):
@@ -70,6 +95,8 @@ class Reading:
     def __post_init__(self):
         if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
             raise ValueError(f"reading of {self.sensor!r}: timestamp must be timezone-aware")
+        if self.status is Status.OK and not math.isfinite(self.value):
+            object.__setattr__(self, "status", Status.ERROR)
 
     @property
     def ok(self) -> bool:

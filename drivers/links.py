@@ -3,17 +3,30 @@
 Every failure is a DeviceError naming the device: PortError when a port or
 resource cannot be used, TimeoutError when nothing came back, ProtocolError
 (TruncatedReplyError when a reply stopped before its end) for answers the
-protocol does not allow. A link is not locked: its owner, a Device, makes one
-exchange at a time under its own lock.
+protocol does not allow; an answer is quoted as a short excerpt. A link is not
+locked: its owner, a Device, makes one exchange at a time under its own lock.
+
+A link that fails (a closed socket, an unplugged USB adapter, a TCP
+instrument that stops answering) is closed and reopened, handshake included,
+by the next exchange; while reopening fails, attempts are spaced by a backoff
+doubling from `RECONNECT_FIRST_S` to `RECONNECT_MAX_S`, and an exchange in
+between fails at once with a PortError saying when the next attempt is due.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import serial
 
-from .base import DeviceError, ProtocolError, TimeoutError
+from .base import DeviceError, ProtocolError, TimeoutError, excerpt
+
+try:  # a serial port whose device vanished fails in termios, not in pyserial
+    from termios import error as _TermiosError
+except ImportError:  # not on POSIX
+    _TermiosError = OSError
+_PORT_ERRORS = (serial.SerialException, OSError, _TermiosError)
 
 __all__ = ["PortError", "SerialLink", "TruncatedReplyError", "VisaLink"]
 
@@ -29,44 +42,101 @@ class TruncatedReplyError(ProtocolError):
 
 
 class _Link:
-    """Open, then a handshake; the one mechanism both links share: a failed
-    handshake closes the port again, so a device that fails to open leaks no port."""
+    """Open, then a handshake; reopened the same way after a link error.
+
+    The one mechanism both links share: a failed handshake closes the port
+    again, so a device that fails to open leaks no port; a link lost in an
+    exchange is reopened by a later one (see the module docstring).
+    """
+
+    RECONNECT_FIRST_S = 0.5
+    RECONNECT_MAX_S = 10.0
 
     device: str
     address: str
+    _handshake = None
+    _lost: str | None = None  # why the link was closed under its owner, if it was
+    _failures = 0  # reopening attempts that failed since it was lost
+    _retry_at = 0.0
 
     def __repr__(self):
-        state = "open" if self.is_open else "closed"
+        state = "open" if self.is_open else f"lost ({self._lost})" if self._lost else "closed"
         return f"<{type(self).__name__} {self.device!r} {self.address} {state}>"
 
     def open(self, handshake=None) -> None:
         """Open, then run `handshake()` (identify the instrument, read or write its
         settings); when that fails the link is closed and the error raised."""
+        self._handshake = handshake
+        self._lost = None
+        self._reopen()
+
+    def close(self) -> None:
+        """Close for good (no reopening until `open`)."""
+        self._lost = None
+        self._disconnect()
+
+    def _reopen(self) -> None:
         self._connect()
         log.debug("%s: opened %s", self.device, self.address)
-        if handshake is not None:
+        if self._handshake is not None:
             try:
-                handshake()
+                self._handshake()
             except Exception:
-                self.close()
+                self._disconnect()
                 raise
+
+    def _ready(self) -> None:
+        """Before an exchange: reopen a lost link, or fail at once while backing off."""
+        if self.is_open:
+            return
+        if self._lost is None:
+            raise PortError(self.device, f"{self.address} is not open")
+        wait = self._retry_at - time.monotonic()
+        if wait > 0:
+            raise PortError(self.device, f"{self.address}: link lost ({self._lost}); "
+                            f"reconnecting in {wait:.1f} s")
+        try:
+            self._reopen()
+        except DeviceError as exc:
+            self._failures += 1
+            delay = self.RECONNECT_FIRST_S * 2 ** min(self._failures - 1, 30)
+            self._retry_at = time.monotonic() + min(self.RECONNECT_MAX_S, delay)
+            self._lost = str(exc).removeprefix(f"{self.device}: ")
+            raise
+        log.info("%s: reconnected to %s", self.device, self.address)
+        self._lost, self._failures = None, 0
+
+    def _lose(self, error: DeviceError) -> DeviceError:
+        """Close the link after `error` (the next exchange reopens it); returns the error."""
+        if self.is_open:
+            log.warning("%s: link to %s lost (%s); reopening", self.device, self.address,
+                        str(error).removeprefix(f"{self.device}: "))
+        self._disconnect()
+        self._lost = str(error).removeprefix(f"{self.device}: ")
+        self._retry_at = time.monotonic()  # the first attempt at once: often it just works
+        return error
 
     @property
     def is_open(self) -> bool:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def _connect(self) -> None:
         raise NotImplementedError
 
-    def _connect(self) -> None:
+    def _disconnect(self) -> None:
         raise NotImplementedError
 
 
 class SerialLink(_Link):
     """A serial port (device path or any pyserial URL) or `tcp://host:port`.
 
-    `settings` are pyserial's: baudrate, bytesize, parity, stopbits.
+    `settings` are pyserial's: baudrate, bytesize, parity, stopbits. A reply
+    longer than `MAX_REPLY` bytes is refused (and the link reopened, which
+    drops the rest). Over TCP a timeout also reopens the link: the instrument
+    may have gone away without closing the connection.
     """
+
+    MAX_REPLY = 4096
 
     def __init__(self, device: str, port: str, timeout_s: float, **settings):
         self.device = device
@@ -89,34 +159,46 @@ class SerialLink(_Link):
         except (serial.SerialException, OSError, ValueError) as exc:
             raise PortError(self.device, f"cannot open {self.address}: {exc}") from None
 
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         if self._serial is not None:
             port, self._serial = self._serial, None
-            port.close()
+            try:
+                port.close()
+            except _PORT_ERRORS as exc:  # a vanished port may not close
+                log.debug("%s: closing %s: %s", self.device, self.address, exc)
 
     def send(self, data: bytes) -> None:
         """Drop anything unread (a late answer to an earlier request), then write `data`."""
+        self._ready()
         try:
             self._serial.reset_input_buffer()
             self._serial.write(data)
             self._serial.flush()
         except serial.SerialTimeoutException:
-            raise TimeoutError(self.device, f"{self.address} did not take {data!r} "
-                               f"within {self.timeout_s:g} s") from None
-        except (serial.SerialException, OSError) as exc:
-            raise PortError(self.device, f"cannot write to {self.address}: {exc}") from None
+            raise self._lose(TimeoutError(self.device, f"{self.address} did not take "
+                                          f"{excerpt(data)} within {self.timeout_s:g} s")) from None
+        except _PORT_ERRORS as exc:
+            raise self._lose(PortError(self.device, f"cannot write to {self.address}: "
+                                       f"{exc}")) from None
 
     def receive(self, request: str, terminator: bytes = b"\r\n") -> bytes:
         """One reply to `request` (named in errors), without its terminator."""
+        self._ready()
         try:
-            data = self._serial.read_until(terminator)
-        except (serial.SerialException, OSError) as exc:
-            raise PortError(self.device, f"cannot read from {self.address}: {exc}") from None
+            data = self._serial.read_until(terminator, self.MAX_REPLY)
+        except _PORT_ERRORS as exc:
+            raise self._lose(PortError(self.device, f"cannot read from {self.address}: "
+                                       f"{exc}")) from None
         if not data:
-            raise TimeoutError(self.device, f"no answer to {request} within {self.timeout_s:g} s")
+            error = TimeoutError(self.device, f"no answer to {request} within {self.timeout_s:g} s")
+            raise self._lose(error) if self.address.startswith("tcp://") else error
         if not data.endswith(terminator):
-            raise TruncatedReplyError(self.device, f"truncated answer to {request}: {data!r} "
-                                      f"(no {terminator!r} within {self.timeout_s:g} s)")
+            if len(data) >= self.MAX_REPLY:
+                raise self._lose(ProtocolError(self.device, f"answer to {request} longer than "
+                                               f"{self.MAX_REPLY} bytes: {excerpt(data)}"))
+            raise TruncatedReplyError(self.device, f"truncated answer to {request}: "
+                                      f"{excerpt(data)} (no {terminator!r} within "
+                                      f"{self.timeout_s:g} s)")
         return data[: -len(terminator)]
 
 
@@ -154,7 +236,7 @@ class VisaLink(_Link):
         except (ValueError, OSError, pyvisa.Error) as exc:
             raise PortError(self.device, f"cannot open {self.address}: {exc}") from None
 
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         if self._inst is not None:
             inst, self._inst = self._inst, None
             try:
@@ -163,11 +245,11 @@ class VisaLink(_Link):
                 log.warning("%s: closing %s: %s", self.device, self.address, exc)
 
     def write(self, command: str) -> None:
-        self._call(self._inst.write, command)
+        self._call("write", command)
 
     def query(self, command: str) -> str:
         """The answer to `command`, stripped; an empty answer is a ProtocolError."""
-        answer = self._call(self._inst.query, command).strip()
+        answer = self._call("query", command).strip()
         if not answer:
             raise ProtocolError(self.device, f"empty answer to {command}")
         return answer
@@ -178,17 +260,21 @@ class VisaLink(_Link):
             return float(answer)
         except ValueError:
             raise ProtocolError(self.device, f"expected a number from {command}, "
-                                f"got {answer!r}") from None
+                                f"got {excerpt(answer)}") from None
 
-    def _call(self, method, command: str):
+    def _call(self, method: str, command: str):
+        """`method` of the resource; a failure other than a timeout loses the link."""
         import pyvisa
 
+        self._ready()
         try:
-            return method(command)
+            return getattr(self._inst, method)(command)
         except pyvisa.VisaIOError as exc:
             if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
                 raise TimeoutError(self.device, f"no answer to {command} within "
                                    f"{self.timeout_s:g} s") from None
-            raise DeviceError(self.device, f"{command} failed: {exc}") from None
+            raise self._lose(PortError(self.device, f"{command} failed: {exc}")) from None
+        except OSError as exc:  # pyvisa-py's sockets and USB report a lost link so
+            raise self._lose(PortError(self.device, f"{command} failed: {exc}")) from None
         except UnicodeDecodeError:
             raise ProtocolError(self.device, f"answer to {command} is not text") from None

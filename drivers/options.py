@@ -16,7 +16,10 @@ import math
 
 from .registry import OptionError
 
-__all__ = ["integer", "number", "numbered_names", "text"]
+__all__ = ["integer", "number", "numbered_names", "seconds", "text"]
+
+#: the range of every timeout an instrument may be given (s)
+TIMEOUT_S = (0.001, 600.0)
 
 
 def text(key: str, value) -> str:
@@ -40,6 +43,21 @@ def number(key: str, value, *, positive: bool = False) -> float:
     if positive and value <= 0:
         raise OptionError(key, f"expected a number > 0, got {value!r}")
     return float(value)
+
+
+def seconds(key: str, value, span: tuple[float, float] = TIMEOUT_S) -> float:
+    """A time in seconds within `span` (a timeout of 1e308 s is a typo, not a wish).
+
+    >>> seconds("timeout_s", 1e308)
+    Traceback (most recent call last):
+    ...
+    drivers.registry.OptionError: timeout_s: expected 0.001 to 600 seconds, got 1e+308
+    """
+    low, high = span
+    value = number(key, value)
+    if not low <= value <= high:
+        raise OptionError(key, f"expected {low:g} to {high:g} seconds, got {value!r}")
+    return value
 
 
 def numbered_names(key: str, value, numbers: range) -> dict[int, str]:

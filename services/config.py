@@ -14,7 +14,9 @@ devices only, SQLite under ./var/.
 
 from __future__ import annotations
 
+import difflib
 import math
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +25,21 @@ from typing import Any
 from drivers.base import Device
 from drivers.registry import OptionError, create
 
-__all__ = ["DEMO_PATH", "Config", "ConfigError", "DeviceSpec", "Section", "load", "parse"]
+__all__ = ["DEMO_PATH", "TABLES", "Config", "ConfigError", "DeviceSpec", "Section",
+           "check_bind_address", "load", "parse"]
 
 DEMO_PATH = Path(__file__).with_name("demo.toml")
 _REQUIRED = object()
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
                dict: "a table", list: "an array"}
+
+#: the top-level tables a lab config may have (one per service, and the devices)
+TABLES = ("server", "devices", "wavemeter", "locks", "logger", "artiq", "alarms", "notify", "web")
+
+
+def _did_you_mean(word: str, known) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class ConfigError(Exception):
@@ -70,9 +81,20 @@ class Section:
         return value
 
     def positive(self, key: str, default: Any = _REQUIRED) -> float:
+        """A number > 0, and at most a million (no time, gain or threshold of a lab is
+        larger; a value like 1e308 is a typo that would overflow a timer)."""
         value = self.get(key, float, default)
-        if value is not None and value <= 0:
-            raise self.error(key, f"expected a number > 0, got {value!r}")
+        if value is not None and not 0 < value <= 1e6:
+            raise self.error(key, f"expected a number > 0 (at most 1e6), got {value!r}")
+        return value
+
+    def number(self, key: str, default: Any, low: float, high: float, kind: type = float):
+        """A number (`kind` int or float) in [low, high]; the error states the range."""
+        value = self.get(key, kind, default)
+        if value is not None and not low <= value <= high:
+            what, fmt = ("an integer", "d") if kind is int else ("a number", "g")
+            raise self.error(key, f"expected {what} from {low:{fmt}} to {high:{fmt}}, "
+                             f"got {value!r}")
         return value
 
     def section(self, key: str) -> Section:
@@ -84,7 +106,8 @@ class Section:
         for key in self.data:
             if key not in allowed:
                 known = ", ".join(sorted(allowed))
-                raise self.error(key, f"unknown key; expected one of {known}")
+                raise self.error(key, f"unknown key; expected one of {known}"
+                                 f"{_did_you_mean(key, allowed)}")
 
 
 @dataclass(frozen=True)
@@ -98,13 +121,16 @@ class DeviceSpec:
     options: dict[str, Any] = field(default_factory=dict)
     section: Section | None = None
 
-    def open(self) -> Device:
-        """Create and open the device; option errors become ConfigErrors."""
+    def create(self) -> Device:
+        """The device, not yet open; option errors become ConfigErrors."""
         try:
-            device = create(self.kind, self.name, self.simulation, self.options)
+            return create(self.kind, self.name, self.simulation, self.options)
         except OptionError as exc:
             raise self.section.error(exc.key, exc.expected) from None
-        return device.open()
+
+    def open(self) -> Device:
+        """Create and open the device."""
+        return self.create().open()
 
 
 @dataclass(frozen=True)
@@ -122,14 +148,26 @@ class Config:
 
 
 _DEVICE_KEYS = {"kind", "simulation", "poll_s"}
+POLL_S = (0.001, 86400.0)  # from a millisecond to a day
 
 
 def parse(text: str, file: str = "<config>") -> Config:
-    """Parse config text; `file` is only used to name it in errors."""
+    """Parse config text; `file` is only used to name it in errors.
+
+    Every device is built (not opened) here, so a wrong option, and a sensor
+    name that two devices give, are refused before anything starts.
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "", f"not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(file, "", "not usable TOML: arrays or tables nested too deeply") from None
+    for key, value in data.items():
+        if key not in TABLES:
+            raise ConfigError(file, key, f"unknown {'table' if isinstance(value, dict) else 'key'}"
+                              f"{_did_you_mean(key, TABLES)} (a lab config has the tables "
+                              f"{', '.join(TABLES)})")
     top = Section(file, "", data)
     devices = {}
     table = top.section("devices")
@@ -143,11 +181,25 @@ def parse(text: str, file: str = "<config>") -> Config:
             name=name,
             kind=kind,
             simulation=sec.get("simulation", bool, False),
-            poll_s=sec.positive("poll_s", 1.0),
+            poll_s=sec.number("poll_s", 1.0, *POLL_S),
             options=options,
             section=sec,
         )
+    _check_sensor_names(devices)
     return Config(file, data, devices)
+
+
+def _check_sensor_names(devices: dict[str, DeviceSpec]) -> None:
+    """Build every device; refuse a sensor name two devices give (one series, two sources)."""
+    owner: dict[str, str] = {}
+    for spec in devices.values():
+        for sensor in spec.create().sensor_names():
+            if sensor in owner:
+                raise ConfigError(spec.section.file, spec.section.path,
+                                  f"sensor {sensor!r} is also a sensor of device "
+                                  f"{owner[sensor]!r}; give it another name (one series "
+                                  "must not mix the readings of two devices)")
+            owner[sensor] = spec.name
 
 
 def load(path: str | Path | None) -> Config:
@@ -160,3 +212,32 @@ def load(path: str | Path | None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(str(path), "", "not UTF-8 text") from None
     return parse(text, str(path))
+
+
+def check_bind_address(address: str, file: str, key: str) -> None:
+    """Refuse, before anything starts, an address this machine cannot listen on (`key`
+    "--bind" names the command line instead of the file).
+
+    >>> check_bind_address("999.1.1.1", "lab.toml", "server.bind")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    services.config.ConfigError: lab.toml: server.bind: cannot listen on '999.1.1.1' (...)...
+    """
+    if key.startswith("--"):
+        file, key = key, ""
+    try:
+        found = socket.getaddrinfo(address or None, 0, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(file, key, f"cannot listen on {address!r} ({exc}); expected an "
+                          "address or name of this machine, e.g. 127.0.0.1 or 0.0.0.0") from None
+    error = None
+    for family, kind, proto, _, where in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind(where)
+            return
+        except OSError as exc:
+            error = exc
+    raise ConfigError(file, key, f"cannot listen on {address!r} ({error.strerror}); expected an "
+                      "address of this machine, e.g. 127.0.0.1 or 0.0.0.0")

@@ -30,7 +30,7 @@ from drivers.base import Reading, Status
 
 from .alarms.service import AlarmService, catalog_of
 from .artiq.service import ArtiqService
-from .config import Config, load
+from .config import Config, check_bind_address, load
 from .logger.service import LoggerService
 from .simulation import SimulationService
 from .wavemeter.lock_api import LockService
@@ -145,10 +145,12 @@ def _url(bind: str, port: int) -> str:
 def run_command(args) -> int:
     config = load(args.config)
     server = server_from_args(config, args)
+    check_bind_address(server.bind, config.file, "--bind" if args.bind else "server.bind")
     if server.token is None and config.is_demo:
         server = dataclasses.replace(server, token=secrets.token_urlsafe(9))
     hub = Hub()
     services = build_services(config, hub, server.token)
+    services[0].prepare()  # the logger: its spool, store and database, checked before serving
 
     def started(port: int) -> None:
         where = "the demo lab (simulated devices, data under ./var/)" if config.is_demo \

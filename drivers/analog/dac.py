@@ -20,7 +20,7 @@ import math
 
 from ..base import Device, Reading, locked, utcnow
 from ..links import VisaLink
-from ..options import integer, number, text
+from ..options import integer, number, seconds, text
 from ..registry import OptionError
 
 __all__ = ["ScpiDAC", "SimDAC"]
@@ -65,13 +65,13 @@ class _Ports(Device):
         self._limits = dict.fromkeys(self._ports, (low, high))
         self._limits.update(_limits(limits or {}, self._ports, low, high))
         self.visa_library = text("visa_library", visa_library)
-        self.timeout_s = number("timeout_s", timeout_s, positive=True)
-
-    def ports(self) -> list[int]:
-        return list(self._ports)
+        self.timeout_s = seconds("timeout_s", timeout_s)
 
     def sensor_names(self) -> list[str]:
         return [f"{self.name}/{port}" for port in self._ports]
+
+    def ports(self) -> list[int]:
+        return list(self._ports)
 
     def limits(self, port: int) -> tuple[float, float]:
         self._check_port(port)

@@ -12,9 +12,9 @@ Readings are in kelvin (unit "K").
 
 from __future__ import annotations
 
-from ..base import Device, ProtocolError, Reading, Status, utcnow
+from ..base import Device, ProtocolError, Reading, Status, excerpt, utcnow
 from ..links import SerialLink
-from ..options import number, numbered_names, text
+from ..options import numbered_names, seconds, text
 from ..simulation import Wander, typical
 
 __all__ = ["LS218", "SimLS218", "reading_status"]
@@ -50,7 +50,7 @@ class _Sensors(Device):
         super().__init__(name)
         self.port = text("port", port)
         self.sensors = numbered_names("sensors", sensors, _INPUTS)
-        self.timeout_s = number("timeout_s", timeout_s, positive=True)
+        self.timeout_s = seconds("timeout_s", timeout_s)
 
     def sensor_names(self) -> list[str]:
         return list(self.sensors.values())
@@ -72,7 +72,7 @@ class LS218(_Sensors):
         self.identity = self._ask("*IDN?")
         if "MODEL218" not in self.identity:
             raise ProtocolError(self.name, f"not a Lake Shore 218: *IDN? answered "
-                                f"{self.identity!r}")
+                                f"{excerpt(self.identity)}")
 
     def _close(self):
         self._link.close()
@@ -83,7 +83,7 @@ class LS218(_Sensors):
         fields = answer.split(",")
         if len(fields) != len(_INPUTS):
             raise ProtocolError(self.name, f"expected {len(_INPUTS)} temperatures from KRDG? 0, "
-                                f"got {answer!r}")
+                                f"got {excerpt(answer)}")
         readings = []
         for n, sensor in self.sensors.items():
             kelvin = self._parse(float, fields[n - 1], "KRDG? 0")
@@ -97,7 +97,7 @@ class LS218(_Sensors):
         try:
             return kind(field)
         except ValueError:
-            raise ProtocolError(self.name, f"garbled answer to {command}: {field!r}") from None
+            raise ProtocolError(self.name, f"garbled answer to {command}: {excerpt(field)}") from None
 
     def _ask(self, command: str) -> str:
         request = command.encode("ascii")
@@ -106,7 +106,7 @@ class LS218(_Sensors):
         try:
             return reply.decode("ascii").strip()
         except UnicodeDecodeError:
-            raise ProtocolError(self.name, f"garbled answer to {command}: {reply!r}") from None
+            raise ProtocolError(self.name, f"garbled answer to {command}: {excerpt(reply)}") from None
 
 
 #: typical temperature (deg C) by words in a sensor's name; anything else is room air

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import re
 
-from ..base import Device, ProtocolError, Reading, Status, locked, utcnow
+from ..base import Device, ProtocolError, Reading, Status, excerpt, locked, utcnow
 from ..links import SerialLink
-from ..options import number, numbered_names, text
+from ..options import number, numbered_names, seconds, text
 from ..simulation import Wander, register_twin, typical, unregister_twin
 
 __all__ = ["STATUS", "UNITS", "NakError", "SimTPG", "TPG"]
@@ -56,7 +56,7 @@ class _Gauges(Device):
         super().__init__(name)
         self.port = text("port", port)
         self.gauges = numbered_names("gauges", gauges, _GAUGES)
-        self.timeout_s = number("timeout_s", timeout_s, positive=True)
+        self.timeout_s = seconds("timeout_s", timeout_s)
 
     def sensor_names(self) -> list[str]:
         return list(self.gauges.values())
@@ -79,7 +79,7 @@ class TPG(_Gauges):
         try:
             self.unit = UNITS[int(answer)]
         except (ValueError, KeyError):
-            raise ProtocolError(self.name, f"unknown pressure unit {answer!r} (UNI)") from None
+            raise ProtocolError(self.name, f"unknown pressure unit {excerpt(answer)} (UNI)") from None
 
     def _close(self):
         self._link.close()
@@ -92,10 +92,10 @@ class TPG(_Gauges):
         stamp = utcnow()
         match = _PRESSURE.fullmatch(answer)
         if match is None:
-            raise ProtocolError(self.name, f"gauge {n}: garbled answer {answer!r} to PR{n}")
+            raise ProtocolError(self.name, f"gauge {n}: garbled answer {excerpt(answer)} to PR{n}")
         code = int(match[1])
         if code not in STATUS:
-            raise ProtocolError(self.name, f"gauge {n}: unknown status code {code} in {answer!r}")
+            raise ProtocolError(self.name, f"gauge {n}: unknown status code {code} in {excerpt(answer)}")
         return Reading(sensor, float(match[2]), self.unit, stamp, STATUS[code])
 
     def _ask(self, mnemonic: bytes) -> bytes:
@@ -106,7 +106,7 @@ class TPG(_Gauges):
         if ack == NAK:
             raise NakError(self.name, f"controller refused {name} (NAK)")
         if ack != ACK:
-            raise ProtocolError(self.name, f"expected ACK or NAK after {name}, got {ack!r}")
+            raise ProtocolError(self.name, f"expected ACK or NAK after {name}, got {excerpt(ack)}")
         self._link.send(ENQ)
         return self._link.receive(f"ENQ after {name}")
 

@@ -12,9 +12,9 @@ ranging. A read is `MEAS:POW?`: one Reading in watts named after the device.
 
 from __future__ import annotations
 
-from ..base import Device, DeviceError, ProtocolError, Reading, Status, locked, utcnow
+from ..base import Device, DeviceError, ProtocolError, Reading, Status, excerpt, locked, utcnow
 from ..links import VisaLink
-from ..options import number, text
+from ..options import number, seconds, text
 from ..simulation import Wander
 
 __all__ = ["PM100", "SimPM100"]
@@ -39,7 +39,7 @@ class _Meter(Device):
         self.wavelength_nm = (None if wavelength_nm is None
                               else number("wavelength_nm", wavelength_nm, positive=True))
         self.visa_library = text("visa_library", visa_library)
-        self.timeout_s = number("timeout_s", timeout_s, positive=True)
+        self.timeout_s = seconds("timeout_s", timeout_s)
 
     @locked
     def wavelength(self) -> float:
@@ -84,7 +84,7 @@ class PM100(_Meter):
         maker, _, rest = self.identity.partition(",")
         if maker.strip().lower() != "thorlabs" or not rest.strip().upper().startswith("PM"):
             raise ProtocolError(self.name, f"not a Thorlabs power meter: *IDN? answered "
-                                f"{self.identity!r}")
+                                f"{excerpt(self.identity)}")
         if self.wavelength_nm is not None:
             self._set_wavelength(self.wavelength_nm)
         self._link.write("SENS:POW:RANG:AUTO ON")

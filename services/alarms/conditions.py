@@ -136,8 +136,9 @@ def event_verdict(rule: Rule, data: dict) -> tuple[bool, str] | None:
     if event == "wavemeter missing":
         return data.get("state") == "missing", str(data.get("message") or data.get("state"))
     if event == "spooling":
+        # every batch passes through the spool; it only grows while the database is away
         spooled, database = data.get("spooled_readings", 0), data.get("database")
-        return (database == "unreachable" or spooled > 0,
+        return (database == "unreachable",
                 f"database {database}, {spooled} readings spooled")
     if event == "spool full":
         used, limit = data.get("spool_bytes", 0), data.get("spool_limit_bytes") or 0

@@ -32,17 +32,27 @@ partition creation and dropping) runs under transaction-level advisory locks
 (one for all partitions, and one per day, always taken in ascending order);
 sensor registration is an upsert, rollup refreshes claim their sensor-days with
 SKIP LOCKED.
+
+Every connect has libpq's ``connect_timeout`` (the store's timeout, at least
+libpq's 2 s) and every statement runs under the watchdog (watchdog.py), so a
+server that stops answering costs at most the timeout. A logger never creates
+the schema from nothing (`prepare` asks for ``ionlab db upgrade``): a URL that
+names the wrong, empty database gets no tables. A database that does not
+exist and a refused login are StoreUnusable, with what to do in the message.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import itertools
 import json
 import logging
+import math
 import operator
 import os
+import re
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -51,7 +61,17 @@ import psycopg2
 import psycopg2.errors
 
 from .queries import MAX_POINTS, Query, QueryError, from_us, to_us
-from .store import Row, Store, StoreError, StoreUnavailable, UnknownSensor
+from .store import (
+    DEFAULT_TIMEOUT_S,
+    Row,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    StoreUnusable,
+    UnknownSensor,
+    redact,
+)
+from .watchdog import Watchdog
 
 __all__ = ["PostgresStore"]
 
@@ -117,6 +137,9 @@ CREATE VIEW latest AS
     FROM sensors WHERE last_time IS NOT NULL;
 """
 
+# tags of pushed points (line protocol, MQTT)
+_TAGS = "ALTER TABLE sensors ADD COLUMN tags jsonb NOT NULL DEFAULT '{}'"
+
 # The alarms' transitions and current states (services/alarms/history.py).
 _ALARMS = """
 CREATE TABLE alarm_events (
@@ -142,11 +165,18 @@ CREATE TABLE alarm_states (
 );
 """
 
-#: version -> SQL; append, never edit a released step
-# tags of pushed points (line protocol, MQTT)
-_V2 = "ALTER TABLE sensors ADD COLUMN tags jsonb NOT NULL DEFAULT '{}'"
+# The store's identity: one random id, made with the schema (see store.py).
+_IDENTITY = """
+CREATE TABLE ionlab_store (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    id text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO ionlab_store (id) VALUES (gen_random_uuid()::text);
+"""
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _ALARMS)]
+#: version -> SQL; append, never edit a released step
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _TAGS), (3, _ALARMS), (4, _IDENTITY)]
 VERSION = MIGRATIONS[-1][0]
 
 _EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
@@ -223,8 +253,13 @@ def _database(method):
         try:
             return method(self, *args, **kwargs)
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            conn = getattr(self._local, "conn", None)
             self._drop_conn()
             self._partitions = None
+            if getattr(conn, "cut", False):
+                raise StoreUnavailable(f"PostgreSQL did not answer within {self.timeout_s:g} s "
+                                       "(nor did its server answer a probe): connection dropped"
+                                       ) from exc
             raise StoreUnavailable(f"PostgreSQL unreachable: {_first_line(exc)}") from exc
         except psycopg2.Error as exc:
             conn = getattr(self._local, "conn", None)
@@ -238,6 +273,75 @@ def _database(method):
 
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _connect_error(url: str, exc: psycopg2.OperationalError) -> StoreError:
+    """What a failed connect means: StoreUnusable with the fix, or StoreUnavailable."""
+    text = " ".join(str(exc).split())
+    where = redact(url)
+    missing = re.search(r'database "([^"]*)" does not exist', text)
+    if missing:
+        parts = psycopg2.extensions.parse_dsn(url)
+        host = f" -h {parts['host']}" if parts.get("host") else ""
+        port = f" -p {parts['port']}" if parts.get("port") else ""
+        return StoreUnusable(f"PostgreSQL has no database {missing[1]!r} ({where}): create it "
+                             f"with `createdb{host}{port} {missing[1]}`, then "
+                             f"`ionlab db upgrade --db {where}`")
+    if re.search(r"authentication failed|role \"[^\"]*\" does not exist|no pg_hba\.conf entry|"
+                 r"password|permission denied for database", text):
+        return StoreUnusable(f"PostgreSQL refused the login ({where}): "
+                             f"{text.partition('FATAL:')[2].strip() or text}; check the user and "
+                             "password in the URL (or PGPASSWORD, ~/.pgpass) and pg_hba.conf")
+    return StoreUnavailable(f"PostgreSQL unreachable: {_first_line(exc)}")
+
+
+class _Connection(psycopg2.extensions.connection):
+    """A connection whose every statement, commit and rollback runs under the watchdog."""
+
+    watchdog: Watchdog
+    cut = False  # the watchdog shut this connection's socket down
+
+    @contextlib.contextmanager
+    def watched(self):
+        with self.watchdog.watch(self._fd, self._host, self._port) as watch:
+            try:
+                yield watch
+            finally:
+                self.cut = self.cut or watch.cut
+
+    def cursor(self, *args, **kwargs):
+        kwargs.setdefault("cursor_factory", _Cursor)
+        return super().cursor(*args, **kwargs)
+
+    def commit(self):
+        with self.watched():
+            super().commit()
+
+    def rollback(self):
+        with self.watched():
+            super().rollback()
+
+
+class _Cursor(psycopg2.extensions.cursor):
+    def execute(self, query, vars=None):  # noqa: A002 - psycopg2's name
+        with self.connection.watched():
+            return super().execute(query, vars)
+
+    def copy_expert(self, sql, file, size=8192):
+        with self.connection.watched() as watch:
+            return super().copy_expert(sql, _Progress(file, self.connection.watchdog, watch),
+                                       size)
+
+
+class _Progress:
+    """A COPY source that tells the watchdog each time the server takes more."""
+
+    def __init__(self, file, watchdog: Watchdog, watch):
+        self._file, self._watchdog, self._watch = file, watchdog, watch
+
+    def read(self, size: int = -1) -> bytes:
+        self._watchdog.progress(self._watch)
+        return self._file.read(size)
 
 
 class _CopyData:
@@ -342,10 +446,10 @@ class PostgresStore(Store):
     #: a batch of at least this many rows is split over the writer connections
     SPLIT_ROWS = 10_000
 
-    def __init__(self, url: str, *, connect_timeout: int = 5,
+    def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
                  writers: int = min(2, os.cpu_count() or 1)):
-        super().__init__(url)
-        self.connect_timeout = connect_timeout
+        super().__init__(url, timeout_s)
+        self.watchdog = Watchdog(timeout_s)
         self.writers = max(1, writers)
         self._ids: dict[str, tuple[int, str]] = {}
         self._partitions: set[int] | None = None
@@ -354,10 +458,19 @@ class PostgresStore(Store):
             if self.writers > 1 else None  # the other writers' threads, started when needed
 
     def _connect(self):
-        conn = psycopg2.connect(
-            self.url, connect_timeout=self.connect_timeout, application_name="ionlab",
-            keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
-            options="-c timezone=UTC -c statement_timeout=120s -c work_mem=64MB")
+        try:
+            conn = psycopg2.connect(
+                self.url, connection_factory=_Connection, application_name="ionlab",
+                connect_timeout=max(2, math.ceil(self.timeout_s)),  # libpq: whole seconds, >= 2
+                keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
+                options="-c timezone=UTC -c statement_timeout=120s -c work_mem=64MB")
+        except psycopg2.OperationalError as exc:
+            raise _connect_error(self.url, exc) from None
+        except psycopg2.ProgrammingError as exc:  # a URL libpq cannot parse
+            raise StoreUnusable(f"not a usable PostgreSQL URL {redact(self.url)!r}: "
+                                f"{_first_line(exc)}") from None
+        conn.watchdog = self.watchdog
+        conn._fd, conn._host, conn._port = conn.fileno(), conn.info.host, conn.info.port
         with conn.cursor() as cur:
             cur.execute("CREATE TEMP TABLE ionlab_staging (time timestamptz, sensor_id integer, "
                         "value double precision) ON COMMIT DELETE ROWS")
@@ -365,6 +478,42 @@ class PostgresStore(Store):
         return conn
 
     # -- schema -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        super().close()
+        self.watchdog.close()
+
+    @_database
+    def prepare(self) -> str:
+        conn = self._conn()
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('ionlab_schema') IS NOT NULL")
+            current = None
+            if cur.fetchone()[0]:
+                cur.execute("SELECT coalesce(max(version), 0) FROM ionlab_schema")
+                current = cur.fetchone()[0]
+        conn.commit()
+        where = redact(self.url)
+        if current is None:
+            raise StoreUnusable(f"{where} has no ionlab schema: create it with "
+                                f"`ionlab db upgrade --db {where}`")
+        if current > VERSION:
+            raise StoreUnusable(f"{where} has schema version {current}, newer than this ionlab "
+                                f"knows ({VERSION}): upgrade ionlab")
+        if current < VERSION:
+            try:
+                self.upgrade()
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:
+                raise StoreUnusable(f"cannot migrate {where} from schema version {current} to "
+                                    f"{VERSION} ({exc}): run `ionlab db upgrade --db URL` as the "
+                                    "owner of its tables") from None
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM ionlab_store")
+            (identity,) = cur.fetchone()
+        conn.commit()
+        return identity
 
     @_database
     def upgrade(self) -> int:

@@ -3,13 +3,24 @@
 Each device is polled on its own single-thread executor at its own `poll_s`,
 the next read scheduled when the previous one finished, so a slow or hung
 device delays only itself. Readings are stamped by the driver when read;
-non-finite values are skipped and counted (a warning the first time per
-sensor), readings whose status is not ok are counted and not stored.
+readings whose status is not ok (a non-finite value is status "error") are
+counted and not stored. A device that cannot be opened is tried again with a
+backoff (0.5 s doubling to 10 s); a link lost later is reopened by the driver
+(drivers/links.py). The status page and /healthz name every device in error
+and since when.
 
 Wavemeters are read by the wavemeter service, so by default the logger polls
 every configured device except those of kind "highfinesse"; what other
 services publish reaches the write buffer through `ingest(reading)`, which
 any thread may call.
+
+At start the logger takes its spool folder (and an SQLite store) for itself
+(services/lockfile.py) and checks its database: one that can never be written
+as configured (it does not exist, the login is refused, it has no schema) is
+a ConfigError saying what to do, so the command exits 2; one that is merely
+unreachable is an outage (readings wait in the spool). Once a second a
+supervisor starts again a writer thread or a poller that died; /healthz stays
+unhealthy with the reason until it runs again.
 
 Every stored (or spooled) sample is published on the hub as
 ``logger/<sensor>`` with {"sensor", "value", "unit", "timestamp", "status"}.
@@ -19,21 +30,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 
-from tornado.ioloop import IOLoop
+from tornado.ioloop import IOLoop, PeriodicCallback
 
-from drivers.base import Device, NotOpenError, Reading, Status
+from drivers.base import Device, NotOpenError, Reading, Status, utcnow
 
-from ..config import Config, ConfigError, DeviceSpec
+from ..config import Config, DeviceSpec
+from ..lockfile import LockHeld, PidLock
 from .ingest.receiver import Receiver
 from .metrics import LoggerMetrics
 from .queries import from_us, to_us
 from .settings import LoggerSettings
-from .spool import Spool
-from .store import Row, StoreError, open_store, redact
+from .spool import LEGACY, LOCK_NAME, Spool
+from .sqlite import SqliteStore
+from .store import Row, StoreError, StoreUnavailable, open_store, redact
 from .writer import Writer
 
 __all__ = ["LoggerService"]
@@ -42,19 +56,38 @@ log = logging.getLogger(__name__)
 
 #: device kinds another service reads (their readings arrive through `ingest`)
 SERVED_ELSEWHERE = ("highfinesse",)
+OPEN_RETRY_S = (0.5, 10.0)  # backoff between attempts to open a device
 
 
 class _DeviceState:
-    """Counters of one polled device, for the status page."""
+    """What the status page shows of one polled device."""
 
     def __init__(self):
         self.reads = 0
         self.errors = 0
         self.last_read: datetime | None = None
         self.last_error: str | None = None
+        self.error_since: datetime | None = None  # failing since then (None: fine)
+        self.fault: str | None = None  # why its poller died, until it runs again
+        self.open_failures = 0
+        self.open_at = 0.0  # monotonic time of the next attempt to open it
+
+    def read(self, when: datetime | None) -> None:
+        self.reads += 1
+        self.last_read = when or self.last_read
+        self.error_since = None
+
+    def failed(self, message: str) -> None:
+        self.errors += 1
+        self.last_error = message
+        if self.error_since is None:
+            self.error_since = utcnow()
 
     def as_dict(self) -> dict:
-        return {"reads": self.reads, "errors": self.errors, "last_error": self.last_error,
+        state = "error" if self.error_since else "ok" if self.reads else "starting"
+        return {"state": state, "reads": self.reads, "errors": self.errors,
+                "last_error": self.last_error,
+                "error_since": self.error_since.isoformat() if self.error_since else None,
                 "last_read": self.last_read.isoformat() if self.last_read else None}
 
 
@@ -66,25 +99,26 @@ class LoggerService:
     def __init__(self, config: Config, hub, *, db_url: str | None = None):
         self.config = config
         self.hub = hub
-        self.settings = LoggerSettings.from_config(config, db_url)
-        self.devices = self.polled(config, self.settings.devices)
-        self.store = open_store(self.settings.db)
+        self.settings = s = LoggerSettings.from_config(config, db_url)
+        self.devices = self.polled(config, s.devices)
+        self.store = open_store(s.db, s.timeout_s)
         self.writer = Writer(
-            self.store, Spool(self.settings.spool_dir, int(self.settings.spool_max_mb * 2**20)),
-            batch_s=self.settings.batch_s, max_batch=self.settings.max_batch,
-            retry_s=self.settings.retry_s, on_stored=self._on_stored,
-            retention=(self.settings.retention, self.settings.per_sensor_retention))
+            self.store, Spool(s.spool_dir, int(s.spool_max_mb * 2**20)),
+            batch_s=s.batch_s, max_batch=s.max_batch, retry_s=s.retry_s,
+            on_stored=self._on_stored, retention=(s.retention, s.per_sensor_retention))
         self.queries = ThreadPoolExecutor(2, thread_name_prefix="ionlab-query")
         self.receiver = Receiver(self)  # what agents push (line protocol, MQTT)
         self._metrics = LoggerMetrics(self)
-        self.skipped_nonfinite = 0
         self.skipped_status = 0
-        self._warned_nonfinite: set[str] = set()
+        self._warned_error: set[str] = set()
         self._state = {n: _DeviceState() for n in self.devices}
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: dict[str, asyncio.Task] = {}
         self._executors: dict[str, ThreadPoolExecutor] = {}
-        self._open: dict[str, object] = {}
+        self._open: dict[str, Device] = {}
+        self._locks: list[PidLock] = []
+        self._supervisor: PeriodicCallback | None = None
         self._loop: IOLoop | None = None
+        self._prepared = False
 
     def __repr__(self):
         return f"<LoggerService {redact(self.settings.db)} devices={list(self.devices)}>"
@@ -95,16 +129,14 @@ class LoggerService:
         """Queue one reading for storage (thread-safe); False if it was skipped."""
         if reading.status is not Status.OK:
             self.skipped_status += 1
+            if reading.status is Status.ERROR and reading.sensor not in self._warned_error:
+                self._warned_error.add(reading.sensor)
+                log.warning("%s: not storing a reading with status error (value %r; counted in "
+                            "/api/v1/logger/status, warned once per sensor)", reading.sensor,
+                            reading.value)
             return False
-        value = float(reading.value)
-        if not math.isfinite(value):
-            self.skipped_nonfinite += 1
-            if reading.sensor not in self._warned_nonfinite:
-                self._warned_nonfinite.add(reading.sensor)
-                log.warning("%s: skipping non-finite value %r (counted in "
-                            "/api/v1/logger/status; warned once per sensor)", reading.sensor, value)
-            return False
-        self.writer.add([(reading.sensor, reading.unit, to_us(reading.timestamp), value)])
+        self.writer.add([(reading.sensor, reading.unit, to_us(reading.timestamp),
+                          float(reading.value))])
         return True
 
     def _on_stored(self, rows: list[Row]) -> None:
@@ -121,43 +153,112 @@ class LoggerService:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
+        """`prepare` (unless done), then start writing and polling."""
         self._loop = IOLoop.current()
-        try:
-            await self._loop.run_in_executor(self.queries, self._prepare)
-        except StoreError as exc:  # the writer spools until the database is back
-            log.error("database %s not ready: %s", redact(self.settings.db), exc)
+        if not self._prepared:
+            await self._loop.run_in_executor(self.queries, self.prepare)
         self.writer.start()
         await self.receiver.start()
         for name, spec in self.devices.items():
             self._executors[name] = ThreadPoolExecutor(1, thread_name_prefix=f"poll-{name}")
-            self._tasks.append(asyncio.ensure_future(self._poll(spec)))
+            self._tasks[name] = asyncio.ensure_future(self._poll(spec))
+        self._supervisor = PeriodicCallback(self._supervise, 1000)
+        self._supervisor.start()
         log.info("logging %d devices to %s", len(self.devices), redact(self.settings.db))
 
+    def prepare(self) -> None:
+        """Take the spool folder (and an SQLite file), read the spool, check the database;
+        a ConfigError when this logger cannot run as configured. Blocking: a command calls
+        it before serving (so a mistake is one line and nothing else), `start` otherwise."""
+        try:
+            self._prepare()
+        except BaseException:
+            self._release()
+            raise
+        finally:
+            self.store.close()  # this thread's connection: the writer makes its own
+        self._prepared = True
+
     def _prepare(self) -> None:
-        """Create or migrate the schema, store the configured sensor descriptions."""
-        self.store.upgrade()
-        units = {s["sensor"]: s["unit"] for s in self.store.sensors()}
-        for name, sensor in self.settings.sensors.items():
-            if sensor.description:
-                self.store.describe(name, units.get(name, ""), sensor.description)
+        s = self.settings
+        self._claim(Path(s.spool_dir) / LOCK_NAME, "spool_dir", "its own spool_dir")
+        if isinstance(self.store, SqliteStore):
+            self._claim(Path(f"{self.store.path}.lock"), "db", "its own database file")
+        try:
+            self.writer.spool.open()
+        except OSError as exc:
+            raise s.error("spool_dir", f"cannot use {s.spool_dir!r} as the spool folder "
+                          f"({exc})") from None
+        try:
+            self.writer.identity = self.store.prepare()
+        except StoreUnavailable as exc:
+            log.error("database %s not reachable (%s); readings go to the spool %s until it is",
+                      redact(s.db), exc, s.spool_dir)
+            return
+        except StoreError as exc:  # no such database, login refused, no schema, no rights
+            raise s.error("db", str(exc)) from None
+        self._report_spool()
+        try:
+            units = {row["sensor"]: row["unit"] for row in self.store.sensors()}
+            for name, sensor in s.sensors.items():
+                if sensor.description:
+                    self.store.describe(name, units.get(name, ""), sensor.description)
+        except StoreError as exc:  # the descriptions wait for the next start
+            log.warning("cannot store the sensor descriptions: %s", exc)
+
+    def _claim(self, path: Path, key: str, other: str) -> None:
+        try:
+            self._locks.append(PidLock(path).acquire())
+        except LockHeld as exc:
+            raise self.settings.error(key, f"{exc}: stop that one first, or give this logger "
+                                      f"{other}") from None
+        except OSError as exc:
+            raise self.settings.error(key, f"cannot make the lock file {path} ({exc})") from None
+
+    def _report_spool(self) -> None:
+        """Say at start what in the spool is for another store, and what is in quarantine."""
+        spool, mine = self.writer.spool, self.writer.destination
+        waiting = spool.waiting(mine.accepts)
+        if waiting:
+            log.warning("spool %s holds %d readings from before for this store; they are "
+                        "replayed now", spool.directory, waiting)
+        for destination, n in spool.destinations().items():
+            if not mine.accepts(destination):
+                how = "--adopt" if destination == LEGACY else "--db URL"
+                log.warning("spool %s holds %d readings for another store, %s: they are kept "
+                            "(store them with `ionlab spool replay --spool-dir %s %s`)",
+                            spool.directory, n, destination, spool.directory, how)
+        held = spool.quarantine_files()
+        if held:
+            log.warning("spool %s: %d files set aside in %s (`ionlab spool list` shows them)",
+                        spool.directory, len(held), spool.quarantine)
 
     async def stop(self) -> None:
-        """Stop polling, write or spool what is pending, close the devices (about 2 s)."""
+        """Stop polling, spool what is pending, close the devices (about 2 s)."""
         await self.receiver.stop()
-        for task in self._tasks:
+        if self._supervisor is not None:
+            self._supervisor.stop()
+        for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         loop = asyncio.get_running_loop()
         closing = [loop.run_in_executor(self._executors[n], device.close)
                    for n, device in self._open.items()]
         if closing:
             await asyncio.wait(closing, timeout=0.5)
-        await loop.run_in_executor(None, self.writer.stop, 1.5)
+        stopped = await loop.run_in_executor(None, self.writer.stop, 1.5)
         for executor in self._executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
         self.queries.shutdown(wait=False, cancel_futures=True)
-        self.store.close()
+        if stopped:  # else the storer still works: the store and the spool stay ours
+            self.store.close()
+            self._release()
+
+    def _release(self) -> None:
+        for lock in reversed(self._locks):
+            lock.release()
+        self._locks.clear()
 
     @staticmethod
     def polled(config: Config, names: tuple[str, ...] | None) -> dict[str, DeviceSpec]:
@@ -182,29 +283,68 @@ class LoggerService:
                                                                 device, *args)
 
     async def _poll(self, spec: DeviceSpec) -> None:
+        """Poll one device for ever; a poller that fails unexpectedly starts again."""
+        state = self._state[spec.name]
+        while True:
+            try:
+                await self._poll_device(spec, state)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - even a driver's SystemExit: reported,
+                # then the poller starts again (escaping, it would stop the whole lab)
+                state.fault = f"poller of {spec.name} died ({type(exc).__name__}: {exc})"
+                log.error("%s; starting it again", state.fault,
+                          exc_info=not isinstance(exc, SystemExit))
+                await asyncio.sleep(1.0)
+
+    async def _poll_device(self, spec: DeviceSpec, state: _DeviceState) -> None:
         loop = asyncio.get_running_loop()
-        executor, state = self._executors[spec.name], self._state[spec.name]
+        executor = self._executors[spec.name]
         while True:
             began = loop.time()
             try:
-                if spec.name not in self._open:
-                    self._open[spec.name] = await loop.run_in_executor(executor, self.open_device,
-                                                                       spec)
-                readings = await loop.run_in_executor(executor, self._open[spec.name].read)
-                state.reads += 1
-                state.last_read = max((r.timestamp for r in readings), default=None)
-                for reading in readings:
-                    self.ingest(reading)
-            except ConfigError as exc:
-                log.error("not polling %s: %s", spec.name, exc)
-                state.last_error = str(exc)
-                return
+                device = self._open.get(spec.name)
+                if device is None and time.monotonic() >= state.open_at:
+                    device = await loop.run_in_executor(executor, self._opened, spec, state)
+                if device is not None:
+                    readings = await loop.run_in_executor(executor, device.read)
+                    state.read(max((r.timestamp for r in readings), default=None))
+                    for reading in readings:
+                        self.ingest(reading)
             except Exception as exc:  # noqa: BLE001 - a device failing must not stop the others
-                state.errors += 1
                 if str(exc) != state.last_error:
                     log.warning("polling %s failed: %s", spec.name, exc)
-                state.last_error = str(exc)
+                state.failed(str(exc))
+            if state.fault is not None:
+                log.warning("the poller of %s runs again", spec.name)
+                state.fault = None
             await asyncio.sleep(max(0.0, spec.poll_s - (loop.time() - began)))
+
+    def _opened(self, spec: DeviceSpec, state: _DeviceState) -> Device:
+        """On the poll thread: open the device, or note when to try again."""
+        try:
+            device = self.open_device(spec)
+        except Exception:
+            state.open_failures += 1
+            first, most = OPEN_RETRY_S
+            state.open_at = time.monotonic() + min(most, first * 2 ** min(state.open_failures - 1,
+                                                                         30))
+            raise
+        state.open_failures = 0
+        self._open[spec.name] = device
+        return device
+
+    def _supervise(self) -> None:
+        """Once a second: start again a writer thread or a poller task that ended."""
+        self.writer.supervise()
+        for name, task in list(self._tasks.items()):
+            if task.done() and not task.cancelled():
+                exc = task.exception()
+                why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
+                self._state[name].fault = f"poller of {name} ended ({why})"
+                state = self._state[name]
+                log.error("%s; starting it again", state.fault)
+                self._tasks[name] = asyncio.ensure_future(self._poll(self.devices[name]))
 
     # -- what the web app asks --------------------------------------------------------
 
@@ -224,13 +364,28 @@ class LoggerService:
         return {
             "store": redact(self.settings.db),
             **self.writer.status(),
-            "skipped_nonfinite": self.skipped_nonfinite,
             "skipped_status": self.skipped_status,
             "devices": {n: s.as_dict() for n, s in self._state.items()},
             "ingest": self.receiver.status(),
         }
 
+    def problems(self) -> list[str]:
+        """What is wrong now, one line each (empty when all is well)."""
+        out = list(self.writer.problems())
+        if self.writer.database_ok is False:
+            out.append(f"database unreachable: {self.writer.last_error}")
+        for name, state in self._state.items():
+            if state.fault:
+                out.append(state.fault)
+            elif state.error_since is not None:
+                out.append(f"device {name} in error since {state.error_since.isoformat()}: "
+                           f"{state.last_error}")
+        return out
+
     def health(self) -> dict:
         status = self.writer.status()
-        return {"ok": status["database"] != "unreachable", "database": status["database"],
-                "backlog": status["backlog"]}
+        problems = self.problems()
+        return {"ok": not problems, "database": status["database"], "backlog": status["backlog"],
+                "problems": problems,
+                "devices_in_error": {n: {"since": s.error_since.isoformat(), "error": s.last_error}
+                                     for n, s in self._state.items() if s.error_since}}

@@ -6,6 +6,10 @@ per-sensor range scans read one contiguous stretch. The 1-minute and 1-hour
 rollups are updated in the write transaction from the rows that were new.
 The file runs in WAL mode: queries never wait for the writer. SQLite has no
 partitions, so retention deletes one sensor-day at a time.
+
+`prepare` creates the schema in a new or empty file (the demo lab needs no
+setup step) but refuses a file that holds something else, and a lock held
+longer than the store's timeout is StoreUnavailable.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from .queries import MAX_POINTS, Query, QueryError, from_us, offset_segments, to_us
-from .store import Row, Store, StoreError, StoreUnavailable, UnknownSensor
+from .store import DEFAULT_TIMEOUT_S, Row, Store, StoreError, StoreUnavailable, StoreUnusable, UnknownSensor
 
 __all__ = ["SqliteStore"]
 
@@ -70,7 +74,7 @@ CREATE VIEW latest AS
 """
 
 # tags of pushed points (line protocol, MQTT): a JSON object
-_V2 = "ALTER TABLE sensors ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'"
+_TAGS = "ALTER TABLE sensors ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'"
 
 # The alarms' transitions and current states (services/alarms/history.py).
 _ALARMS = """
@@ -97,7 +101,18 @@ CREATE TABLE alarm_states (
 );
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _ALARMS)]
+# The store's identity: one random id, made with the schema (see store.py).
+_IDENTITY = """
+CREATE TABLE ionlab_store (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    id TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+INSERT INTO ionlab_store VALUES (1, lower(hex(randomblob(16))), strftime('%Y-%m-%dT%H:%M:%SZ'))
+"""
+
+#: version -> SQL; append, never edit a released step
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _TAGS), (3, _ALARMS), (4, _IDENTITY)]
 VERSION = MIGRATIONS[-1][0]
 
 _ROLLUP_UPSERT = """
@@ -122,6 +137,8 @@ def _database(method):
         except sqlite3.Error as exc:
             self._drop_conn()
             raise StoreError(f"SQLite {self.path}: {exc}") from exc
+        except OSError as exc:  # the file's folder cannot be made
+            raise StoreUnusable(f"SQLite {self.path}: cannot use this path: {exc}") from exc
 
     return wrapper
 
@@ -141,14 +158,18 @@ def _local_time(column: str, query: Query) -> tuple[str, list]:
 class SqliteStore(Store):
     """Samples in one SQLite file (created with its folder when missing)."""
 
-    def __init__(self, path: str):
-        super().__init__(path)
+    def __init__(self, path: str, *, timeout_s: float = DEFAULT_TIMEOUT_S):
+        super().__init__(path, timeout_s)
         self.path = Path(path)
         self._ids: dict[str, tuple[int, str]] = {}
 
+    @property
+    def address(self) -> str:
+        return str(self.path.absolute())
+
     def _connect(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None,
                                check_same_thread=False)
         for attempt in range(100):  # the switch to WAL (once per file) does not wait on locks
             try:
@@ -172,6 +193,29 @@ class SqliteStore(Store):
             raise
         conn.execute("COMMIT")
         return result
+
+    def prepare(self) -> str:
+        try:
+            return self._prepare()
+        except (StoreUnavailable, StoreUnusable):
+            raise
+        except StoreError as exc:  # not an SQLite file, a read-only one, ...
+            raise StoreUnusable(f"{exc}; point [logger] db (or --db) at an ionlab SQLite "
+                                "file, or a new one") from None
+
+    @_database
+    def _prepare(self) -> str:
+        conn = self._conn()
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise StoreUnusable(f"SQLite {self.path} holds tables but not an ionlab store; "
+                                "point [logger] db (or --db) at another file")
+        if current > VERSION:
+            raise StoreUnusable(f"SQLite {self.path} has schema version {current}, newer than "
+                                f"this ionlab knows ({VERSION}): upgrade ionlab")
+        if current < VERSION:
+            self.upgrade()
+        return conn.execute("SELECT id FROM ionlab_store").fetchone()[0]
 
     @_database
     def upgrade(self) -> int:

@@ -6,6 +6,16 @@ postgres.py) and SQLite (a file path, see sqlite.py). A row is
 epoch (UTC). Writes are idempotent on (sensor, time): writing a row twice
 stores it once, so a spool replay never duplicates.
 
+Every store has an identity: a random id made when its schema is created
+(`ionlab db upgrade`), kept in the database itself. `prepare()` returns it, so
+the spool can tell which database a batch is for even when two URLs name the
+same database or one URL comes to name another.
+
+Errors come in three kinds: StoreUnavailable (the database cannot be reached
+now: down, cut off, not answering in time; waiting helps), StoreUnusable (it
+can never be written as configured: no such database, login refused, no
+schema; the message says how to fix it) and StoreError (refused otherwise).
+
 A store is safe to share between threads: each thread gets its own connection.
 
 >>> redact("postgresql://logger:secret@db.lab:5432/ionlab")
@@ -21,12 +31,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .queries import Query
 
-__all__ = ["Row", "Store", "StoreError", "StoreUnavailable", "UnknownSensor", "open_store",
-           "redact"]
+__all__ = ["DEFAULT_TIMEOUT_S", "Row", "Store", "StoreError", "StoreUnavailable", "StoreUnusable",
+           "UnknownSensor", "check_url", "open_store", "redact"]
 
 #: (sensor, unit, time in µs since the epoch, value)
 Row = tuple[str, str, int, float]
 DEFAULT_URL = "var/ionlab.sqlite"
+#: how long a connect or a statement may take before the database counts as unreachable
+DEFAULT_TIMEOUT_S = 5.0
 
 
 class StoreError(Exception):
@@ -34,7 +46,11 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached (down, network cut, connection lost)."""
+    """The database cannot be reached (down, network cut, connection lost, no answer)."""
+
+
+class StoreUnusable(StoreError):
+    """The database cannot be used as configured (waiting will not help); says how to fix it."""
 
 
 class UnknownSensor(StoreError):
@@ -57,14 +73,20 @@ def redact(url: str) -> str:
 class Store(abc.ABC):
     """Samples by (sensor, time), rollups, latest values and retention."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S):
         self.url = url
+        self.timeout_s = timeout_s
         self._local = threading.local()
         self._all: list = []
         self._all_lock = threading.Lock()
 
     def __repr__(self):
         return f"<{type(self).__name__} {redact(self.url)}>"
+
+    @property
+    def address(self) -> str:
+        """Where the store is, as spooled batches name it (no password)."""
+        return redact(self.url)
 
     # -- connections, one per thread --------------------------------------------------
 
@@ -109,6 +131,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def upgrade(self) -> int:
         """Create or migrate the schema (safe to run concurrently); returns its version."""
+
+    @abc.abstractmethod
+    def prepare(self) -> str:
+        """Check this is a store this version can write (migrating an older schema) and
+        return its identity; StoreUnusable when it cannot be (no schema: `upgrade` first)."""
 
     @abc.abstractmethod
     def write(self, rows: list[Row]) -> int:
@@ -158,16 +185,30 @@ class Store(abc.ABC):
         """Periodic upkeep (e.g. create partitions ahead); nothing by default."""
 
 
-def open_store(url: str | None = None) -> Store:
+def check_url(url: str) -> str:
+    """The URL if ionlab has a store for it, else StoreUnusable naming what it accepts.
+
+    >>> check_url("mysql://db.lab/ionlab")
+    Traceback (most recent call last):
+    ...
+    services.logger.store.StoreUnusable: unsupported database URL 'mysql://db.lab/ionlab': \
+expected postgresql://[user@]host[:port]/database or an SQLite file path
+    """
+    if "://" in url and not url.startswith(("postgresql://", "postgres://", "sqlite://")):
+        raise StoreUnusable(f"unsupported database URL {redact(url)!r}: expected "
+                            "postgresql://[user@]host[:port]/database or an SQLite file path")
+    if not url.removeprefix("sqlite://"):
+        raise StoreUnusable("empty database URL: expected postgresql://... or an SQLite file")
+    return url
+
+
+def open_store(url: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Store:
     """The store a URL names: `postgresql://...` or an SQLite file path."""
-    url = url or DEFAULT_URL
+    url = check_url(url or DEFAULT_URL)
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
-        return PostgresStore(url)
-    if "://" in url and not url.startswith("sqlite://"):
-        raise StoreError(f"unknown database URL {redact(url)!r}: expected postgresql://... "
-                         "or an SQLite file path")
+        return PostgresStore(url, timeout_s=timeout_s)
     from .sqlite import SqliteStore
 
-    return SqliteStore(url.removeprefix("sqlite://"))
+    return SqliteStore(url.removeprefix("sqlite://"), timeout_s=timeout_s)

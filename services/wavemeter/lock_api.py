@@ -38,7 +38,8 @@ from drivers.analog import AnalogOutput
 from drivers.base import DeviceError, utcnow
 from drivers.highfinesse.outputs import WavemeterOutputs
 
-from ..config import Config
+from ..config import Config, ConfigError
+from ..lockfile import LockHeld, PidLock
 from ..web.http import ApiError, JsonHandler
 from ..web.hub import Hub
 from ..web.rpc import Method, Param
@@ -75,6 +76,7 @@ class LockService:
         channels = [int(k) for k in names if str(k).isdigit()] or list(range(1, 9))
         self.lock_config = LockConfig.from_config(config, channels)
         self.store = SettingsStore(state_file or self.lock_config.state_file)
+        self._file_lock = PidLock(f"{self.store.path}.lock")  # one writer of the state file
         self.controllers = {n: Controller(s) for n, s in self.lock_config.settings.items()}
         self._devices: dict[str, Any] = {}  # output devices this service opened (and closes)
         self._own: WavemeterOutputs | None = None
@@ -94,9 +96,19 @@ class LockService:
     # -- service shape (services.web.app) ----------------------------------------
 
     async def start(self) -> None:
-        """Load saved settings, follow the readings, resume locks if configured."""
+        """Take the state file (one writer), load saved settings, follow the readings,
+        resume locks if configured."""
         loop = asyncio.get_running_loop()
-        saved = await loop.run_in_executor(None, self.store.load)
+        claim = loop.run_in_executor(None, self._file_lock.acquire)  # beside the load, not after
+        try:
+            saved = await loop.run_in_executor(None, self.store.load)
+            await claim
+        except (LockHeld, OSError, SettingsError) as exc:
+            await asyncio.gather(claim, return_exceptions=True)
+            self._file_lock.release()
+            fix = "stop that one first, or give this one its own state_file" \
+                if isinstance(exc, LockHeld) else f"cannot use {self.store.path}"
+            raise ConfigError(self.config.file, "locks.state_file", f"{fix}: {exc}") from None
         for channel, controller in self.controllers.items():
             values = saved.get(channel, {})
             changes = {k: v for k, v in values.items() if k in LockSettings.WRITABLE}
@@ -133,6 +145,7 @@ class LockService:
             except DeviceError as exc:
                 log.warning("closing %s: %s", device.name, exc)
         self._devices.clear()
+        self._file_lock.release()
 
     def routes(self) -> list:
         return [

@@ -3,8 +3,9 @@
 Each fake runs one thread serving one port. It records every request, and a
 protocol violation whenever a request arrives before the previous one was
 answered (two exchanges interleaved on the wire). Tell a fake to misbehave with
-`fake.mode = "nak" | "garbage" | "truncate" | "silent"` (and, for the LS218,
-"short"); `fake.on` picks which requests misbehave (default: readings).
+`fake.mode = "nak" | "garbage" | "truncate" | "silent" | "flood"` (and, for the
+LS218, "short"); `fake.on` picks which requests misbehave (default: readings).
+A TCP port can also drop its client, refuse connections and listen again.
 The VISA instruments (PM100, DAC) are simulated by pyvisa-sim from visa_sim.yaml.
 """
 
@@ -53,8 +54,12 @@ class _Fake:
         raise NotImplementedError
 
 
+FLOOD = b"9" * 5_000_000  # an answer that never ends (a wrong baud rate, a crazed instrument)
+
+
 class FakeTPG(_Fake):
-    """A TPG 36x: `gauges` {n: (status, value)}, `unit` the UNI code."""
+    """A TPG 36x: `gauges` {n: (status, value)} (value as a number, or the bytes to send),
+    `unit` the UNI code."""
 
     def __init__(self, delay_s: float = 0.0):
         super().__init__(delay_s)
@@ -88,10 +93,12 @@ class FakeTPG(_Fake):
         mnemonic, self._pending = self._pending, None
         if mode == "garbage":
             return b"\x00?#garbage\r\n"
+        if mode == "flood":
+            return FLOOD
         if mnemonic == b"UNI":
             return b"%d\r\n" % self.unit
         status, value = self.gauges.get(int(mnemonic[2:]), (5, 0.0))
-        line = b"%d,%+.4E" % (status, value)
+        line = b"%d," % status + (value if isinstance(value, bytes) else b"%+.4E" % value)
         return line if mode == "truncate" else line + b"\r\n"
 
 
@@ -197,25 +204,72 @@ class PtyPort(_Port):
 
 
 class TcpPort(_Port):
-    """A TCP server on 127.0.0.1 (ephemeral port), one client at a time: `url`."""
+    """A TCP server on 127.0.0.1 (ephemeral port), one client at a time: `url`.
+
+    `drop()` closes the client's connection (an instrument rebooting), `refuse()`
+    stops listening, so connecting is refused, and `listen()` takes the port again.
+    `accepted` counts the connections it took.
+    """
 
     def __init__(self, fake: _Fake):
         super().__init__(fake)
         self._server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"tcp://127.0.0.1:{self._server.getsockname()[1]}"
+        self.port = self._server.getsockname()[1]
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self.accepted = 0
+        self._serving = False
+        self._drop = threading.Event()
+        self._gone = threading.Event()  # the dropped client's connection is closed
+        self._listening = threading.Event()
+        self._listening.set()
+        self._lock = threading.Lock()
+
+    def drop(self):
+        """Close the client's connection; returns once it is closed."""
+        self._gone.clear()
+        self._drop.set()
+        assert self._gone.wait(5), "the fake did not drop its client"
+
+    def refuse(self):
+        """Close the listening socket (and any client): connecting is refused now."""
+        with self._lock:
+            self._listening.clear()
+            self._server.close()
+        if self._serving:
+            self.drop()
+
+    def listen(self):
+        with self._lock:
+            self._server = socket.create_server(("127.0.0.1", self.port))
+            self._listening.set()
 
     def _run(self):
         while not self._stop.is_set():
-            ready, _, _ = select.select([self._server], [], [], 0.05)
-            if not ready:
+            if not self._listening.wait(0.05):
                 continue
-            conn, _ = self._server.accept()
+            with self._lock:
+                server = self._server
+            try:
+                ready, _, _ = select.select([server], [], [], 0.05)
+                if not ready:
+                    continue
+                conn, _ = server.accept()
+            except (OSError, ValueError):  # refused meanwhile
+                continue
+            self.accepted += 1
+            self._drop.clear()
+            self._serving = True
             with conn:
-                self._serve(self._receiver(conn), conn.sendall)
+                try:
+                    self._serve(self._receiver(conn), conn.sendall)
+                except OSError:  # the client went away mid-answer
+                    pass
+            self._serving = False
+            self._gone.set()
 
     def _receiver(self, conn):
         def recv(timeout):
-            if self._stop.is_set():
+            if self._stop.is_set() or self._drop.is_set():
                 return None
             ready, _, _ = select.select([conn], [], [], timeout)
             if not ready:

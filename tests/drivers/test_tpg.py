@@ -172,7 +172,8 @@ def test_fake_notices_interleaved_exchanges(pty):
     ({"gauges": {"1": "a", "2": "a"}}, "gauges.2: name 'a' is used twice"),
     ({"gauges": {"1": ""}}, "gauges.1: expected a non-empty string, got ''"),
     ({"gauges": "chamber"}, "gauges: expected a table"),
-    ({"gauges": {"1": "a"}, "timeout_s": 0}, "timeout_s: expected a number > 0, got 0"),
+    ({"gauges": {"1": "a"}, "timeout_s": 0}, "timeout_s: expected 0.001 to 600 seconds, got 0"),
+    ({"gauges": {"1": "a"}, "timeout_s": 1e308}, "timeout_s: expected 0.001 to 600 seconds"),
     ({"gauges": {"1": "a"}, "baud": 9600}, "baud: unknown option for tpg"),
 ])
 @pytest.mark.parametrize("simulation", [False, True])

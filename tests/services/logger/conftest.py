@@ -30,16 +30,26 @@ def store(store_url):
 
 
 class TcpProxy:
-    """A real TCP proxy on 127.0.0.1 that a test can cut (all connections reset) and restore."""
+    """A real TCP proxy on 127.0.0.1 that a test can cut (all connections reset) and restore,
+    or turn into a blackhole: `hang()` keeps every connection open and accepts new ones, but
+    forwards nothing (a hung server, a dead NAT path) until `resume()`."""
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._up = True
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def hang(self):
+        self._flowing.clear()
+
+    def resume(self):
+        self._flowing.set()
 
     def _accept(self):
         while True:
@@ -50,24 +60,28 @@ class TcpProxy:
             if not self._up:
                 client.close()
                 continue
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                if not self._up:  # cut while this one was connecting
-                    client.close()
-                    upstream.close()
-                    continue
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src, dst):
+    def _connect(self, client):
+        self._flowing.wait()  # in a blackhole the handshake is answered, nothing more
+        try:
+            upstream = socket.create_connection(self.target)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            if not self._up:  # cut while this one was connecting
+                client.close()
+                upstream.close()
+                return
+            self._conns += [client, upstream]
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src, dst):
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

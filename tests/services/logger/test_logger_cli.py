@@ -29,9 +29,11 @@ def test_db_upgrade_started_twice_at_once(pg_database, run_cli):
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    assert all(out.strip().endswith(f"schema version {VERSION}") for out, _ in outs)
+    ids = {re.fullmatch(rf".*: schema version {VERSION}, store ([0-9a-f-]{{36}})", out.strip())[1]
+           for out, _ in outs}
+    assert len(ids) == 1  # one identity, made once
     again = run_cli("db", "upgrade", "--db", pg_database)
-    assert again.returncode == 0 and f"schema version {VERSION}" in again.stdout
+    assert again.returncode == 0 and again.stdout.strip().endswith(f"store {ids.pop()}")
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import doctest
 
 import pytest
 
-from services.logger import queries, settings, store
+from services.logger import queries, settings, spool, store
 
 
-@pytest.mark.parametrize("module", [queries, settings, store], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [queries, settings, spool, store], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

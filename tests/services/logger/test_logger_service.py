@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sqlite3
 import threading
 import time
 import urllib.request
@@ -12,10 +13,15 @@ from urllib.parse import urlencode
 
 import pytest
 
+from drivers import registry
 from drivers.base import Device, Reading, Status, utcnow
 from services.config import ConfigError, parse
 from services.logger.service import LoggerService
 from services.logger.settings import LoggerSettings
+from services.logger.sqlite import SqliteStore
+from services.logger.store import open_store
+
+from .test_logger_writer import wait_for
 
 
 class SlowDevice(Device):
@@ -27,7 +33,7 @@ class SlowDevice(Device):
 
 
 class OddDevice(Device):
-    """Reads NaN, inf, a not-ok status and one good value each time."""
+    """Reads NaN, inf (both status "error"), a not-ok status and one good value each time."""
 
     def _read(self):
         now = utcnow()
@@ -36,15 +42,13 @@ class OddDevice(Device):
                 Reading("odd good", 2.5, "V", now)]
 
 
-class LabLogger(LoggerService):
-    """The service with two test devices besides the simulated instruments."""
+TEST_KINDS = {"test-slow": (f"{__name__}:SlowDevice",) * 2, "test-odd": (f"{__name__}:OddDevice",) * 2}
 
-    def open_device(self, spec):
-        if spec.kind == "test-slow":
-            return SlowDevice(spec.name).open()
-        if spec.kind == "test-odd":
-            return OddDevice(spec.name).open()
-        return super().open_device(spec)
+
+@pytest.fixture(autouse=True)
+def test_kinds(monkeypatch):
+    """The two test devices, as kinds a config can name."""
+    monkeypatch.setattr(registry, "KINDS", {**registry.KINDS, **TEST_KINDS})
 
 
 def lab_config(tmp_path, db: str) -> str:
@@ -81,10 +85,17 @@ description = "main chamber gauge"
 """
 
 
+def upgraded(url: str) -> str:
+    store = open_store(url)
+    store.upgrade()
+    store.close()
+    return url
+
+
 @pytest.fixture
 def logger_server(store_url, tmp_path, server_thread):  # the database outlives the server
-    config = parse(lab_config(tmp_path, store_url), "lab.toml")
-    return server_thread(lambda hub: [LabLogger(config, hub)])
+    config = parse(lab_config(tmp_path, upgraded(store_url)), "lab.toml")
+    return server_thread(lambda hub: [LoggerService(config, hub)])
 
 
 def get(url):
@@ -101,10 +112,14 @@ def test_logger_polls_stores_publishes_and_serves(logger_server, api, caplog):
     srv.wait_for(lambda: service.writer.status()["pending"] == 0, what="flush")
     status = api.http("GET", srv.url + "/api/v1/logger/status")[1]
     assert status["devices"]["chamber"]["reads"] >= 10  # the slow device delayed only itself
-    assert status["skipped_nonfinite"] >= 4 and status["skipped_status"] >= 2
-    assert status["database"] == "ok" and status["spooled_readings"] == 0 and status["last_write"]
-    assert "odd nan: skipping non-finite value nan" in caplog.text
-    assert caplog.text.count("odd inf: skipping") == 1  # warned once, counted always
+    assert status["devices"]["chamber"]["state"] == "ok"
+    assert status["skipped_status"] >= 6  # nan, inf and "sensor off", every read
+    assert status["database"] == "ok" and status["errors"] == 0 and status["last_write"]
+    assert status["spool_foreign_readings"] == 0 and status["spool_quarantined"] == 0
+    assert "odd nan: not storing a reading with status error (value nan" in caplog.text
+    assert caplog.text.count("odd inf: not storing") == 1  # warned once, counted always
+    health = api.http("GET", srv.url + "/healthz")[1]
+    assert health["ok"] and health["services"]["logger"]["problems"] == []
 
     sensors = {s["sensor"]: s for s in api.http("GET", srv.url + "/api/v1/sensors")[1]["sensors"]}
     assert set(sensors) == {"chamber", "table", "water in", "slow", "odd good"}
@@ -167,6 +182,7 @@ def test_logger_settings_errors_name_file_and_key(tmp_path):
         LoggerSettings.from_config(parse("[logger.sensors.chamber]\nretention = 5", "lab.toml"))
     settings = LoggerSettings.from_config(parse("", "lab.toml"), "postgresql://x/y")
     assert settings.db == "postgresql://x/y" and settings.retention is None
+    assert settings.timeout_s == 5.0 and settings.batch_s == 1.0
 
 
 def test_ingest_is_safe_from_many_threads(tmp_path):
@@ -188,3 +204,131 @@ def test_ingest_is_safe_from_many_threads(tmp_path):
     assert service.writer.flush()
     service.writer.stop()
     assert service.writer.written == 2000
+
+
+class DyingDevice(Device):
+    """A driver that dies (SystemExit) on every read while `dying` is set."""
+
+    dying = False
+
+    def _read(self):
+        if DyingDevice.dying:
+            raise SystemExit("the driver called exit")
+        return [Reading("dying", 1.0, "V", utcnow())]
+
+
+class DyingStore(SqliteStore):
+    """A real SQLite store whose writes kill the writer's thread while `dying` is set."""
+
+    dying = True
+
+    def write(self, rows):
+        if self.dying:
+            raise SystemExit("simulated crash in a write")
+        return super().write(rows)
+
+
+def test_a_writer_thread_or_poller_that_dies_is_started_again_and_unhealthy_meanwhile(
+        server_thread, api, tmp_path, monkeypatch):
+    monkeypatch.setitem(registry.KINDS, "test-dying", (f"{__name__}:DyingDevice",) * 2)
+    config = parse(f"""
+[devices.dying]
+kind = "test-dying"
+poll_s = 0.05
+[logger]
+db = "{tmp_path}/lab.sqlite"
+spool_dir = "{tmp_path}/spool"
+batch_s = 0.05
+""")
+    store = DyingStore(str(tmp_path / "lab.sqlite"))
+
+    def services(hub):
+        service = LoggerService(config, hub)
+        service.store = service.writer.store = store
+        return [service]
+
+    srv = server_thread(services)
+    service = srv.services[0]
+
+    def health():
+        code, body, _ = api.http("GET", srv.url + "/healthz")
+        return code, body["services"]["logger"]
+
+    srv.wait_for(lambda: service.writer.spooled >= 20 and service.writer.problems(),
+                 what="the storer to die while readings are spooled")
+    code, logger = health()
+    assert code == 503 and not logger["ok"]
+    assert "writer storer thread died (SystemExit: simulated crash in a write)" in logger["problems"]
+    assert service.status()["faults"] == logger["problems"]
+    store.dying = False  # the next storer, started within a second, gets through
+    srv.wait_for(lambda: not service.writer.problems() and service.writer.flush(0.1), 30,
+                 "the storer to run again and store the spool")
+    spooled = service.writer.spooled
+    code, logger = health()
+    assert code == 200 and logger["problems"] == []
+    with sqlite3.connect(tmp_path / "lab.sqlite") as db:  # every spooled reading got stored
+        assert db.execute("SELECT count(*) FROM samples").fetchone()[0] >= spooled
+    assert service.writer.dropped == 0
+
+    DyingDevice.dying = True
+    try:
+        wait_for(lambda: health()[0] == 503, what="the poller to die")
+        assert "poller of dying died (SystemExit: the driver called exit)" in health()[1]["problems"]
+    finally:
+        DyingDevice.dying = False
+    wait_for(lambda: health()[0] == 200, what="the poller to run again")
+    reads = service.status()["devices"]["dying"]["reads"]
+    srv.wait_for(lambda: service.status()["devices"]["dying"]["reads"] > reads, what="reads")
+
+
+@pytest.mark.slow
+def test_a_network_gauge_that_drops_and_refuses_is_reported_and_polled_again(
+        server_thread, api, tmp_path):
+    from tests.drivers.fakes import FakeTPG, TcpPort
+
+    with TcpPort(FakeTPG()) as port:
+        config = parse(f"""
+[devices.gauge]
+kind = "tpg"
+poll_s = 0.1
+port = "{port.url}"
+gauges = {{ 1 = "chamber" }}
+[logger]
+db = "{tmp_path}/lab.sqlite"
+spool_dir = "{tmp_path}/spool"
+batch_s = 0.1
+""")
+        srv = server_thread(lambda hub: [LoggerService(config, hub)])
+        service = srv.services[0]
+
+        def gauge():
+            return api.http("GET", srv.url + "/api/v1/logger/status")[1]["devices"]["gauge"]
+
+        srv.wait_for(lambda: service.status()["devices"]["gauge"]["reads"] >= 3, what="readings")
+        refused_at = utcnow()
+        port.refuse()  # the controller reboots: the connection closes, connecting is refused
+        srv.wait_for(lambda: service.status()["devices"]["gauge"]["state"] == "error",
+                     what="the error")
+        state = gauge()
+        assert state["state"] == "error" and state["error_since"] >= refused_at.isoformat()
+        assert "gauge: cannot" in state["last_error"]
+        code, health, _ = api.http("GET", srv.url + "/healthz")
+        logger = health["services"]["logger"]
+        assert code == 503 and logger["devices_in_error"]["gauge"]["since"] == state["error_since"]
+        assert any(p.startswith(f"device gauge in error since {state['error_since']}: ")
+                   for p in logger["problems"])
+        time.sleep(max(0.0, 10 - (utcnow() - refused_at).total_seconds()))  # refused for 10 s
+        assert gauge()["state"] == "error" and "reconnecting in" in gauge()["last_error"]
+        port.listen()
+        back_at = utcnow()
+        srv.wait_for(lambda: service.status()["devices"]["gauge"]["state"] == "ok", 30,
+                     "readings again")
+        resumed_s = (utcnow() - back_at).total_seconds()
+        print(f"\ngauge polled again {resumed_s:.2f} s after it answered again "
+              f"(refused for 10 s; backoff 0.5 s doubling to 10 s)")
+        assert resumed_s < 10 + 2  # within the backoff (at most 10 s), plus a poll
+        assert api.http("GET", srv.url + "/healthz")[0] == 200
+        srv.wait_for(lambda: service.writer.flush(0.1), what="the writes")
+        latest = {r["sensor"]: r for r in api.http("GET", srv.url + "/api/v1/latest")[1]["latest"]}
+        assert latest["chamber"]["time"] > back_at.isoformat()
+        assert port.accepted >= 2

@@ -104,7 +104,7 @@ def test_rpc_command_without_a_server_says_so(capsys, api):
     ("[devices.wm2]\nkind='highfinesse'\nsimulation=true\n",
      "lab.toml: wavemeter.device: missing; name the [devices.*] entry of kind 'highfinesse' to "
      "use (found: wm, wm2)"),
-    ("[wavemeter]\ndevice = 'gauge'\n[devices.gauge]\nkind='tpg'\nport='/dev/null'\n",
+    ("[wavemeter]\ndevice = 'gauge'\n[devices.gauge]\nkind='tpg'\nport='/dev/null'\ngauges={1='g'}\n",
      "lab.toml: wavemeter.device: expected the name of a [devices.*] entry of kind 'highfinesse'"),
     ("[server]\nport = 'x'\n", "lab.toml: server.port: expected an integer"),
     ("[devices.wm.channels]\n99 = 'x'\n", "lab.toml: devices.wm.channels.99"),
