@@ -67,6 +67,18 @@ def pg_database(pg_url):
         admin.close()
 
 
+@pytest.fixture
+def pg_logger_db(pg_database):
+    """A fresh PostgreSQL database with the logger's schema, as `ionlab db upgrade` makes it
+    (a logger refuses to start on one without); yields its URL."""
+    from services.logger.store import open_store
+
+    store = open_store(pg_database)
+    store.upgrade()
+    store.close()
+    return pg_database
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     """A folder git ignores, for screenshots and other things a test keeps."""

@@ -103,8 +103,8 @@ MISTAKES = [  # (where, lines, the error after "file: ")
     ("logger", 'retention = "99999999999999d"', "logger.retention: expected a duration from 1h "
      "to 36600d (a century), got '99999999999999d'"),
     ("logger", 'retension = "90d"', "logger.retension: unknown key; expected one of batch_s, db, "
-     "devices, max_batch, retention, retry_s, sensors, spool_dir, spool_max_mb, timeout_s; did "
-     "you mean 'retention'?"),
+     "devices, ingest, max_batch, mqtt, retention, retry_s, sensors, spool_dir, spool_max_mb, "
+     "timeout_s; did you mean 'retention'?"),
     ("logger", "timeout_s = 1e9", "logger.timeout_s: expected a number from 0.1 to 600, got "
      "1000000000.0"),
     ("logger", "max_batch = 0", "logger.max_batch: expected an integer from 1 to 1000000, got 0"),

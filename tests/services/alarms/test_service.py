@@ -60,7 +60,7 @@ event = "spooling"
 @pytest.fixture(params=["postgres", "sqlite"])
 def db_url(request, tmp_path):
     if request.param == "postgres":
-        return request.getfixturevalue("pg_database")
+        return request.getfixturevalue("pg_logger_db")
     return str(tmp_path / "lab.sqlite")
 
 

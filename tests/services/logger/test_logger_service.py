@@ -127,6 +127,7 @@ def test_logger_polls_stores_publishes_and_serves(logger_server, api, caplog):
     assert sensors["chamber"]["description"] == "main chamber gauge"
 
     events = srv.call(sub.drain)
+    assert service.writer.flush(30)  # an event leaves once spooled; the store has it after
     assert {e.channel for e in events} >= {"logger/chamber", "logger/table", "logger/odd good"}
     chamber = [e.data for e in events if e.channel == "logger/chamber"]
     assert set(chamber[0]) == {"sensor", "value", "unit", "timestamp", "status"}

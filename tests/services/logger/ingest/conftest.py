@@ -10,33 +10,47 @@ from services.logger.service import LoggerService
 from services.logger.store import open_store
 
 
-def logger_config(tmp_path, db: str, extra: str = "") -> str:
+def logger_config(tmp_path, db: str, extra: str = "", spool: str = "spool") -> str:
     return f"""
 [logger]
 db = "{db}"
 batch_s = 0.05
 retry_s = 0.2
-spool_dir = "{tmp_path / 'spool'}"
+spool_dir = "{tmp_path / spool}"
 {extra}
 """
+
+
+#: the loggers `ingest_server` started, whose spools `stored` waits for
+_RUNNING: list[LoggerService] = []
 
 
 @pytest.fixture
 def ingest_server(server_thread, tmp_path):
     """ingest_server(db, extra_toml) -> a running logger-only server (token: api.token)."""
+    started = []
 
     def start(db: str | None = None, extra: str = ""):
         db = db or str(tmp_path / "ingest.sqlite")
-        config = parse(logger_config(tmp_path, db, extra), "lab.toml")
-        return server_thread(lambda hub: [LoggerService(config, hub)])
+        # each logger its own spool: two on one spool folder are refused
+        config = parse(logger_config(tmp_path, db, extra, f"spool{len(started)}"), "lab.toml")
+        srv = server_thread(lambda hub: [LoggerService(config, hub)])
+        started.append(srv.services[0])
+        _RUNNING.append(srv.services[0])
+        return srv
 
-    return start
+    yield start
+    for service in started:
+        _RUNNING.remove(service)
 
 
 def stored(url: str, sensor: str | None = None) -> dict[str, list[tuple[int, float]]]:
-    """sensor -> [(time in µs, value), ...] in time order, read back through the store."""
+    """sensor -> [(time in µs, value), ...] in time order, read back through the store once
+    every running logger has stored what its spool holds (a 204 means durable, in the spool)."""
     from services.logger.queries import make_query
 
+    for service in _RUNNING:
+        assert service.writer.flush(60), f"{service} did not store its spool within 60 s"
     store = open_store(url)
     try:
         names = [s["sensor"] for s in store.sensors()] if sensor is None else [sensor]

@@ -14,22 +14,24 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from services.logger.store import open_store
+
 from .conftest import logger_config, stored
 
 T_MS = 1_700_000_000_000
 
 
-def test_influxdb_1x_client_write_points(ingest_server, pg_database, api):
+def test_influxdb_1x_client_write_points(ingest_server, pg_logger_db, api):
     from influxdb import InfluxDBClient
 
-    srv = ingest_server(pg_database, '[logger.ingest]\ndatabases = ["lab"]')
+    srv = ingest_server(pg_logger_db, '[logger.ingest]\ndatabases = ["lab"]')
     client = InfluxDBClient("127.0.0.1", srv.port, "agent", api.token, "lab")
     assert client.ping()
     client.create_database("lab")
     points = [{"measurement": "cpu load", "tags": {"host": "daq,1", "unit": "%"},
                "time": T_MS + k, "fields": {"value": 0.5 + k, "cores": 8}} for k in range(100)]
     assert client.write_points(points, time_precision="ms", batch_size=30)
-    data = stored(pg_database)
+    data = stored(pg_logger_db)
     assert data["cpu\\ load,host=daq\\,1"] == [((T_MS + k) * 1000, 0.5 + k) for k in range(100)]
     assert data["cpu\\ load,host=daq\\,1 cores"] == [((T_MS + k) * 1000, 8.0) for k in range(100)]
     bad = InfluxDBClient("127.0.0.1", srv.port, "agent", "wrong", "lab")
@@ -40,12 +42,12 @@ def test_influxdb_1x_client_write_points(ingest_server, pg_database, api):
         other.write_points(points[:1])
 
 
-def test_influxdb_2x_client_write_api(ingest_server, pg_database, api):
+def test_influxdb_2x_client_write_api(ingest_server, pg_logger_db, api):
     from influxdb_client import InfluxDBClient, Point, WritePrecision
     from influxdb_client.client.exceptions import InfluxDBError
     from influxdb_client.client.write_api import SYNCHRONOUS
 
-    srv = ingest_server(pg_database)
+    srv = ingest_server(pg_logger_db)
     with InfluxDBClient(url=srv.url, token=api.token, org="lab", enable_gzip=True) as client:
         write = client.write_api(write_options=SYNCHRONOUS)
         records = [Point("laser").tag("line", "397 nm").field("power_mw", 1.25 + k)
@@ -56,7 +58,7 @@ def test_influxdb_2x_client_write_api(ingest_server, pg_database, api):
             write.write(bucket="lab", record="laser,line=866 value=")
         assert refused.value.response.status == 400
         assert "missing field value of 'value'" in refused.value.message
-    data = stored(pg_database)
+    data = stored(pg_logger_db)
     assert data["laser,line=397\\ nm power_mw"] == [((T_MS + k) * 1000, 1.25 + k)
                                                     for k in range(50)]
     assert data["laser,line=397\\ nm on"] == [((T_MS + k) * 1000, 1.0) for k in range(50)]
@@ -70,6 +72,7 @@ def test_influxdb_2x_client_write_api(ingest_server, pg_database, api):
 def test_database_outage_while_an_agent_writes_stores_every_point_once(
         ingest_server, pg_proxy, api):
     proxied, proxy, direct = pg_proxy
+    open_store(direct).upgrade()
     srv = ingest_server(proxied)
     sent, errors = [], []
     stop = threading.Event()
@@ -129,11 +132,11 @@ def _peak_rss_kb(pid: int) -> int:
 
 
 @pytest.mark.slow
-def test_a_100_mb_body_is_parsed_as_a_stream_with_bounded_memory(pg_database, tmp_path):
+def test_a_100_mb_body_is_parsed_as_a_stream_with_bounded_memory(pg_logger_db, tmp_path):
     port = _free_port()
     config = tmp_path / "lab.toml"
     config.write_text(f'[server]\nport = {port}\ntoken = "t0k"\n'
-                      + logger_config(tmp_path, pg_database, "max_batch = 20000\n"
+                      + logger_config(tmp_path, pg_logger_db, "max_batch = 20000\n"
                                       "[logger.ingest]\nmax_body_mb = 200"))
     exe = shutil.which("ionlab") or str(Path(sys.executable).with_name("ionlab"))
     proc = subprocess.Popen([exe, "logger", "--config", str(config)], cwd=tmp_path,
@@ -171,7 +174,7 @@ def test_a_100_mb_body_is_parsed_as_a_stream_with_bounded_memory(pg_database, tm
     finally:
         proc.terminate()
         proc.wait(30)
-    with psycopg2.connect(pg_database) as conn, conn.cursor() as cur:
+    with psycopg2.connect(pg_logger_db) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*), min(value), max(value) FROM samples")
         assert cur.fetchone() == (line_count, 0.0, float(line_count - 1))
     conn.close()
