@@ -31,6 +31,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from services.logger.store import open_store
+
 from .bench_logger import Influx, _database, _free_port
 from .run import Row
 
@@ -247,6 +249,9 @@ def run(quick: bool) -> list[Row]:
     try:
         for db in dbs:
             admin.cursor().execute(f'CREATE DATABASE "{db}"')
+            store = open_store(url + db.removeprefix(name))  # as `ionlab db upgrade` does
+            store.upgrade()
+            store.close()
         print("bench_ingest: line protocol ...", file=sys.stderr, flush=True)
         rows += line_protocol(folder, url, total)
         print("bench_ingest: MQTT ...", file=sys.stderr, flush=True)
