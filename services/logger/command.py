@@ -1,6 +1,6 @@
 """`ionlab logger`, `ionlab db upgrade` and `ionlab query`.
 
-    ionlab logger [--config FILE] [--db URL]
+    ionlab logger [--config FILE] [--db URL] [--bind ADDR] [--port N]
     ionlab db upgrade [--config FILE] [--db URL]
     ionlab query SENSOR --start T --end T [--every W] [--agg A] [--tz ZONE]
                  [--format csv|json] [--config FILE] [--db URL]
@@ -15,6 +15,8 @@ import asyncio
 import sys
 
 from ..config import load
+from ..web.app import add_server_options, serve, server_from_args
+from ..web.hub import Hub
 from .queries import AGGREGATES, QueryError, make_query, rows_csv, rows_json
 from .settings import LoggerSettings
 from .store import StoreError, open_store, redact
@@ -28,8 +30,6 @@ def _store(args):
 
 
 def logger_command(args) -> int:
-    from ..web.app import ServerConfig, serve
-    from ..web.hub import Hub
     from .service import LoggerService
 
     config = load(args.config)
@@ -40,7 +40,7 @@ def logger_command(args) -> int:
         print(f"ionlab logger: storing to {redact(service.settings.db)}, API at "
               f"http://{server.bind}:{port}/api/v1/series  (Ctrl-C stops)", flush=True)
 
-    server = ServerConfig.from_config(config)
+    server = server_from_args(config, args)
     asyncio.run(serve([service], hub, server, started=started))
     return 0
 
@@ -90,6 +90,7 @@ def register(sub) -> None:
                        "the readings (PostgreSQL or SQLite) and serve the query API. While the "
                        "database is unreachable readings wait in an on-disk spool.")
     _common(p)
+    add_server_options(p)
     p.set_defaults(func=logger_command)
 
     p = sub.add_parser("db", help="manage the logger's database",

@@ -13,6 +13,9 @@ any thread may call.
 
 Every stored (or spooled) sample is published on the hub as
 ``logger/<sensor>`` with {"sensor", "value", "unit", "timestamp", "status"}.
+That channel is declared (so a stream can ask for it) as soon as the service
+knows the sensor: at start for every sensor the database or ``[logger.sensors]``
+names, else when its first reading comes in.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class LoggerService:
             retry_s=self.settings.retry_s, on_stored=self._on_stored,
             retention=(self.settings.retention, self.settings.per_sensor_retention))
         self.queries = ThreadPoolExecutor(2, thread_name_prefix="ionlab-query")
+        self.lookups = ThreadPoolExecutor(1, thread_name_prefix="ionlab-lookup")  # latest, units
+        self._announced: set[str] = set()  # sensors whose hub channel is declared
         self.skipped_nonfinite = 0
         self.skipped_status = 0
         self._warned_nonfinite: set[str] = set()
@@ -104,7 +109,15 @@ class LoggerService:
                             "/api/v1/logger/status; warned once per sensor)", reading.sensor, value)
             return False
         self.writer.add([(reading.sensor, reading.unit, to_us(reading.timestamp), value)])
+        if reading.sensor not in self._announced:
+            self._announce([reading.sensor])
         return True
+
+    def _announce(self, sensors) -> None:
+        """Declare ``logger/<sensor>`` on the hub (from any thread, once started)."""
+        if self._loop is not None:
+            self._announced.update(sensors)
+            self._loop.add_callback(self.hub.declare, *(f"logger/{s}" for s in sensors))
 
     def _on_stored(self, rows: list[Row]) -> None:
         # writer thread -> IO loop: the hub is not thread-safe
@@ -121,8 +134,9 @@ class LoggerService:
 
     async def start(self) -> None:
         self._loop = IOLoop.current()
+        self._announce(self.settings.sensors)
         try:
-            await self._loop.run_in_executor(self.queries, self._prepare)
+            self._announce(await self._loop.run_in_executor(self.queries, self._prepare))
         except StoreError as exc:  # the writer spools until the database is back
             log.error("database %s not ready: %s", redact(self.settings.db), exc)
         self.writer.start()
@@ -131,13 +145,15 @@ class LoggerService:
             self._tasks.append(asyncio.ensure_future(self._poll(spec)))
         log.info("logging %d devices to %s", len(self.devices), redact(self.settings.db))
 
-    def _prepare(self) -> None:
-        """Create or migrate the schema, store the configured sensor descriptions."""
+    def _prepare(self) -> list[str]:
+        """Create or migrate the schema, store the configured sensor descriptions; the
+        sensors the database knows."""
         self.store.upgrade()
         units = {s["sensor"]: s["unit"] for s in self.store.sensors()}
         for name, sensor in self.settings.sensors.items():
             if sensor.description:
                 self.store.describe(name, units.get(name, ""), sensor.description)
+        return list(units)
 
     async def stop(self) -> None:
         """Stop polling, write or spool what is pending, close the devices (about 2 s)."""
@@ -154,6 +170,7 @@ class LoggerService:
         for executor in self._executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
         self.queries.shutdown(wait=False, cancel_futures=True)
+        self.lookups.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
     def open_device(self, spec: DeviceSpec) -> Device:

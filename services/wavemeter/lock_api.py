@@ -37,7 +37,7 @@ from drivers.base import DeviceError, utcnow
 from drivers.highfinesse.outputs import WavemeterOutputs
 
 from ..config import Config
-from ..web.http import ApiError, JsonHandler
+from ..web.http import ApiError, JsonHandler, path_number
 from ..web.hub import Hub
 from ..web.rpc import Method, Param
 from .locks import Controller, LockConfig, LockSettings, Reason, SettingsError, SettingsStore
@@ -134,7 +134,7 @@ class LockService:
     def routes(self) -> list:
         return [
             (r"/api/v1/locks", LocksHandler, {"service": self}),
-            (r"/api/v1/locks/([0-9]+)", LockHandler, {"service": self}),
+            (r"/api/v1/locks/([^/]+)", LockHandler, {"service": self}),
         ]
 
     def rpc_methods(self) -> dict[str, Method]:
@@ -223,13 +223,13 @@ class LockService:
 
     # -- internals -----------------------------------------------------------------
 
-    def _controller(self, channel: int) -> Controller:
+    def _controller(self, channel: int | str) -> Controller:
         try:
             return self.controllers[channel]
         except KeyError:
             known = ", ".join(map(str, sorted(self.controllers))) or "none"
-            raise ApiError(404, f"no lock on channel {channel}; lockable channels: {known}",
-                           "channel") from None
+            raise ApiError(404, f"no lock on channel {str(channel)[:20]}; lockable channels: "
+                           f"{known}", "channel") from None
 
     async def _output(self, channel: int) -> AnalogOutput:
         """The channel's analog output; 503/409 when it is not there or lacks the port."""
@@ -370,6 +370,13 @@ def _refused(channel: int):
         raise ApiError(400, f"lock {channel}: {exc}", exc.field) from None
 
 
+def _lock_number(service: LockService, text: str) -> int:
+    """The channel a URL names; 404 (naming the lockable ones) for anything else."""
+    number = path_number(text, "channel", max_digits=3)
+    service._controller(text if number is None else number)
+    return number
+
+
 class LocksHandler(JsonHandler):
     """``GET /api/v1/locks``: every lock's status."""
 
@@ -387,12 +394,11 @@ class LockHandler(JsonHandler):
         self.service = service
 
     def get(self, channel: str):
-        self.write_json(self.service.lock_status(int(channel)))
+        self.write_json(self.service.lock_status(_lock_number(self.service, channel)))
 
     async def put(self, channel: str):
         self.require_token()
-        service, n = self.service, int(channel)
-        service.lock_status(n)  # 404 before anything else
+        service, n = self.service, _lock_number(self.service, channel)
         body = self.json_body()
         if not body:
             raise ApiError(400, f"nothing to change; give one or more of "

@@ -7,7 +7,8 @@ anything from elsewhere. The page reads ``/api/v1/...`` and follows one
 ``/api/v1/stream``; it is described in docs/dashboard.md.
 
 `Dashboard` has the service shape `services.web.app.make_app` mounts; it has
-nothing to start or stop.
+nothing to start or stop. Assets go out gzipped to browsers that take it
+(`AssetGzip`); errors, such as a file that is not there, are JSON like the API's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import tornado.web
 
-__all__ = ["CSP", "STATIC_DIR", "Dashboard", "StaticHandler"]
+from .http import JsonErrors
+
+__all__ = ["CSP", "STATIC_DIR", "AssetGzip", "Dashboard", "StaticHandler"]
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -25,7 +28,18 @@ CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'n
        "form-action 'self'; frame-ancestors 'none'")
 
 
-class StaticHandler(tornado.web.StaticFileHandler):
+class AssetGzip(tornado.web.GZipContentEncoding):
+    """Gzip for the page's assets only: not for JSON or CSV answers (large ones would be
+    compressed on the IO loop) and never for event streams (each event must go at once)."""
+
+    TYPES = frozenset({"text/html", "text/css", "text/javascript", "application/javascript",
+                       "image/svg+xml", "text/plain"})
+
+    def _compressible_type(self, ctype: str) -> bool:
+        return ctype in self.TYPES
+
+
+class StaticHandler(JsonErrors, tornado.web.StaticFileHandler):
     """Static files that browsers revalidate (ETag) on every load, under the page's CSP."""
 
     def set_extra_headers(self, path):

@@ -7,7 +7,7 @@ import math
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
@@ -157,8 +157,9 @@ def test_write_without_a_token_is_refused_by_the_server(lab):
 def test_history_plot_for_a_chosen_range(page, lab, artifacts):
     open_dashboard(page, lab)
     page.wait_for_selector("#history-sensors input[value='chamber']")
-    wait_for(lambda: len(lab.api("/api/v1/series?sensor=chamber&start=2000-01-01T00:00:00Z"
-                                 "&end=2100-01-01T00:00:00Z")["points"]) >= 6,
+    day = urlencode({"start": (datetime.now(UTC) - timedelta(days=1)).isoformat(),
+                     "end": (datetime.now(UTC) + timedelta(days=1)).isoformat()})
+    wait_for(lambda: len(lab.api(f"/api/v1/series?sensor=chamber&{day}")["points"]) >= 6,
              30, "six stored chamber samples")
     page.check("#history-sensors input[value='chamber']")
     page.check("#history-sensors input[value='table']")
