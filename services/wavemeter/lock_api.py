@@ -91,7 +91,8 @@ class LockService:
     # -- service shape (services.web.app) ----------------------------------------
 
     async def start(self) -> None:
-        """Load saved settings, follow the readings, resume locks if configured."""
+        """Load saved settings, follow the readings (from the latest already published),
+        resume locks if configured."""
         loop = asyncio.get_running_loop()
         saved = await loop.run_in_executor(None, self.store.load)
         for channel, controller in self.controllers.items():
@@ -103,7 +104,12 @@ class LockService:
                 log.warning("lock %d: saved settings ignored (%s)", channel, exc)
             self._locked[channel] = values.get("locked") is True
             self.hub.declare(f"lock/{channel}")
-        self._task = asyncio.create_task(self._follow(self.hub.subscribe(["wavemeter/*"])))
+        subscription = self.hub.subscribe(["wavemeter/*"])
+        for channel in self.controllers:  # what came before the subscription: the latest
+            latest = self.hub.latest(f"wavemeter/{channel}")
+            if latest is not None:
+                self._on_reading(latest.channel, latest.data)
+        self._task = asyncio.create_task(self._follow(subscription))
         self._ticker = tornado.ioloop.PeriodicCallback(self._tick, self.tick_s * 1000)
         self._ticker.start()
         for channel, controller in self.controllers.items():

@@ -230,6 +230,9 @@ def test_a_logger_stream_outlives_a_restart_in_a_spec_following_client(tmp_path)
 
     lab = Lab(tmp_path)
     lab.start()
+    wait_for(lambda: {"chamber", "table"} <= {s["sensor"] for s in
+                                              lab.api("/api/v1/sensors")["sensors"]},
+             30, "both sensors logged (a new one is streamable from its first reading)")
     received = []
     try:
         with EventSource(lab.url + "api/v1/stream?channels=logger/chamber,logger/table",

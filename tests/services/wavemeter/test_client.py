@@ -32,7 +32,10 @@ def lab(server_thread, tmp_path):
         return [wavemeter, LockService(config, hub, wavemeter, state_file=tmp_path / "l.json")]
 
     srv = server_thread(services)
-    srv.wait_for(lambda: bool(srv.services[0].acquisition.channels), what="the channels")
+    channels = srv.services[0].acquisition.channels
+    srv.wait_for(lambda: len(channels) == 8 and all(c.status.value == "ok"
+                                                    for c in channels.values()),
+                 what="a reading of every channel")
     return srv
 
 

@@ -68,6 +68,22 @@ class Server:
         return "".join(self.lines)
 
 
+@pytest.fixture
+def server(tmp_path):
+    """start(**options) -> Server; whatever the test does, the process is ended after it."""
+    started = []
+
+    def start(**options):
+        started.append(Server(tmp_path, **options))
+        return started[-1]
+
+    yield start
+    for srv in started:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+
+
 def half_open(port, source):
     sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -105,8 +121,8 @@ def until(condition, what, timeout=60.0):
         time.sleep(0.05)
 
 
-def test_at_a_low_file_limit_connections_beyond_its_room_are_refused_in_json(tmp_path):
-    server = Server(tmp_path, limit=256, header_timeout_s=60.0)
+def test_at_a_low_file_limit_connections_beyond_its_room_are_refused_in_json(server):
+    server = server(limit=256, header_timeout_s=60.0)
     assert (server.max_connections, server.per_client) == (256 - 64, 192 // 8)
     held = []
     try:
@@ -141,8 +157,8 @@ def test_at_a_low_file_limit_connections_beyond_its_room_are_refused_in_json(tmp
     assert "Traceback" not in log and "Exception in callback" not in log
 
 
-def test_out_of_descriptors_the_server_backs_off_says_so_once_and_recovers(tmp_path):
-    server = Server(tmp_path)
+def test_out_of_descriptors_the_server_backs_off_says_so_once_and_recovers(server):
+    server = server()
     soft, hard = resource.prlimit(server.proc.pid, resource.RLIMIT_NOFILE)
     room = server.open_files() + 40
     resource.prlimit(server.proc.pid, resource.RLIMIT_NOFILE, (room, hard))
