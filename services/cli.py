@@ -12,6 +12,7 @@ import logging
 import sys
 
 from .config import ConfigError
+from .web.app import ListenError
 
 __all__ = ["main"]
 
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except ConfigError as exc:
         print(f"ionlab: config error: {exc}", file=sys.stderr)
+        return 2
+    except ListenError as exc:
+        print(f"ionlab: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,7 +1,9 @@
 """`ionlab devices` (read every device once) and `ionlab watch` (a live table).
 
 The lab's smoke test: open every configured device, read it, print a table of
-device, kind, sensor and its configured name, reading, unit and status.
+device, kind, sensor and its configured name, reading, unit and status. A
+device that cannot be opened or read is a row of its own with the error; the
+others are read all the same, and the exit status is 1 when any failed.
 """
 
 from __future__ import annotations
@@ -12,22 +14,35 @@ from contextlib import ExitStack
 
 from drivers.base import DeviceError, Reading
 
-from .config import Config, load
+from .config import Config, ConfigError, load
 from .sensors import format_value, source
 
 __all__ = ["format_table", "read_all", "register"]
 
 
 def read_all(config: Config, devices: dict) -> list[tuple[str, str, Reading | str]]:
-    """One row per sensor: (device, kind, reading) or (device, kind, error text)."""
+    """One row per sensor: (device, kind, reading) or (device, kind, error text).
+
+    `devices` maps each configured name to its open device, or to the error text
+    of why it could not be opened.
+    """
     rows = []
     for name, device in devices.items():
         kind = config.devices[name].kind
+        if isinstance(device, str):
+            rows.append((name, kind, device))
+            continue
         try:
             rows.extend((name, kind, r) for r in device.read())
-        except DeviceError as exc:
-            rows.append((name, kind, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one failing device must not hide the others
+            rows.append((name, kind, _failure(name, exc)))
     return rows
+
+
+def _failure(name: str, exc: Exception) -> str:
+    """The error text of a device's row (a DeviceError names the device already)."""
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, DeviceError) else f"{name}: {text}"
 
 
 def format_table(rows, config: Config) -> str:
@@ -51,20 +66,32 @@ def format_table(rows, config: Config) -> str:
 
 
 def _open_all(config: Config, stack: ExitStack) -> dict:
-    return {name: stack.enter_context(spec.open()) for name, spec in config.devices.items()}
+    """Each device opened (and closed by `stack`), or the error text of why it was not.
+
+    A config error in one device's options is still a config error (exit 2).
+    """
+    devices = {}
+    for name, spec in config.devices.items():
+        try:
+            devices[name] = stack.enter_context(spec.open())
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failing device must not hide the others
+            devices[name] = f"cannot open: {_failure(name, exc)}"
+    return devices
 
 
 def devices_command(args) -> int:
     config = load(args.config)
     with ExitStack() as stack:
-        try:
-            devices = _open_all(config, stack)
-        except DeviceError as exc:
-            print(f"ionlab: cannot open device: {exc}", file=sys.stderr)
-            return 1
-        rows = read_all(config, devices)
+        rows = read_all(config, _open_all(config, stack))
     print(format_table(rows, config))
-    return 1 if any(not isinstance(r, Reading) for _, _, r in rows) else 0
+    failed = sorted({device for device, _, r in rows if not isinstance(r, Reading)})
+    if failed:
+        print(f"ionlab devices: {len(failed)} of {len(config.devices)} devices failed: "
+              f"{', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def watch_command(args) -> int:

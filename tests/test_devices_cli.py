@@ -69,17 +69,25 @@ def test_real_gauge_on_a_pty_shows_its_value(tmp_path, run_cli):
     assert pty.fake.violations == []
 
 
-def test_unreachable_device_exits_1_naming_it(tmp_path, run_cli):
+def test_one_unreachable_device_of_fifteen_is_a_row_of_its_own_and_exit_1(tmp_path, run_cli):
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]  # closed again below: connecting is refused
+    gauges = [f'[devices.gauge{n}]\nkind = "tpg"\nsimulation = true\nport = "/dev/null"\n'
+              f'gauges = {{ 1 = "gauge {n}" }}\n' for n in range(14)]
+    unreachable = (f'[devices.loadlock]\nkind = "tpg"\nport = "tcp://127.0.0.1:{port}"\n'
+                   'gauges = { 1 = "loadlock" }\n')
     config = tmp_path / "lab.toml"
-    config.write_text(f'[devices.loadlock]\nkind = "tpg"\nport = "tcp://127.0.0.1:{port}"\n'
-                      'gauges = { 1 = "loadlock" }\n')
+    config.write_text("\n".join(gauges[:7] + [unreachable] + gauges[7:]))
     result = run_cli("devices", "--config", str(config))
     assert result.returncode == 1
-    assert result.stderr.startswith(
-        f"ionlab: cannot open device: loadlock: cannot open tcp://127.0.0.1:{port}: ")
-    assert result.stdout == ""
+    rows = table(result.stdout)
+    assert [row[0] for row in rows] == [f"gauge{n}" for n in range(7)] + ["loadlock"] + [
+        f"gauge{n}" for n in range(7, 14)]
+    failed = rows[7]
+    assert failed[:6] == ["loadlock", "tpg", "-", "-", "-", "error"]
+    assert failed[6].startswith(f"cannot open: loadlock: cannot open tcp://127.0.0.1:{port}: ")
+    assert all(row[5] == "ok" for row in rows[:7] + rows[8:])
+    assert result.stderr == "ionlab devices: 1 of 15 devices failed: loadlock\n"
 
 
 def test_device_failing_to_read_is_a_row_and_exit_1(tmp_path, run_cli):

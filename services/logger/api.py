@@ -6,7 +6,12 @@
 - ``GET /api/v1/sensors``: each with its unit, device, configured name and precision
 - InfluxDB's ``POST /write`` and ``POST /api/v2/write`` (token needed; ingest/http.py)
 
-Queries run on the service's query threads, never on the IO loop.
+Queries run on the service's query threads, never on the IO loop: series on
+`service.queries`, the small lookups (latest values, sensors, units) on
+`service.lookups`, so ``/latest`` never waits behind a heavy series. A series
+query beyond what one query may cost (`queries.QueryTooLarge`), or one the
+database cancelled at its statement timeout, is a 422 saying how to ask for
+less; other bad arguments are a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -16,28 +21,46 @@ from tornado.ioloop import IOLoop
 from ..sensors import PRECISION, precision, source
 from ..web.http import ApiError, JsonHandler
 from .ingest.http import routes as ingest_routes
-from .queries import QueryError, make_query, rows_csv, rows_json
+from .queries import QueryError, QueryTooLarge, make_query, rows_csv, rows_json
 from .store import StoreError, StoreUnavailable, UnknownSensor
 
 __all__ = ["routes"]
+
+#: PostgreSQL's SQLSTATE for a statement cancelled (by statement_timeout)
+QUERY_CANCELED = "57014"
 
 
 class _LoggerHandler(JsonHandler):
     def initialize(self, service):
         self.service = service
 
-    async def query(self, fn, *args):
+    async def query(self, fn, *args, executor=None):
         """Run a store call on a query thread; store errors become JSON errors."""
         try:
-            return await IOLoop.current().run_in_executor(self.service.queries, fn, *args)
+            return await IOLoop.current().run_in_executor(executor or self.service.lookups, fn,
+                                                          *args)
         except UnknownSensor as exc:
             raise ApiError(404, str(exc), "sensor") from None
+        except QueryTooLarge as exc:
+            raise ApiError(422, str(exc), exc.field) from None
         except QueryError as exc:
             raise ApiError(400, str(exc), exc.field) from None
-        except StoreUnavailable as exc:
-            raise ApiError(503, f"database unavailable: {exc}") from None
         except StoreError as exc:
+            if _cancelled(exc):
+                raise ApiError(422, "the query ran longer than the database allows; ask for "
+                               "wider buckets or a shorter range") from None
+            if isinstance(exc, StoreUnavailable):
+                raise ApiError(503, f"database unavailable: {exc}") from None
             raise ApiError(500, str(exc)) from None
+
+
+def _cancelled(exc: BaseException | None) -> bool:
+    """Whether a store error comes from a statement the database cancelled."""
+    while exc is not None:
+        if getattr(exc, "pgcode", None) == QUERY_CANCELED or "interrupted" == str(exc):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 class SeriesHandler(_LoggerHandler):
@@ -49,12 +72,11 @@ class SeriesHandler(_LoggerHandler):
         for name in ("sensor", "start", "end"):
             if not arg(name, ""):
                 raise ApiError(400, f"{name}: required", name)
-        try:
-            query = make_query(arg("sensor"), arg("start"), arg("end"), arg("every", None),
-                               arg("agg", None), arg("tz", None))
-        except QueryError as exc:
-            raise ApiError(400, str(exc), exc.field) from None
-        rows = await self.query(self.service.store.series, query)
+        heavy = self.service.queries
+        query = await self.query(make_query, arg("sensor"), arg("start"), arg("end"),
+                                 arg("every", None), arg("agg", None), arg("tz", None),
+                                 executor=heavy)  # a time zone's offsets take a while to list
+        rows = await self.query(self.service.store.series, query, executor=heavy)
         if fmt == "csv":
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.finish(rows_csv(rows))

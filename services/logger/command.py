@@ -1,6 +1,6 @@
 """`ionlab logger`, `ionlab db upgrade`, `ionlab query` and `ionlab spool`.
 
-    ionlab logger [--config FILE] [--db URL]
+    ionlab logger [--config FILE] [--db URL] [--bind ADDR] [--port N]
     ionlab db upgrade [--config FILE] [--db URL]
     ionlab query SENSOR --start T --end T [--every W] [--agg A] [--tz ZONE]
                  [--format csv|json] [--config FILE] [--db URL]
@@ -25,6 +25,8 @@ from pathlib import Path
 
 from ..config import check_bind_address, load
 from ..lockfile import LockHeld, PidLock
+from ..web.app import add_server_options, serve, server_from_args
+from ..web.hub import Hub
 from .queries import AGGREGATES, QueryError, make_query, rows_csv, rows_json
 from .settings import LoggerSettings
 from .spool import LOCK_NAME, Spool
@@ -51,8 +53,6 @@ def _failed(command: str, exc: StoreError) -> int:
 
 
 def logger_command(args) -> int:
-    from ..web.app import ServerConfig, serve
-    from ..web.hub import Hub
     from .service import LoggerService
 
     config = load(args.config)
@@ -63,7 +63,7 @@ def logger_command(args) -> int:
         print(f"ionlab logger: storing to {redact(service.settings.db)}, API at "
               f"http://{server.bind}:{port}/api/v1/series  (Ctrl-C stops)", flush=True)
 
-    server = ServerConfig.from_config(config)
+    server = server_from_args(config, args)
     check_bind_address(server.bind, config.file, "server.bind")
     service.prepare()
     asyncio.run(serve([service], hub, server, started=started))
@@ -259,6 +259,7 @@ def register(sub) -> None:
                        "batch is fsynced to an on-disk spool first, so nothing waits in memory "
                        "while the database is away.")
     _common(p)
+    add_server_options(p)
     p.set_defaults(func=logger_command)
 
     p = sub.add_parser("db", help="manage the logger's database",

@@ -1,7 +1,10 @@
 """What a series query is: sensor, time range, bucket width, aggregate, time zone.
 
 Checked once here for the HTTP API, the CLI and analysis scripts alike; every
-problem is a QueryError naming the field. Times are microseconds since the
+problem is a QueryError naming the field. What one query may cost is bounded
+(`QueryTooLarge`, a subclass): at most `MAX_BUCKETS` buckets, and a range of at
+most `SCAN_LIMITS` for what it reads: raw samples over a month, the 1-minute
+rollup over ten years, the hourly one over a century. Times are microseconds since the
 Unix epoch (UTC) inside; buckets are aligned to the epoch in UTC, or to local
 wall-clock time when a time zone is asked for (daily buckets start at local
 midnight).
@@ -16,6 +19,7 @@ midnight).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
@@ -30,8 +34,10 @@ __all__ = [
     "MAX_BUCKETS",
     "MAX_POINTS",
     "ROLLUPS",
+    "SCAN_LIMITS",
     "Query",
     "QueryError",
+    "QueryTooLarge",
     "bucket_label",
     "from_us",
     "make_query",
@@ -51,9 +57,12 @@ ROLLUP_AGGREGATES = ("avg", "min", "max", "count")
 ROLLUPS = (3600, 60)
 MAX_BUCKETS = 100_000
 MAX_POINTS = 100_000
+#: the longest range a query may read, by what answers it (rollup width in s, None: raw)
+SCAN_LIMITS = {None: timedelta(days=31), 60: timedelta(days=3653), 3600: timedelta(days=36525)}
+_SOURCES = {None: "raw samples", 60: "the 1-minute rollup", 3600: "the hourly rollup"}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,12})\s*([a-z]+)\s*$")
 
 
 class QueryError(ValueError):
@@ -65,6 +74,10 @@ class QueryError(ValueError):
         self.message = message
 
 
+class QueryTooLarge(QueryError):
+    """A query would cost more than one query may (too many buckets, too long a range)."""
+
+
 def parse_duration(text: str, field: str = "every") -> int:
     """Whole seconds from '90s', '5min', '1h', '1d', '2w'."""
     match = _DURATION.match(text.lower()) if isinstance(text, str) else None
@@ -73,6 +86,9 @@ def parse_duration(text: str, field: str = "every") -> int:
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if seconds <= 0:
         raise QueryError(field, f"expected a duration > 0, got {text!r}")
+    if seconds > SCAN_LIMITS[3600].total_seconds():
+        raise QueryError(field, f"expected a duration of at most {SCAN_LIMITS[3600].days} "
+                         f"days, got {text!r}")
     return seconds
 
 
@@ -154,7 +170,7 @@ class Query:
     def end_us(self) -> int:
         return to_us(self.end)
 
-    @property
+    @functools.cached_property
     def rollup(self) -> int | None:
         """The coarsest rollup width (s) that answers this query exactly, or None for raw data."""
         if self.every is None or self.agg not in ROLLUP_AGGREGATES:
@@ -196,12 +212,24 @@ def make_query(sensor: str, start, end, every: str | int | None = None, agg: str
     agg = agg or "avg"
     if agg not in AGGREGATES:
         raise QueryError("agg", f"expected one of {', '.join(AGGREGATES)}, got {agg!r}")
+    span = end - start
+    if span > SCAN_LIMITS[3600]:
+        raise QueryTooLarge("end", f"a range of {span.days} days; at most "
+                            f"{SCAN_LIMITS[3600].days} per query")
     if every is not None:
-        buckets = (end - start) / timedelta(seconds=every)
+        buckets = span / timedelta(seconds=every)
         if buckets > MAX_BUCKETS:
-            raise QueryError("every", f"{buckets:.0f} buckets; at most {MAX_BUCKETS} per query: "
-                             "ask for wider buckets or a shorter range")
-    return Query(sensor, start, end, every, agg, zone)
+            raise QueryTooLarge("every", f"{buckets:.0f} buckets; at most {MAX_BUCKETS} per "
+                                "query: ask for wider buckets or a shorter range")
+    query = Query(sensor, start, end, every, agg, zone)
+    source = query.rollup
+    if span > SCAN_LIMITS[source]:
+        wider = "buckets of whole hours (every=1h, 1d, ...)" if source == 60 else \
+            "buckets of whole minutes or hours (every=1min, 1h, ...; avg, min, max or count)"
+        raise QueryTooLarge("end", f"a range of {span.days} days read from {_SOURCES[source]}; "
+                            f"at most {SCAN_LIMITS[source].days} days: ask for {wider} or a "
+                            "shorter range")
+    return query
 
 
 def rows_csv(rows: list[tuple[datetime, float]]) -> str:

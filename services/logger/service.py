@@ -24,6 +24,10 @@ unhealthy with the reason until it runs again.
 
 Every stored (or spooled) sample is published on the hub as
 ``logger/<sensor>`` with {"sensor", "value", "unit", "timestamp", "status"}.
+That channel is declared (so a stream can ask for it) as soon as the service
+knows the sensor: at start for every sensor of a polled device and every one
+the database or ``[logger.sensors]`` names, else (pushed by an agent) when its
+first reading comes in.
 """
 
 from __future__ import annotations
@@ -109,6 +113,9 @@ class LoggerService:
         self.queries = ThreadPoolExecutor(2, thread_name_prefix="ionlab-query")
         self.receiver = Receiver(self)  # what agents push (line protocol, MQTT)
         self._metrics = LoggerMetrics(self)
+        self.lookups = ThreadPoolExecutor(1, thread_name_prefix="ionlab-lookup")  # latest, units
+        self._announced: set[str] = set()  # sensors whose hub channel is declared
+        self._known: list[str] = []  # the sensors the database held at start
         self.skipped_status = 0
         self._warned_error: set[str] = set()
         self._state = {n: _DeviceState() for n in self.devices}
@@ -137,7 +144,15 @@ class LoggerService:
             return False
         self.writer.add([(reading.sensor, reading.unit, to_us(reading.timestamp),
                           float(reading.value))])
+        if reading.sensor not in self._announced:
+            self._announce([reading.sensor])
         return True
+
+    def _announce(self, sensors) -> None:
+        """Declare ``logger/<sensor>`` on the hub (from any thread, once started)."""
+        if self._loop is not None:
+            self._announced.update(sensors)
+            self._loop.add_callback(self.hub.declare, *(f"logger/{s}" for s in sensors))
 
     def _on_stored(self, rows: list[Row]) -> None:
         # writer thread -> IO loop: the hub is not thread-safe
@@ -157,6 +172,9 @@ class LoggerService:
         self._loop = IOLoop.current()
         if not self._prepared:
             await self._loop.run_in_executor(self.queries, self.prepare)
+        self._announce(self.settings.sensors)
+        self._announce(self._known)
+        self._announce([n for spec in self.devices.values() for n in spec.create().sensor_names()])
         self.writer.start()
         await self.receiver.start()
         for name, spec in self.devices.items():
@@ -200,6 +218,7 @@ class LoggerService:
         self._report_spool()
         try:
             units = {row["sensor"]: row["unit"] for row in self.store.sensors()}
+            self._known = list(units)
             for name, sensor in s.sensors.items():
                 if sensor.description:
                     self.store.describe(name, units.get(name, ""), sensor.description)
@@ -251,6 +270,7 @@ class LoggerService:
         for executor in self._executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
         self.queries.shutdown(wait=False, cancel_futures=True)
+        self.lookups.shutdown(wait=False, cancel_futures=True)
         if stopped:  # else the storer still works: the store and the spool stay ours
             self.store.close()
             self._release()

@@ -20,6 +20,8 @@ A store is safe to share between threads: each thread gets its own connection.
 
 >>> redact("postgresql://logger:secret@db.lab:5432/ionlab")
 'postgresql://logger:***@db.lab:5432/ionlab'
+>>> redact("postgresql://db.lab/ionlab?user=logger&password=secret")
+'postgresql://db.lab/ionlab?user=logger&password=***'
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from __future__ import annotations
 import abc
 import threading
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
+from ..web.http import redact_url
 from .queries import Query
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Row", "Store", "StoreError", "StoreUnavailable", "StoreUnusable",
@@ -62,12 +64,9 @@ class UnknownSensor(StoreError):
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced, for logs and status pages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL with any password replaced (in the user part or the query), for logs and
+    status pages."""
+    return redact_url(url)
 
 
 class Store(abc.ABC):

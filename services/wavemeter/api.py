@@ -18,7 +18,7 @@ A channel object has ``channel``, ``name``, ``frequency_thz``,
 
 from __future__ import annotations
 
-from ..web.http import ApiError, JsonHandler
+from ..web.http import ApiError, JsonHandler, path_number
 
 __all__ = ["ChannelHandler", "ChannelsHandler", "WavemeterHandler", "routes"]
 
@@ -53,9 +53,11 @@ class WavemeterHandler(_ServiceHandler):
 
 
 def _channel_number(text: str) -> int:
-    if not text.isdigit() or len(text) > 3:
-        raise ApiError(400, f"channel: expected a channel number, got {text!r}", "channel")
-    return int(text)
+    number = path_number(text, "channel", max_digits=3)
+    if number is None:
+        raise ApiError(404, f"channel {text[:20]!r}: no such channel; channels are numbered "
+                       "1, 2, ...", "channel")
+    return number
 
 
 def routes(service) -> list:

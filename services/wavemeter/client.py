@@ -1,22 +1,35 @@
-"""A Python client of the wavemeter server for experiment scripts, sync and async.
+"""A Python client of the lab server's JSON-RPC methods for experiment scripts, sync and async.
 
     >>> wm = Wavemeter("http://127.0.0.1:8888")          # doctest: +SKIP
     >>> wm.frequency(3)                                   # doctest: +SKIP
     350.862712
-    >>> Wavemeter(url, token="...").set_exposure(3, 20)  # doctest: +SKIP
+    >>> Wavemeter(url, token="...").lock(3, 350.8627)    # doctest: +SKIP
 
-`AsyncWavemeter` has the same methods as coroutines (``await wm.frequency(3)``).
-Any method of the server is reachable with ``call(name, *args, **kwargs)``.
-A failed call raises `RpcError` (its ``code`` is the JSON-RPC code); a server
-that cannot be reached raises ConnectionError. The token defaults to the
-IONLAB_TOKEN environment variable.
+Every method the server offers is an attribute, as sipyco's clients proxy
+theirs: ``wm.NAME(*args, **kwargs)`` calls the server's method NAME, so the
+client never lags behind the server, and ``wm.methods()`` lists them with
+their parameters (``ionlab rpc methods`` prints the same). `AsyncWavemeter`
+has the same methods as coroutines (``await wm.frequency(3)``).
+
+Failures raise the same exceptions in both forms:
+
+- `RpcError` when the server answered the call with an error (``code`` is the
+  JSON-RPC code, e.g. -32001 for a missing or wrong token);
+- `HttpError` when the URL answered something else than JSON-RPC (a wrong
+  base URL, a proxy's page, a server error), with ``status`` and ``url``;
+- `Unreachable` (a ConnectionError) when no answer came: refused, unknown
+  host, timed out.
+
+The token defaults to the IONLAB_TOKEN environment variable.
 """
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -25,14 +38,30 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from ..web.rpc import RpcError
 
-__all__ = ["AsyncWavemeter", "RpcError", "Wavemeter"]
+__all__ = ["AsyncWavemeter", "HttpError", "RpcError", "Unreachable", "Wavemeter"]
 
 DEFAULT_URL = "http://127.0.0.1:8888"
+_EXCERPT = 200
 
 
-class _Methods:
-    """The server's methods, each a `call`: a value from `Wavemeter`, a coroutine from
-    `AsyncWavemeter`."""
+class HttpError(Exception):
+    """The server answered, but not with JSON-RPC: `status` (HTTP) and `url` say where."""
+
+    def __init__(self, status: int, url: str, message: str):
+        super().__init__(f"{url} answered HTTP {status}, not JSON-RPC: {message}")
+        self.status, self.url, self.message = status, url, message
+
+
+class Unreachable(ConnectionError):
+    """No answer from the server at `url`: refused, unknown host, timed out."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"cannot reach the server at {url}: {reason}")
+        self.url, self.reason = url, reason
+
+
+class _Client:
+    """What both clients share: requests, answers, and a method per attribute."""
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 10.0):
         self.url = url.rstrip("/")
@@ -44,13 +73,28 @@ class _Methods:
     def __repr__(self):
         return f"<{type(self).__name__} {self.url}>"
 
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def method(*args, **kwargs):
+            return self.call(name, *args, **kwargs)
+
+        method.__name__ = method.__qualname__ = name
+        method.__doc__ = f"The server's {name!r} (``methods()`` lists its parameters)."
+        return method
+
+    def call(self, method: str, *args, **kwargs):
+        """Call the server's `method` with positional or named parameters."""
+        raise NotImplementedError
+
     def _body(self, method: str, args: tuple, kwargs: dict) -> bytes:
         if args and kwargs:
             raise TypeError("give the parameters by position or by name, not both")
         request = {"jsonrpc": "2.0", "method": method, "id": next(self._ids)}
         if args or kwargs:
             request["params"] = list(args) if args else kwargs
-        return json.dumps(request).encode()
+        return json.dumps(request, allow_nan=False).encode()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -58,62 +102,26 @@ class _Methods:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
 
-    @staticmethod
-    def _result(status: int, body: bytes) -> Any:
+    def _result(self, status: int, content_type: str, body: bytes) -> Any:
+        """The result of an answer, or the exception it stands for."""
         try:
             answer = json.loads(body)
-        except ValueError:
-            raise RpcError(-32700, f"the server answered HTTP {status} without JSON") from None
-        if not isinstance(answer, dict) or ("result" not in answer and "error" not in answer):
-            raise RpcError(-32603, f"the server answered HTTP {status}: {answer!r}")
-        if "error" in answer:
+        except (ValueError, UnicodeDecodeError):
+            text = body[:_EXCERPT].decode("utf-8", "replace").strip()
+            raise HttpError(status, self.endpoint, f"{content_type or 'no content type'}: "
+                            f"{text!r}") from None
+        if isinstance(answer, dict) and isinstance(answer.get("error"), dict) \
+                and isinstance(answer["error"].get("code"), int):
             error = answer["error"]
-            raise RpcError(error.get("code", -32603), error.get("message", "unknown error"),
+            raise RpcError(error["code"], str(error.get("message", "unknown error")),
                            error.get("data"))
-        return answer["result"]
-
-    def call(self, method: str, *args, **kwargs):
-        raise NotImplementedError
-
-    def methods(self):
-        """The server's methods with their parameters."""
-        return self.call("methods")
-
-    def channels(self):
-        """Every channel: reading, status, read time (ISO 8601 UTC), age, settings."""
-        return self.call("channels")
-
-    def channel(self, channel: int):
-        return self.call("channel", channel)
-
-    def frequency(self, channel: int):
-        """The latest frequency of `channel` (THz); RpcError unless its status is ok."""
-        return self.call("frequency", channel)
-
-    def wavelength(self, channel: int):
-        """The latest vacuum wavelength of `channel` (nm); RpcError unless its status is ok."""
-        return self.call("wavelength", channel)
-
-    def status(self):
-        return self.call("wavemeter_status")
-
-    def set_exposure(self, channel: int, ms: int):
-        return self.call("set_exposure", channel, ms)
-
-    def set_auto_exposure(self, channel: int, on: bool):
-        return self.call("set_auto_exposure", channel, on)
-
-    def set_signal_state(self, channel: int, use: bool, show: bool):
-        return self.call("set_signal_state", channel, use, show)
-
-    def start_measurement(self):
-        return self.call("start_measurement")
-
-    def stop_measurement(self):
-        return self.call("stop_measurement")
+        if isinstance(answer, dict) and answer.get("jsonrpc") == "2.0" and "result" in answer:
+            return answer["result"]
+        shown = answer.get("error") if isinstance(answer, dict) and "error" in answer else answer
+        raise HttpError(status, self.endpoint, json.dumps(shown)[:_EXCERPT])
 
 
-class Wavemeter(_Methods):
+class Wavemeter(_Client):
     """Blocking client: each method returns the result."""
 
     def call(self, method: str, *args, **kwargs) -> Any:
@@ -121,24 +129,39 @@ class Wavemeter(_Methods):
                                          self._headers(), method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return self._result(response.status, response.read())
+                status, headers, body = response.status, response.headers, response.read()
         except urllib.error.HTTPError as exc:
-            return self._result(exc.code, exc.read())
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ConnectionError(f"cannot reach the wavemeter server at {self.url}: "
-                                  f"{reason}") from None
+            status, headers, body = exc.code, exc.headers, exc.read()
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            raise Unreachable(self.url, _reason(getattr(exc, "reason", exc))) from None
+        return self._result(status, headers.get("Content-Type", ""), body)
 
 
-class AsyncWavemeter(_Methods):
+class AsyncWavemeter(_Client):
     """Client for asyncio/Tornado code: each method is a coroutine."""
 
     async def call(self, method: str, *args, **kwargs) -> Any:
         try:
             response = await AsyncHTTPClient().fetch(
                 self.endpoint, method="POST", body=self._body(method, args, kwargs),
-                headers=self._headers(), request_timeout=self.timeout, raise_error=False)
-        except (OSError, HTTPClientError) as exc:
-            raise ConnectionError(f"cannot reach the wavemeter server at {self.url}: "
-                                  f"{exc}") from None
-        return self._result(response.code, response.body)
+                headers=self._headers(), request_timeout=self.timeout, raise_error=False,
+                follow_redirects=False)
+        except HTTPClientError as exc:  # 599: no answer (timeout, connection closed)
+            raise Unreachable(self.url, _reason(exc)) from None
+        except OSError as exc:
+            raise Unreachable(self.url, _reason(exc)) from None
+        return self._result(response.code, response.headers.get("Content-Type", ""),
+                            response.body or b"")
+
+
+def _reason(exc) -> str:
+    """One wording per cause, whichever HTTP library met it."""
+    if isinstance(exc, TimeoutError | socket.timeout) or "timeout" in str(exc).lower():
+        return "no answer (timed out)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    if isinstance(exc, ConnectionError | HTTPClientError | http.client.HTTPException):
+        return "the connection was closed without an answer"
+    return str(exc)

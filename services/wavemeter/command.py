@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 
 from ..config import load
 from ..web.app import add_server_options, serve, server_from_args
 from ..web.hub import Hub
-from .client import DEFAULT_URL, RpcError, Wavemeter
+from ..web.rpc import UNAUTHORIZED
+from .client import DEFAULT_URL, HttpError, RpcError, Unreachable, Wavemeter
 from .lock_api import LockService
 from .service import WavemeterService
 
@@ -71,12 +73,23 @@ def rpc_command(args) -> int:
     except RpcError as exc:
         print(f"ionlab rpc: {args.method}: {exc.message} (JSON-RPC error {exc.code})",
               file=sys.stderr)
+        if exc.code == UNAUTHORIZED:
+            print(f"ionlab rpc: {_token_hint(args.token)}", file=sys.stderr)
         return 1
-    except ConnectionError as exc:
+    except (HttpError, Unreachable) as exc:
         print(f"ionlab rpc: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _token_hint(option: str | None) -> str:
+    """Where this command's token came from, and how to give the right one."""
+    if option:
+        return "the token of --token was sent; give the lab's write token instead"
+    if os.environ.get("IONLAB_TOKEN"):
+        return "the token of IONLAB_TOKEN was sent; set it to the lab's write token"
+    return "no token was sent: set IONLAB_TOKEN to the lab's write token (or use --token)"
 
 
 def register(sub) -> None:

@@ -40,7 +40,7 @@ from drivers.highfinesse.outputs import WavemeterOutputs
 
 from ..config import Config, ConfigError
 from ..lockfile import LockHeld, PidLock
-from ..web.http import ApiError, JsonHandler
+from ..web.http import ApiError, JsonHandler, path_number
 from ..web.hub import Hub
 from ..web.rpc import Method, Param
 from .locks import Controller, LockConfig, LockSettings, Reason, SettingsError, SettingsStore
@@ -96,7 +96,8 @@ class LockService:
     # -- service shape (services.web.app) ----------------------------------------
 
     async def start(self) -> None:
-        """Take the state file (one writer), load saved settings, follow the readings,
+        """Take the state file (one writer), load saved settings, follow the readings (from
+        the latest already published),
         resume locks if configured."""
         loop = asyncio.get_running_loop()
         claim = loop.run_in_executor(None, self._file_lock.acquire)  # beside the load, not after
@@ -118,7 +119,12 @@ class LockService:
                 log.warning("lock %d: saved settings ignored (%s)", channel, exc)
             self._locked[channel] = values.get("locked") is True
             self.hub.declare(f"lock/{channel}")
-        self._task = asyncio.create_task(self._follow(self.hub.subscribe(["wavemeter/*"])))
+        subscription = self.hub.subscribe(["wavemeter/*"])
+        for channel in self.controllers:  # what came before the subscription: the latest
+            latest = self.hub.latest(f"wavemeter/{channel}")
+            if latest is not None:
+                self._on_reading(latest.channel, latest.data)
+        self._task = asyncio.create_task(self._follow(subscription))
         self._ticker = tornado.ioloop.PeriodicCallback(self._tick, self.tick_s * 1000)
         self._ticker.start()
         for channel, controller in self.controllers.items():
@@ -150,7 +156,7 @@ class LockService:
     def routes(self) -> list:
         return [
             (r"/api/v1/locks", LocksHandler, {"service": self}),
-            (r"/api/v1/locks/([0-9]+)", LockHandler, {"service": self}),
+            (r"/api/v1/locks/([^/]+)", LockHandler, {"service": self}),
         ]
 
     def rpc_methods(self) -> dict[str, Method]:
@@ -256,13 +262,13 @@ class LockService:
 
     # -- internals -----------------------------------------------------------------
 
-    def _controller(self, channel: int) -> Controller:
+    def _controller(self, channel: int | str) -> Controller:
         try:
             return self.controllers[channel]
         except KeyError:
             known = ", ".join(map(str, sorted(self.controllers))) or "none"
-            raise ApiError(404, f"no lock on channel {channel}; lockable channels: {known}",
-                           "channel") from None
+            raise ApiError(404, f"no lock on channel {str(channel)[:20]}; lockable channels: "
+                           f"{known}", "channel") from None
 
     async def _output(self, channel: int) -> AnalogOutput:
         """The channel's analog output; 503/409 when it is not there or lacks the port."""
@@ -403,6 +409,13 @@ def _refused(channel: int):
         raise ApiError(400, f"lock {channel}: {exc}", exc.field) from None
 
 
+def _lock_number(service: LockService, text: str) -> int:
+    """The channel a URL names; 404 (naming the lockable ones) for anything else."""
+    number = path_number(text, "channel", max_digits=3)
+    service._controller(text if number is None else number)
+    return number
+
+
 class LocksHandler(JsonHandler):
     """``GET /api/v1/locks``: every lock's status."""
 
@@ -420,12 +433,11 @@ class LockHandler(JsonHandler):
         self.service = service
 
     def get(self, channel: str):
-        self.write_json(self.service.lock_status(int(channel)))
+        self.write_json(self.service.lock_status(_lock_number(self.service, channel)))
 
     async def put(self, channel: str):
         self.require_token()
-        service, n = self.service, int(channel)
-        service.lock_status(n)  # 404 before anything else
+        service, n = self.service, _lock_number(self.service, channel)
         body = self.json_body()
         if not body:
             raise ApiError(400, f"nothing to change; give one or more of "

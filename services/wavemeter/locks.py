@@ -67,15 +67,28 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: the frequencies a setpoint may have (THz): wavelengths from 100 nm to 300 µm
+SETPOINT_THZ = (1.0, 3000.0)
+#: the largest gain (V/MHz, V/(MHz s), V s/MHz) and capture range (MHz) a lock takes
+MAX_GAIN = 1000.0
+MAX_CAPTURE_MHZ = 1e6
+
+
 def nm_to_thz(nm: float) -> float:
     """The frequency (THz) of a vacuum wavelength (nm), with the exact speed of light.
 
     >>> round(nm_to_thz(299_792.458), 12)
     1.0
     """
-    if not (isinstance(nm, int | float) and math.isfinite(nm) and nm > 0):
-        raise SettingsError("setpoint_nm", f"expected a wavelength in nm > 0, got {nm!r}")
-    return C_NM_THZ / nm
+    try:
+        thz = C_NM_THZ / nm if isinstance(nm, int | float) and not isinstance(nm, bool) else None
+    except (ZeroDivisionError, OverflowError):
+        thz = None
+    low, high = SETPOINT_THZ
+    if thz is None or not low <= thz <= high:
+        raise SettingsError("setpoint_nm", f"expected a vacuum wavelength of "
+                            f"{C_NM_THZ / high:g}..{C_NM_THZ / low:g} nm, got {nm!r}")
+    return thz
 
 
 class State(enum.Enum):
@@ -152,15 +165,22 @@ class LockSettings:
                 raise SettingsError(name, f"expected an integer >= 1, got {value!r}")
         if self.setpoint_thz is not None:
             _finite(self, "setpoint_thz", positive=True)
+            low, high = SETPOINT_THZ
+            if not low <= self.setpoint_thz <= high:
+                raise SettingsError("setpoint_thz", f"expected a laser frequency of "
+                                    f"{low:g}..{high:g} THz, got {self.setpoint_thz!r}")
         for name in ("p", "i", "d", "min_v", "max_v"):
             _finite(self, name)
         for name in ("p", "i", "d"):
-            if getattr(self, name) < 0:
-                raise SettingsError(name, f"expected a gain >= 0 (polarity sets the sign), "
-                                    f"got {getattr(self, name)!r}")
+            if not 0 <= getattr(self, name) <= MAX_GAIN:
+                raise SettingsError(name, f"expected a gain of 0..{MAX_GAIN:g} (polarity sets "
+                                    f"the sign), got {getattr(self, name)!r}")
         for name in ("max_step_v", "capture_mhz", "stale_after_s", "signal_timeout_s",
                      "rail_timeout_s"):
             _finite(self, name, positive=True)
+        if self.capture_mhz > MAX_CAPTURE_MHZ:
+            raise SettingsError("capture_mhz", f"expected at most {MAX_CAPTURE_MHZ:g} MHz, got "
+                                f"{self.capture_mhz!r}")
         _finite(self, "relock_delay_s")
         if self.relock_delay_s < 0:
             raise SettingsError("relock_delay_s", f"expected >= 0, got {self.relock_delay_s!r}")
@@ -188,10 +208,16 @@ class LockSettings:
 
 def _finite(settings: LockSettings, name: str, positive: bool = False) -> None:
     value = getattr(settings, name)
-    if (not isinstance(value, int | float) or isinstance(value, bool)
-            or not math.isfinite(value) or (positive and value <= 0)):
+    try:
+        finite = math.isfinite(value)
+    except (TypeError, OverflowError):  # not a number, or an integer no float holds
+        finite = False
+    if (not isinstance(value, int | float) or isinstance(value, bool) or not finite
+            or (positive and value <= 0)):
         expected = "a number > 0" if positive else "a finite number"
-        raise SettingsError(name, f"expected {expected}, got {value!r}")
+        shown = repr(value)
+        raise SettingsError(name, f"expected {expected}, got "
+                            f"{shown if len(shown) <= 40 else shown[:37] + '...'}")
 
 
 class Controller:
@@ -284,14 +310,15 @@ class Controller:
             log.warning("lock %d unlocked: %s", self.settings.channel, reason)
 
     def check(self, settings: LockSettings, locking: bool) -> None:
-        """Refuse settings a lock cannot take: no setpoint, or one beyond the capture range."""
+        """Refuse settings a lock cannot take: no setpoint to lock at, or a new setpoint (or
+        any when locking) beyond the capture range of the laser's latest reading."""
         if settings.channel != self.settings.channel:
             raise SettingsError("channel", "cannot move a lock to another channel")
-        if not locking:
-            return
-        if settings.setpoint_thz is None:
+        if locking and settings.setpoint_thz is None:
             raise SettingsError("setpoint_thz", "no setpoint: give one to lock")
-        if self.frequency_thz is not None:
+        moved = settings.setpoint_thz != self.settings.setpoint_thz
+        if settings.setpoint_thz is not None and self.frequency_thz is not None and (
+                locking or moved):
             error = (self.frequency_thz - settings.setpoint_thz) * 1e6
             if abs(error) > settings.capture_mhz:
                 raise SettingsError("setpoint_thz", f"the laser is {error:+.1f} MHz from it, "

@@ -14,7 +14,8 @@ Two small read-only endpoints serve the page (and anyone else):
   type (services.web.times) as ISO 8601 in UTC, on the server's clock.
 
 `Dashboard` has the service shape `services.web.app.make_app` mounts; it has
-nothing to start or stop.
+nothing to start or stop. Assets go out gzipped to browsers that take it
+(`AssetGzip`); errors, such as a file that is not there, are JSON like the API's.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from pathlib import Path
 import tornado.web
 
 from . import times
-from .http import ApiError, JsonHandler, token_matches
+from .http import ApiError, JsonErrors, JsonHandler, token_matches
 
-__all__ = ["CSP", "STATIC_DIR", "Dashboard", "RangeHandler", "StaticHandler", "TokenHandler"]
+__all__ = ["CSP", "STATIC_DIR", "AssetGzip", "Dashboard", "RangeHandler", "StaticHandler",
+           "TokenHandler"]
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -36,7 +38,18 @@ CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'n
        "form-action 'self'; frame-ancestors 'none'")
 
 
-class StaticHandler(tornado.web.StaticFileHandler):
+class AssetGzip(tornado.web.GZipContentEncoding):
+    """Gzip for the page's assets only: not for JSON or CSV answers (large ones would be
+    compressed on the IO loop) and never for event streams (each event must go at once)."""
+
+    TYPES = frozenset({"text/html", "text/css", "text/javascript", "application/javascript",
+                       "image/svg+xml", "text/plain"})
+
+    def _compressible_type(self, ctype: str) -> bool:
+        return ctype in self.TYPES
+
+
+class StaticHandler(JsonErrors, tornado.web.StaticFileHandler):
     """Static files that browsers revalidate (ETag) on every load, under the page's CSP."""
 
     def set_extra_headers(self, path):
@@ -54,10 +67,10 @@ class TokenHandler(JsonHandler):
         if not expected:
             raise ApiError(403, "this server has no write token ([server] token or "
                            "IONLAB_TOKEN): writes are off")
-        given = self.request.headers.get("Authorization", "").partition(" ")
-        if given[0].lower() != "bearer" or not given[2].strip():
+        given = self.bearer_token()
+        if given is None:
             raise ApiError(400, "give the token as 'Authorization: Bearer <token>'")
-        if not token_matches(expected, given[2].strip()):
+        if not token_matches(expected, given):
             raise ApiError(401, "wrong token: this is not the lab's write token")
         self.write_json({"valid": True})
 

@@ -263,6 +263,13 @@ class Hub:
             sub._put(event)
         return event
 
+    def reserve_ids(self, n: int) -> range:
+        """`n` ids of the hub's sequence that no event will carry, for a consumer that sends
+        a snapshot as of now (a resume from one of them replays what came after)."""
+        first = self.last_id + 1
+        self.last_id += n
+        return range(first, first + n)
+
     def subscribe(self, patterns: list[str] | None = None) -> Subscription:
         """A subscription to channels matching any glob pattern (None: every channel)."""
         if len(self._subscriptions) >= self.max_subscribers:

@@ -9,26 +9,38 @@ so the types a caller must send are declared once, in the function itself::
 
 `RpcHandler` serves the merged table at ``POST /api/v1/rpc``: single calls,
 batches (at most `MAX_BATCH`), notifications (no ``id``: no answer) and the
-standard error codes. Methods that change the lab need the bearer token.
-Errors raised by a method as `ApiError` keep their message and field:
-a 4xx becomes "invalid params" (-32602), 401 `UNAUTHORIZED`, a 5xx
-`SERVER_ERROR`. Anything else is an internal error (-32603), logged.
+standard error codes. A body that is not JSON, or holds NaN, Infinity or a
+number no double holds (``1e400``), is a parse error (-32700). Methods that
+change the lab need the bearer token. Errors raised by a method as `ApiError`
+keep their message and field: a 4xx becomes "invalid params" (-32602), 401
+and 403 `UNAUTHORIZED`, a 5xx `SERVER_ERROR`. Anything else is an internal
+error (-32603), logged with the request id its ``data`` carries.
 
 The built-in method ``methods`` lists the table with parameters and doc lines.
+
+The table is the one registry of a server's methods: any other transport
+(such as a sipyco pc_rpc listener) serves the same `method_table` by looking a
+name up, checking the arguments with `Method.arguments`, refusing a
+``needs_token`` method to a caller without the token, and calling ``func``
+(awaiting what it returns if that is awaitable). The Python client needs no
+copy of it: it calls whatever name it is asked for, and ``methods`` tells it
+what there is.
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import json
 import logging
 import math
+import secrets
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .http import ApiError, JsonHandler, token_matches
+from .http import ApiError, JsonError, JsonHandler, check_token, parse_json
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -89,8 +101,10 @@ class Param:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+            given = json.dumps(value)
             raise RpcError(INVALID_PARAMS, f"{self.name}: expected {_TYPES[kind]}, got "
-                           f"{json.dumps(value)}", {"field": self.name})
+                           f"{given if len(given) <= 60 else given[:57] + '...'}",
+                           {"field": self.name})
         if kind is float and not math.isfinite(value):
             raise RpcError(INVALID_PARAMS, f"{self.name}: expected a finite number",
                            {"field": self.name})
@@ -119,28 +133,35 @@ class Method:
             object.__setattr__(self, "doc", (inspect.getdoc(self.func) or "").split("\n")[0])
 
     def bind(self, params: list | dict | None) -> dict[str, Any]:
-        """Keyword arguments for `func` from positional or named params, checked."""
-        if params is None:
-            params = []
-        if isinstance(params, list):
-            if len(params) > len(self.params):
-                raise RpcError(INVALID_PARAMS, f"expected at most {len(self.params)} params, "
-                               f"got {len(params)}")
-            given = {p.name: v for p, v in zip(self.params, params, strict=False)}
-        else:
-            known = {p.name for p in self.params}
-            for name in params:
-                if name not in known:
-                    raise RpcError(INVALID_PARAMS, f"{name}: unknown parameter; expected "
-                                   f"{', '.join(sorted(known)) or 'none'}", {"field": name})
-            given = params
-        kwargs = {}
+        """Keyword arguments for `func` from JSON-RPC params (positional or named), checked."""
+        if isinstance(params, dict):
+            return self.arguments((), params)
+        return self.arguments(params or (), {})
+
+    def arguments(self, args: list | tuple = (), kwargs: dict | None = None) -> dict[str, Any]:
+        """Keyword arguments for `func` from positional and named arguments, checked; an
+        RpcError (INVALID_PARAMS) names the first wrong one."""
+        kwargs = kwargs or {}
+        if len(args) > len(self.params):
+            raise RpcError(INVALID_PARAMS, f"expected at most {len(self.params)} params, "
+                           f"got {len(args)}")
+        given = {p.name: v for p, v in zip(self.params, args, strict=False)}
+        known = {p.name for p in self.params}
+        for name in kwargs:
+            if name not in known:
+                raise RpcError(INVALID_PARAMS, f"{name}: unknown parameter; expected "
+                               f"{', '.join(sorted(known)) or 'none'}", {"field": name})
+            if name in given:
+                raise RpcError(INVALID_PARAMS, f"{name}: given by position and by name",
+                               {"field": name})
+        given.update(kwargs)
+        bound = {}
         for p in self.params:
             if p.name in given:
-                kwargs[p.name] = p.check(given[p.name])
+                bound[p.name] = p.check(given[p.name])
             elif p.default is _REQUIRED:
                 raise RpcError(INVALID_PARAMS, f"{p.name}: missing parameter", {"field": p.name})
-        return kwargs
+        return bound
 
     def describe(self, name: str) -> dict:
         return {"name": name, "params": [p.to_json() for p in self.params],
@@ -203,8 +224,8 @@ class RpcHandler(JsonHandler):
 
     async def post(self):
         try:
-            request = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            request = parse_json(self.request.body)
+        except JsonError as exc:
             return self.write_json(_error(RpcError(PARSE_ERROR, f"parse error: {exc}"), None))
         if isinstance(request, list):
             if not request:
@@ -242,12 +263,9 @@ class RpcHandler(JsonHandler):
             name = self._check_request(request)
             method = self.methods.get(name)
             if method is None:
-                raise RpcError(METHOD_NOT_FOUND, f"method not found: {name!r}; call 'methods' "
-                               "for the list")
-            if method.needs_token and not token_matches(self.settings.get("token"),
-                                                        self.bearer_token()):
-                raise RpcError(UNAUTHORIZED, f"{name} changes the lab and needs "
-                               "'Authorization: Bearer <token>' with the lab's token")
+                raise RpcError(METHOD_NOT_FOUND, _not_found(name, self.methods))
+            if method.needs_token:
+                check_token(self.settings.get("token"), self.bearer_token(), name)
             result = method.func(**method.bind(request.get("params")))
             if inspect.isawaitable(result):
                 result = await result
@@ -258,8 +276,10 @@ class RpcHandler(JsonHandler):
         except ApiError as exc:
             return None if notification else _error(_from_api_error(exc), id_)
         except Exception as exc:
-            log.exception("RPC method %r failed", request.get("method"))
-            error = RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+            request_id = secrets.token_hex(6)
+            log.exception("request %s: RPC method %r failed", request_id, request.get("method"))
+            error = RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}",
+                             {"request_id": request_id})
             return None if notification else _error(error, id_)
         return None if notification else {"jsonrpc": "2.0", "result": result, "id": id_}
 
@@ -277,6 +297,12 @@ class RpcHandler(JsonHandler):
             raise RpcError(INVALID_REQUEST, "invalid request: 'params' must be an array or "
                            "an object")
         return name
+
+
+def _not_found(name: str, methods: dict[str, Method]) -> str:
+    close = difflib.get_close_matches(name, list(methods), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"method not found: {name[:60]!r}; {hint}call 'methods' for the list"
 
 
 def _valid_id(id_: Any) -> bool:

@@ -12,10 +12,23 @@ is one SSE event whose ``id`` is the hub id, ``event`` the channel name and
 A new client first gets the latest event of every channel it asked for. A
 client that reconnects with ``Last-Event-ID`` gets exactly what it missed
 from the hub's rings; when that is no longer possible it gets a ``too-old``
-event and then the latest events, so it knows to refresh its state. A comment
-line is sent every `heartbeat_s` seconds; a client that takes longer than
-`drop_after_s` to accept data is disconnected (its subscription coalesces
-meanwhile, so it costs bounded memory). An unknown channel pattern is a 404.
+event and then the latest events, so it knows to refresh its state. Those
+carry fresh ids (reserved in the hub's sequence at that moment), so every id
+a client sees is greater than the one it held and a client that drops ids it
+has seen loses nothing. A client that takes longer than `drop_after_s` to
+accept data is disconnected (its subscription coalesces meanwhile, so it
+costs bounded memory).
+
+Every `heartbeat_s` seconds a comment line keeps proxies and dead-peer
+detection busy. Neither it nor the ``retry`` field is followed by a blank
+line of its own: a blank line ends an event, and a client that splits the
+stream at blank lines would turn a block without data into an empty event.
+
+A pattern that matches no channel a configured service can publish is a 404
+(services declare their channels when they start). One address may hold at
+most `StreamQuota.per_client` streams (429 beyond), and remote addresses
+leave the last `StreamQuota.local_reserve` streams to loopback clients, so
+the lab's own tools and pages always get one.
 """
 
 from __future__ import annotations
@@ -29,17 +42,20 @@ import time
 
 from tornado.iostream import StreamClosedError
 
+from .edge import is_local
 from .http import ApiError, JsonHandler
 from .hub import Event, Hub, HubFullError
 
-__all__ = ["StreamHandler", "frame"]
+__all__ = ["HEARTBEAT", "StreamHandler", "StreamQuota", "frame"]
 
 log = logging.getLogger(__name__)
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _MAX_PATTERNS = 100
+_MAX_PATTERN_CHARS = 200
+_MAX_ID_DIGITS = 20
 _REPLAY_CHUNK = 200
-HEARTBEAT = b": heartbeat\n\n"
+HEARTBEAT = b": heartbeat\n"
 
 
 def frame(data: str, event: str | None = None, id: int | str | None = None) -> bytes:
@@ -63,9 +79,55 @@ def frame(data: str, event: str | None = None, id: int | str | None = None) -> b
 @functools.lru_cache(maxsize=1024)
 def _event_frame(event: Event) -> bytes:
     """The frame of a hub event, encoded once for all its subscribers (recent events kept)."""
+    return _framed(event, event.id)
+
+
+def _framed(event: Event, id_: int) -> bytes:
     # Hub channel names have no control characters and compact JSON has no raw
     # line breaks, so the fast form of `frame` is safe here.
-    return f"id: {event.id}\nevent: {event.channel}\ndata: {event.json()}\n\n".encode()
+    return f"id: {id_}\nevent: {event.channel}\ndata: {event.json()}\n\n".encode()
+
+
+class StreamQuota:
+    """How many streams one address, and remote addresses together, may hold.
+
+    >>> quota = StreamQuota(limit=10, per_client=2, local_reserve=4)
+    >>> quota.acquire("10.0.0.5"); quota.acquire("10.0.0.5")
+    >>> quota.acquire("10.0.0.5")
+    Traceback (most recent call last):
+    ...
+    services.web.http.ApiError: HTTP 429: Too Many Requests
+    >>> quota.release("10.0.0.5"); quota.acquire("10.0.0.5"); quota.count
+    2
+    """
+
+    def __init__(self, limit: int = 10_000, per_client: int = 64, local_reserve: int = 100):
+        self.limit = limit
+        self.per_client = per_client
+        self.local_reserve = min(local_reserve, limit // 2)
+        self.count = 0
+        self._clients: dict[str, int] = {}
+
+    def __repr__(self):
+        return f"<StreamQuota {self.count}/{self.limit} clients={len(self._clients)}>"
+
+    def acquire(self, client: str) -> None:
+        """Count one more stream of `client`, or ApiError 429/503 when it may not have one."""
+        held = self._clients.get(client, 0)
+        if held >= self.per_client:
+            raise ApiError(429, f"{client} already holds {held} streams, the most one client "
+                           "may; close one (one stream carries any number of channels)")
+        if self.count >= self.limit - (0 if is_local(client) else self.local_reserve):
+            raise ApiError(503, f"the server already streams to {self.count} clients, as many "
+                           "as it may; try again later")
+        self._clients[client] = held + 1
+        self.count += 1
+
+    def release(self, client: str) -> None:
+        held = self._clients.pop(client, 0) - 1
+        if held > 0:
+            self._clients[client] = held
+        self.count -= 1
 
 
 class StreamHandler(JsonHandler):
@@ -81,13 +143,15 @@ class StreamHandler(JsonHandler):
     """
 
     def initialize(self, hub: Hub, heartbeat_s: float = 15.0, drop_after_s: float = 30.0,
-                   retry_ms: int = 2000, stats=None):
+                   retry_ms: int = 2000, quota: StreamQuota | None = None, stats=None):
         self.hub = hub
         self.stats = stats  # services.web.metrics.ServerStats: open streams
         self.heartbeat_s = heartbeat_s
         self.drop_after_s = drop_after_s
         self.retry_ms = retry_ms
+        self.quota = quota
         self.subscription = None
+        self._counted = False  # in the quota
         self._flushing_since: float | None = None
         self._ended: asyncio.Future | None = None  # set once streaming live
         self._chunked = False
@@ -95,33 +159,34 @@ class StreamHandler(JsonHandler):
         self._next_beat = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
+    def head(self):
+        """What GET would answer, without subscribing or streaming."""
+        self._patterns()
+        self._last_event_id()
+        self._event_stream_headers()
+        self.finish()
+
     async def get(self):
         patterns = self._patterns()
         last_id = self._last_event_id()
-        backlog = None if last_id is None else self.hub.replay(last_id, patterns)
+        if self.quota is not None:
+            self.quota.acquire(self.request.remote_ip)
+            self._counted = True
         try:
             self.subscription = self.hub.subscribe(patterns)
         except HubFullError as exc:
+            self._uncount()
             raise ApiError(503, f"{exc}; try again later") from None
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
-        self.write(f"retry: {self.retry_ms}\n\n")
-        if last_id is not None and backlog is None:
-            gap = {"last_event_id": last_id, "message": "events after this id are no longer "
-                   "kept; the latest value of each channel follows"}
-            self.write(frame(json.dumps(gap), "too-old", self.hub.last_id))
-        if backlog is None:
-            latest = (self.hub.latest(c) for c in self.hub.channels())
-            backlog = sorted((e for e in latest if e and self.subscription.matches(e.channel)),
-                             key=lambda e: e.id)
+        self._event_stream_headers()
+        self.write(f"retry: {self.retry_ms}\n")
+        backlog = self._backlog(last_id, patterns)
         self._next_beat = asyncio.get_running_loop().time() + self.heartbeat_s
         self._tick()
         if self.stats is not None:
             self.stats.streams += 1
         try:
             for start in range(0, max(len(backlog), 1), _REPLAY_CHUNK):
-                self.write(b"".join(_event_frame(e) for e in backlog[start:start + _REPLAY_CHUNK]))
+                self.write(b"".join(backlog[start:start + _REPLAY_CHUNK]))
                 if not await self._flush():
                     return
             # Live events skip RequestHandler.flush: chunked as tornado chunks them.
@@ -135,12 +200,41 @@ class StreamHandler(JsonHandler):
                 self.stats.streams -= 1
             self.subscription.close()
             self._timer.cancel()
+            self._uncount()
         if not self.request.connection.stream.closed():
             self.finish()
+
+    def _event_stream_headers(self) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+
+    def _backlog(self, last_id: int | None, patterns: list[str] | None) -> list[bytes]:
+        """The frames a client gets before live events: what it missed, or the latest of
+        each channel (after a ``too-old`` event, all with fresh ids above its last one)."""
+        missed = None if last_id is None else self.hub.replay(last_id, patterns)
+        if missed is not None:
+            return [_event_frame(e) for e in missed]
+        latest = (self.hub.latest(c) for c in self.hub.channels())
+        latest = sorted((e for e in latest if e and self.subscription.matches(e.channel)),
+                        key=lambda e: e.id)
+        if last_id is None:
+            return [_event_frame(e) for e in latest]
+        ids = self.hub.reserve_ids(len(latest) + 1)
+        gap = {"last_event_id": last_id, "message": "events after this id are no longer "
+               "kept; the latest value of each channel follows"}
+        return [frame(json.dumps(gap), "too-old", ids[0]),
+                *(_framed(e, i) for e, i in zip(latest, ids[1:], strict=True))]
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.quota.release(self.request.remote_ip)
 
     def on_connection_close(self):
         if self.subscription is not None:
             self.subscription.close()
+        self._uncount()
         self._end()
 
     def _end(self) -> None:
@@ -218,6 +312,7 @@ class StreamHandler(JsonHandler):
             if self._ended is not None:
                 self._send()
         self._timer = loop.call_later(min(self.heartbeat_s, self.drop_after_s / 2), self._tick)
+
     def _patterns(self) -> list[str] | None:
         text = self.get_query_argument("channels", None)
         if text is None:
@@ -228,6 +323,9 @@ class StreamHandler(JsonHandler):
         for pattern in patterns:
             if not pattern:
                 raise ApiError(400, "channels: an empty channel name (stray comma?)", "channels")
+            if len(pattern) > _MAX_PATTERN_CHARS or not pattern.isprintable():
+                raise ApiError(400, f"channels: a pattern is at most {_MAX_PATTERN_CHARS} "
+                               f"printable characters, got {pattern[:40]!r}", "channels")
             if not self.hub.matching(pattern):
                 known = ", ".join(self.hub.channels()) or "none yet"
                 raise ApiError(404, f"channels: no channel matches {pattern!r}; known: {known}",
@@ -239,7 +337,7 @@ class StreamHandler(JsonHandler):
             "last_event_id", None)
         if text is None or text == "":
             return None
-        if not text.isdigit():
-            raise ApiError(400, f"Last-Event-ID: expected an event id (an integer), got {text!r}",
-                           "Last-Event-ID")
+        if not (text.isascii() and text.isdigit() and len(text) <= _MAX_ID_DIGITS):
+            raise ApiError(400, f"Last-Event-ID: expected an event id (at most {_MAX_ID_DIGITS} "
+                           f"digits), got {text[:40]!r}", "Last-Event-ID")
         return int(text)

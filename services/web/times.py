@@ -78,10 +78,21 @@ def parse_time(value: str | datetime, field: str, *, now: datetime | None = None
     `zone` is where wall-clock input (``today``, dates, times without an offset)
     is read. An aware datetime passes through; a naive one is refused.
     """
-    if isinstance(value, datetime):
-        return _aware(value, field, zone=None, text=value.isoformat())
-    if not isinstance(value, str):
-        raise TimeError(field, f"expected a time ({EXAMPLES}), got {value!r}")
+    try:
+        if isinstance(value, datetime):
+            parsed = _aware(value, field, zone=None, text=value.isoformat())
+        elif isinstance(value, str):
+            parsed = _parse(value, field, now, zone)
+        else:
+            raise TimeError(field, f"expected a time ({EXAMPLES}), got {value!r}")
+        parsed.astimezone(UTC)  # an OverflowError beyond the years 1..9999 in UTC
+    except OverflowError:
+        raise TimeError(field, f"{str(value).strip()!r} is outside the years 1..9999 in "
+                        "UTC") from None
+    return parsed
+
+
+def _parse(value: str, field: str, now: datetime | None, zone: tzinfo | None) -> datetime:
     text = value.strip()
     lowered = text.lower()
     if lowered == "now":

@@ -119,7 +119,7 @@ def rpc(url, method, params=None, id_=1, token=None):
 def raw_request(port: int, path: str, headers: str = "") -> socket.socket:
     """A socket that has sent a GET and read nothing yet."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n".encode())
     return sock
 
 

@@ -1,17 +1,23 @@
 """The lock service in a real server: HTTP, RPC, SSE, the token, and settings kept across restarts.
 
 The server runs the real ctypes driver on the compiled simulated library with
-its clock stopped; the test advances the clock and waits for the lock to have
-seen the new reading, so nothing depends on how fast this machine is.
+its clock stopped, and its readings carry the simulation's time: the test
+advances the clock, waits for the lock to have seen the new reading and for
+its output to be written, and only then advances again. So the loop sees the
+same readings at the same times, and the laser the same voltages, however
+fast or busy this machine is.
 """
 
+import dataclasses
 import json
 import time
 import urllib.request
+from datetime import timedelta
 
 import pytest
 import sseclient
 
+from drivers.base import utcnow
 from drivers.highfinesse.wlm import Wavemeter as Driver
 from services.config import load, parse
 from services.wavemeter.client import RpcError, Wavemeter
@@ -22,6 +28,7 @@ from services.web.rpc import UNAUTHORIZED
 CYCLE_S = 8 * 0.022  # one round of the switch over 8 lasers (10 ms exposure + 12 ms each)
 TEN_CYCLE_S = 10 * 0.022
 WAIT_S = 20.0  # an upper bound on waits for the server, never a measured figure
+NAMES = {1: "397", 2: "866", 3: "854", 4: "423", 5: "375", 6: "729", 7: "850", 8: "1762"}
 
 
 def lab_config(library, state_file, extra=""):
@@ -30,18 +37,33 @@ def lab_config(library, state_file, extra=""):
 kind = "highfinesse"
 library = "{library}"
 poll_s = 0.01
-channels = {{ 1 = "397", 2 = "866", 3 = "854", 4 = "423", 5 = "375", 6 = "729", 7 = "850", 8 = "1762" }}
+channels = {{ {", ".join(f'{n} = "{name}"' for n, name in NAMES.items())} }}
 [locks]
 state_file = "{state_file}"
 capture_mhz = 500.0
-# Readings carry wall-clock times while the test moves the simulation at its own pace:
-# no stall of a loaded machine may count as a lost signal, and no long dt may make one
-# integrator step cross the setpoint (1.5 MHz at most, at 100 MHz/V).
+# The lock's clock is the simulation's (the readings' times), its ticks the wall
+# clock's: however far the two drift apart during a test, no tick may count as a
+# lost signal. One integrator step moves the laser 1.5 MHz at most (100 MHz/V).
 stale_after_s = 60.0
 signal_timeout_s = 120.0
 max_step_v = 0.015
 {extra}
 """, "lab.toml")
+
+
+class SimClockDriver(Driver):
+    """The real driver, its readings stamped with the simulation's clock (counted from the
+    moment it was made) rather than the wall clock's."""
+
+    def __init__(self, name, *, sim, **options):
+        super().__init__(name, **options)
+        self.sim = sim
+        self.epoch = utcnow() - timedelta(seconds=sim.now())
+
+    def frequency(self, channel):
+        reading = super().frequency(channel)
+        return dataclasses.replace(reading,
+                                   timestamp=self.epoch + timedelta(seconds=self.sim.now()))
 
 
 class Lab:
@@ -76,9 +98,10 @@ def lab(server_thread, api, wlm_sim, wlm_library, tmp_path):
 
     def start(extra=""):
         config = lab_config(wlm_library, tmp_path / "locks.json", extra)
+        driver = SimClockDriver("wavemeter", sim=wlm_sim, library=wlm_library, channels=NAMES)
 
         def services(hub):
-            wavemeter = WavemeterService(config, hub)
+            wavemeter = WavemeterService(config, hub, opener=driver.open)
             return [wavemeter, LockService(config, hub, wavemeter)]
 
         return Lab(server_thread(services), api)
@@ -89,11 +112,15 @@ def lab(server_thread, api, wlm_sim, wlm_library, tmp_path):
 
 
 def step(lab, sim, channel, cycle_s=CYCLE_S):
-    """Advance the simulation one switch cycle; wait until the lock has the new reading."""
+    """Advance the simulation one switch cycle; wait until the lock has the new reading and
+    has written the output it asked for (the next measurement sees that voltage)."""
     before = lab.client().call("lock_status", channel)["timestamp"]
     sim.advance(cycle_s)
     wait_for(lambda: lab.client().call("lock_status", channel)["timestamp"] != before,
              f"a new reading of channel {channel}")
+    locks = lab.srv.services[1]
+    lab.srv.wait_for(lambda: channel not in locks._writers,
+                     what=f"the lock's write to channel {channel}'s output")
 
 
 def test_lock_pulls_the_laser_in_and_reports_on_rpc_http_and_the_stream(lab):
@@ -104,8 +131,8 @@ def test_lock_pulls_the_laser_in_and_reports_on_rpc_http_and_the_stream(lab):
     setpoint = sim.true_frequency(3) + 20e-6  # 20 MHz above the laser
     status = client.call("lock", 3, setpoint)
     assert status["state"] == "locked" and status["setpoint_thz"] == setpoint
-    # The read timestamps are the wall clock's here, so the pull-in takes its
-    # ~1.5 s of wall time (i = 0.02 V/(MHz s) at 100 MHz/V), however many cycles.
+    # About 1.5 s of simulated time (i = 0.02 V/(MHz s) at 100 MHz/V, 1.5 MHz per step at
+    # most), the same number of cycles on any machine.
     errors = []
     while abs((sim.true_frequency(3) - setpoint) * 1e6) > 1.0:
         step(server, sim, 3)
@@ -171,7 +198,7 @@ def test_lock_and_unlock_are_refused_without_the_token_and_nothing_moves(lab):
 
 
 @pytest.mark.parametrize("body, status, field, message", [
-    ({"p": -1}, 400, "p", "p: expected a gain >= 0"),
+    ({"p": -1}, 400, "p", "p: expected a gain of 0..1000"),
     ({"gain": 1}, 400, "gain", "gain: unknown field"),
     ({"locked": "yes"}, 400, "locked", "locked: expected true or false"),
     ({"i": "0.1"}, 400, "i", "i: expected a number"),
@@ -287,3 +314,83 @@ def test_the_demo_lab_has_lasers_a_newcomer_can_lock(server_thread, api, tmp_pat
     wait_for(lambda: abs(client.call("lock_status", 6)["error_mhz"]) < 1.0, "the pull-in")
     status = client.call("lock_status", 6)
     assert status["state"] == "locked" and status["output_v"] > 0.05  # ~8 MHz at 100 MHz/V
+
+
+@pytest.mark.parametrize("raw, field, message", [
+    (b'{"setpoint_thz": 1' + b"0" * 400 + b"}", None, "a number out of range: 1000"),
+    (b'{"setpoint_thz": 1e400}', None, "a number out of range: 1e400"),
+    (b'{"setpoint_thz": NaN}', None, "NaN is not a JSON number"),
+    (b'{"setpoint_thz": 1e303}', "setpoint_thz", "expected a laser frequency of 1..3000 THz"),
+    (b'{"setpoint_nm": 1e-300}', "setpoint_nm", "expected a vacuum wavelength"),
+    (b'{"p": 1e300}', "p", "expected a gain of 0..1000"),
+    (b'{"setpoint_thz": ' + b"[" * 100 + b"]" * 100 + b"}", None, "nested deeper than 32"),
+])
+def test_numbers_no_laser_has_are_refused_by_http_and_rpc(lab, api, raw, field, message):
+    start, _, _ = lab
+    server = start()
+    code, answer, _ = api.http("PUT", server.url + "/api/v1/locks/4", raw=raw, token=api.token)
+    assert (code, answer["field"]) == (400, field) and message in answer["error"]
+    if field is not None:  # the same value by RPC: invalid params, naming it
+        value = json.loads(raw)[field]
+        error = api.rpc(server.url, "set_lock", {"channel": 4, field: value},
+                        token=api.token)["error"]
+        assert (error["code"], error["data"]["field"]) == (-32602, field)
+        assert message in error["message"]
+    assert server.client().call("lock_status", 4)["setpoint_thz"] is None
+    assert api.http("GET", server.url + "/api/v1/locks")[0] == 200
+
+
+def test_a_new_setpoint_must_be_within_the_capture_range_of_the_laser(lab):
+    start, sim, _ = lab
+    server = start()
+    wait_for(lambda: server.client().call("lock_status", 4)["frequency_thz"] is not None,
+             "a reading")
+    laser = server.client().call("lock_status", 4)["frequency_thz"]
+    code, answer = server.http("PUT", "/api/v1/locks/4", {"setpoint_thz": laser + 600e-6})
+    assert (code, answer["field"]) == (400, "setpoint_thz")
+    assert "beyond the capture range (±500 MHz)" in answer["error"]
+    code, answer = server.http("PUT", "/api/v1/locks/4", {"setpoint_thz": laser + 50e-6})
+    assert code == 200 and answer["setpoint_thz"] == laser + 50e-6
+    code, answer = server.http("PUT", "/api/v1/locks/4", {"i": 0.01})  # gains alone: fine
+    assert code == 200 and answer["i"] == 0.01
+
+
+@pytest.mark.parametrize("path", ["/api/v1/locks/" + "9" * 5000, "/api/v1/locks/%C2%B2",
+                                  "/api/v1/locks/x", "/api/v1/locks/-1", "/api/v1/locks/12"])
+def test_a_lock_that_does_not_exist_is_a_404_for_any_name(lab, api, path):
+    start, _, _ = lab
+    server = start()
+    for method, body in (("GET", None), ("PUT", {"locked": False})):
+        code, answer, _ = api.http(method, server.url + path, body, token=api.token)
+        assert (code, answer["field"]) == (404, "channel"), (method, path)
+        assert "lockable channels: 1, 2, 3, 4, 5, 6, 7, 8" in answer["error"]
+
+
+def test_a_bad_setpoint_left_in_the_state_file_does_not_break_reads_after_a_restart(
+        lab, tmp_path, caplog):
+    start, _, _ = lab
+    (tmp_path / "locks.json").write_text(json.dumps({"version": 1, "channels": {
+        "1": {"setpoint_thz": 1e303, "p": 0.0, "i": 0.02, "d": 0.0, "locked": True},
+        "2": {"setpoint_thz": 755.2, "p": 1e300, "i": 0.02, "d": 0.0, "locked": False},
+        "3": {"setpoint_thz": "fast", "locked": False},
+        "4": {"setpoint_thz": int("1" + "0" * 400), "locked": False},
+        "5": {"setpoint_thz": 346.0, "p": 0.0, "i": 0.01, "d": 0.0, "locked": False},
+    }}))
+    server = start()
+    status = {s["channel"]: s for s in server.client().call("locks")}
+    assert [status[n]["setpoint_thz"] for n in (1, 2, 3, 4, 5)] == [None] * 4 + [346.0]
+    assert (status[5]["i"], status[1]["state"]) == (0.01, "unlocked")
+    for n in range(1, 9):
+        code, body = server.http("GET", f"/api/v1/locks/{n}", token=None)
+        assert code == 200 and body["channel"] == n
+    response = urllib.request.urlopen(server.url + "/api/v1/stream", timeout=WAIT_S)
+    locks = {f"lock/{n}" for n in range(1, 9)}
+    seen = set()
+    for event in sseclient.SSEClient(response).events():  # the latest of every channel first
+        seen.add(event.event)
+        if locks <= seen:
+            break
+    response.close()
+    ignored = [r.getMessage() for r in caplog.records if "saved settings ignored" in r.getMessage()]
+    assert len(ignored) == 4
+    assert "lock 1: saved settings ignored (setpoint_thz: expected a laser frequency" in ignored[0]

@@ -55,12 +55,15 @@ setpoint_thz = 346.0
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[locks]\np = -1\n", "lab.toml: locks.p: expected a gain >= 0"),
+    ("[locks]\np = -1\n", "lab.toml: locks.p: expected a gain of 0..1000"),
     ("[locks]\ngain = 1\n", "lab.toml: locks.gain: unknown key; expected one of"),
     ("[locks]\nport = 2\n", "lab.toml: locks.port: unknown key"),
     ("[locks.3]\npolarity = 2\n", "lab.toml: locks.3.polarity: expected 1 or -1, got 2"),
     ("[locks.3]\np = 'x'\n", "lab.toml: locks.3.p: expected a number, got 'x'"),
-    ("[locks.3]\nsetpoint_nm = 0\n", "lab.toml: locks.3.setpoint_nm: expected a wavelength"),
+    ("[locks.3]\nsetpoint_nm = 0\n",
+     "lab.toml: locks.3.setpoint_nm: expected a vacuum wavelength of 99.9308..299792 nm"),
+    ("[locks.3]\nsetpoint_thz = 1e303\n",
+     "lab.toml: locks.3.setpoint_thz: expected a laser frequency of 1..3000 THz, got 1e+303"),
     ("[locks.3]\nmin_v = 2.0\nmax_v = 1.0\n", "lab.toml: locks.3.max_v: expected max_v > min_v"),
     ("[locks.3]\noutput = 'laser'\n",
      "lab.toml: locks.3.output: expected the name of a [devices] analog output, got 'laser'"),

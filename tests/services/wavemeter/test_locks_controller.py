@@ -203,12 +203,18 @@ def test_setpoint_in_nm_is_converted_with_the_exact_speed_of_light():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"p": -1.0}, "p: expected a gain >= 0"),
+    ({"p": -1.0}, "p: expected a gain of 0..1000"),
     ({"i": float("nan")}, "i: expected a finite number"),
     ({"min_v": 5.0}, "max_v: expected max_v > min_v"),
     ({"polarity": 2}, "polarity: expected 1 or -1"),
     ({"capture_readings": 0}, "capture_readings: expected an integer >= 1"),
-    ({"setpoint_nm": -3}, "setpoint_nm: expected a wavelength in nm > 0"),
+    ({"setpoint_nm": -3}, "setpoint_nm: expected a vacuum wavelength of 99.9308..299792 nm"),
+    ({"setpoint_nm": 1e-300}, "setpoint_nm: expected a vacuum wavelength"),
+    ({"setpoint_thz": 1e303}, r"setpoint_thz: expected a laser frequency of 1\.\.3000 THz"),
+    ({"setpoint_thz": 0.5}, r"setpoint_thz: expected a laser frequency of 1\.\.3000 THz"),
+    ({"setpoint_thz": 10**400}, "setpoint_thz: expected a number > 0, got 1000"),
+    ({"p": 1e300}, "p: expected a gain of 0..1000"),
+    ({"capture_mhz": 1e300}, "capture_mhz: expected at most 1e"),
     ({"setpoint_nm": 400, "setpoint_thz": 700.0}, "setpoint_nm: give setpoint_thz or"),
     ({"gain": 1.0}, "gain: not a lock setting"),
 ])

@@ -77,7 +77,14 @@ def test_rpc_command_calls_methods_and_reports_errors(server, run_cli, capsys, m
     code, out, err = rpc("set_exposure", "2", "12", token="cli-token")
     assert code == 0 and json.loads(out)["exposure_ms"] == 12
     code, out, err = rpc("set_exposure", "2", "13")
-    assert code == 1 and "needs 'Authorization: Bearer <token>'" in err and "-32001" in err
+    assert code == 1 and "-32001" in err
+    assert "set_exposure needs the lab's write token" in err
+    assert "no token was sent: set IONLAB_TOKEN to the lab's write token" in err
+    code, out, err = rpc("set_exposure", "2", "13", token="not-the-token")
+    assert code == 1 and "the token sent is not this server's write token" in err
+    assert "the token of IONLAB_TOKEN was sent; set it to the lab's write token" in err
+    code, out, err = rpc("--token", "also-wrong", "set_exposure", "2", "13")
+    assert code == 1 and "the token of --token was sent" in err
     code, out, err = rpc("channel", "2")
     assert json.loads(out)["exposure_ms"] == 12
     code, out, err = rpc("frequency", "42")
@@ -95,7 +102,8 @@ def test_rpc_command_calls_methods_and_reports_errors(server, run_cli, capsys, m
 def test_rpc_command_without_a_server_says_so(capsys, api):
     args = ["rpc", "--url", "http://127.0.0.1:9", "--timeout", "5", "channels"]
     assert api.in_thread(main, args) == 1
-    assert "cannot reach the wavemeter server at http://127.0.0.1:9" in capsys.readouterr().err
+    assert "cannot reach the server at http://127.0.0.1:9: connection refused" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text, message", [

@@ -101,8 +101,10 @@ def test_channels_show_each_reading_with_status_read_time_and_age(wavemeter, wlm
 @pytest.mark.parametrize("path, status, field", [
     ("/api/v1/channels/9", 404, "channel"),
     ("/api/v1/channels/0", 404, "channel"),
-    ("/api/v1/channels/x1", 400, "channel"),
-    ("/api/v1/channels/-1", 400, "channel"),
+    ("/api/v1/channels/x1", 404, "channel"),
+    ("/api/v1/channels/-1", 404, "channel"),
+    ("/api/v1/channels/%C2%B2", 404, "channel"),  # a superscript two: a digit, not ASCII
+    ("/api/v1/channels/" + "9" * 5000, 404, "channel"),
 ])
 def test_unknown_channels_are_json_errors_naming_the_field(wavemeter, wlm_sim, api, path,
                                                            status, field):

@@ -150,11 +150,14 @@ def test_methods_lists_the_table(counter, api):
 
 def test_healthz_and_unknown_paths_are_json(counter, api):
     srv, svc = counter
-    assert api.http("GET", srv.url + "/healthz")[:2] == (
-        200, {"ok": True, "services": {"counter": {"ok": True, "value": 0}}})
+    status, health, _ = api.http("GET", srv.url + "/healthz")
+    assert (status, health["ok"], health["services"]) == (
+        200, True, {"counter": {"ok": True, "value": 0}})
+    assert health["server"]["connections"] == 1 and health["server"]["streams"] == 0
     srv.call(lambda: setattr(svc, "value", -1))
-    assert api.http("GET", srv.url + "/healthz")[:2] == (
-        503, {"ok": False, "services": {"counter": {"ok": False, "value": -1}}})
+    status, health, _ = api.http("GET", srv.url + "/healthz")
+    assert (status, health["ok"], health["services"]) == (
+        503, False, {"counter": {"ok": False, "value": -1}})
     status, body, _ = api.http("GET", srv.url + "/api/v1/nothing")
     assert (status, body) == (404, {"error": "no such resource: /api/v1/nothing", "field": None})
 

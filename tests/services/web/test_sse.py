@@ -104,12 +104,24 @@ def test_heartbeat_comments_arrive_on_an_idle_stream(server_thread, api):
     srv = server_thread(no_services, heartbeat_s=0.05)
     sock = api.raw(srv.port, "/api/v1/stream?channels=vacuum/chamber")
     received = b""
-    while received.count(b": heartbeat\n\n") < 3:
+    while received.count(b": heartbeat\n") < 3:
         chunk = sock.recv(4096)
         assert chunk, "stream closed"
         received += chunk
-    assert b"event:" not in received  # nothing was published: comments only
+    body = received.partition(b"\r\n\r\n")[2]
+    assert b"event:" not in body  # nothing was published: comments only
+    assert b"\n\n" not in _dechunk_complete(body)  # and no blank line: no event ends
     sock.close()
+
+
+def _dechunk_complete(body: bytes) -> bytes:
+    """The payload of the complete HTTP chunks at the start of `body`."""
+    out = b""
+    while True:
+        size, sep, rest = body.partition(b"\r\n")
+        if not sep or len(rest) < int(size, 16) + 2:
+            return out
+        out, body = out + rest[:int(size, 16)], rest[int(size, 16) + 2:]
 
 
 def _dechunk(body: bytes) -> bytes:
@@ -127,7 +139,8 @@ def _dechunk(body: bytes) -> bytes:
 def test_live_events_are_framed_for_the_clients_http_version(server_thread, version):
     srv = server_thread(no_services)
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
-    sock.sendall(f"GET /api/v1/stream?channels=vacuum/* {version}\r\nHost: x\r\n\r\n".encode())
+    sock.sendall(f"GET /api/v1/stream?channels=vacuum/* {version}\r\nHost: 127.0.0.1\r\n\r\n"
+                 .encode())
     srv.wait_for(lambda: srv.hub.subscriber_count == 1, what="the stream")
     ids = [publish(srv, "vacuum/chamber", {"n": n}) for n in range(3)]
     events = b"".join(b'id: %d\nevent: vacuum/chamber\ndata: {"n":%d}\n\n' % (i, n)
@@ -141,7 +154,7 @@ def test_live_events_are_framed_for_the_clients_http_version(server_thread, vers
     head, _, body = received.partition(b"\r\n\r\n")
     chunked = b"Transfer-Encoding: chunked" in head
     assert chunked == (version == "HTTP/1.1")
-    assert (_dechunk(body) if chunked else body) == b"retry: 2000\n\n" + events
+    assert (_dechunk(body) if chunked else body) == b"retry: 2000\n" + events
     sock.close()
 
 
@@ -193,10 +206,108 @@ def test_streams_beyond_the_hubs_limit_get_503(server_thread, api):
     response, events = open_stream(srv.url, "?channels=vacuum/chamber")
     srv.wait_for(lambda: srv.hub.subscriber_count == 1, what="the first stream")
     code, body, _ = api.http("GET", srv.url + "/api/v1/stream")
-    assert code == 503 and "limit of 1 subscribers" in body["error"]
+    assert code == 503 and "streams to 1 clients, as many as it may" in body["error"]
     response.close()
     srv.wait_for(lambda: srv.hub.subscriber_count == 0, what="the first stream to end")
     response, events = open_stream(srv.url, "?channels=vacuum/chamber")
     publish(srv, "vacuum/chamber", {"p": 1})
     assert json.loads(next(events).data) == {"p": 1}
     response.close()
+
+
+def test_after_too_old_every_id_is_above_the_one_the_client_held(server_thread):
+    srv = server_thread(no_services, hub=Hub(ring_size=2))
+    held = publish(srv, "wavemeter/2", {"n": 0})  # the last id a client saw ...
+    for n in range(1, 6):  # ... then more than a ring holds, on two channels
+        publish(srv, "wavemeter/1", {"n": n})
+        publish(srv, "wavemeter/2", {"n": n})
+    old = publish(srv, "wavemeter/3", {"n": -1})  # channel 3's latest is older ...
+    publish(srv, "wavemeter/1", {"n": 6})
+    publish(srv, "wavemeter/2", {"n": 6})
+    publish(srv, "wavemeter/2", {"n": 7})  # ... than channel 2's evicted ones
+    assert old < srv.hub.latest("wavemeter/2").id
+    response, events = open_stream(srv.url, "?channels=wavemeter/*", last_id=held)
+    got = [next(events) for _ in range(4)]
+    live = publish(srv, "wavemeter/1", {"n": 8})
+    got.append(next(events))
+    ids = [int(e.id) for e in got]
+    assert got[0].event == "too-old" and json.loads(got[0].data)["last_event_id"] == held
+    assert [(e.event, json.loads(e.data)["n"]) for e in got[1:]] == [
+        ("wavemeter/3", -1), ("wavemeter/1", 6), ("wavemeter/2", 7), ("wavemeter/1", 8)]
+    assert held < ids[0] and ids == sorted(set(ids))  # above the held id, strictly rising
+    assert ids[-1] == live
+    response.close()
+    # resuming from an id of the snapshot replays what came after it, nothing before
+    srv.wait_for(lambda: srv.hub.subscriber_count == 0, what="the first stream to end")
+    later = publish(srv, "wavemeter/3", {"n": 9})
+    response, events = open_stream(srv.url, "?channels=wavemeter/*", last_id=ids[2])
+    assert [(int(e.id), json.loads(e.data)["n"]) for e in (next(events), next(events))] == [
+        (live, 8), (later, 9)]
+    response.close()
+
+
+@pytest.mark.parametrize("header", [b"\xb2", b"\xff\xfe", b"9" * 5000, b"-1", b"1e9"])
+def test_a_last_event_id_that_is_no_id_is_a_json_400(server_thread, header):
+    srv = server_thread(no_services)
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    sock.sendall(b"GET /api/v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: " + header
+                 + b"\r\n\r\n")
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+        if b"}" in chunk:
+            break
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    answer = json.loads(body)
+    assert answer["field"] == "Last-Event-ID" and "expected an event id" in answer["error"]
+    assert srv.hub.subscriber_count == 0
+
+
+def test_one_address_holds_a_bounded_number_of_streams_and_others_still_get_one(server_thread,
+                                                                                api):
+    srv = server_thread(no_services, streams_per_client=2)
+    first = [open_stream(srv.url, "?channels=vacuum/chamber")[0] for _ in range(2)]
+    code, body, headers = api.http("GET", srv.url + "/api/v1/stream")
+    assert code == 429 and "127.0.0.1 already holds 2 streams" in body["error"]
+    other = socket.create_connection(("127.0.0.1", srv.port), timeout=30,
+                                     source_address=("127.0.0.2", 0))
+    other.sendall(b"GET /api/v1/stream?channels=vacuum/* HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert other.recv(4096).startswith(b"HTTP/1.1 200 OK")
+    first.pop().close()
+    srv.wait_for(lambda: srv.hub.subscriber_count == 2, what="a stream to end")
+    response, events = open_stream(srv.url, "?channels=vacuum/chamber")
+    publish(srv, "vacuum/chamber", {"p": 2})
+    assert json.loads(next(events).data) == {"p": 2}
+    for r in (*first, response, other):
+        r.close()
+
+
+def test_heartbeats_never_reach_a_client_library_as_an_event(server_thread):
+    """sseclient-py and requests-sse (an EventSource after the WHATWG spec) both see the
+    published events and nothing else; on the wire, every blank line ends a block that
+    carries data, so a client that splits at blank lines sees no empty event either."""
+    from requests_sse import EventSource
+
+    srv = server_thread(no_services, heartbeat_s=0.02)
+    raw = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    raw.sendall(b"GET /api/v1/stream?channels=vacuum/* HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    response, events = open_stream(srv.url, "?channels=vacuum/*")
+    with EventSource(srv.url + "/api/v1/stream?channels=vacuum/*", timeout=30) as source:
+        srv.wait_for(lambda: srv.hub.subscriber_count == 3, what="three streams")
+        received = b""
+        while received.count(b": heartbeat\n") < 5:  # heartbeats went to every client
+            received += raw.recv(4096)
+        sent = [publish(srv, "vacuum/chamber", {"n": n}) for n in range(3)]
+        while received.count(b"data: ") < 3:
+            received += raw.recv(4096)
+        library = [(int(e.last_event_id), e.type, e.data) for e in
+                   (next(source) for _ in range(3))]
+    popular = [(int(e.id), e.event, e.data) for e in (next(events) for _ in range(3))]
+    expected = [(i, "vacuum/chamber", json.dumps({"n": n}, separators=(",", ":")))
+                for n, i in enumerate(sent)]
+    assert library == popular == expected
+    blocks = received.partition(b"\r\n\r\n")[2].split(b"\n\n")[:-1]
+    assert len(blocks) == 3 and all(b"\ndata: " in b"\n" + block for block in blocks)
+    response.close()
+    raw.close()
