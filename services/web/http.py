@@ -35,6 +35,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import tornado.web
 
+from . import times
+
 __all__ = ["MAX_DEPTH", "ApiError", "JsonError", "JsonErrors", "JsonHandler", "allowed_methods",
            "check_token", "parse_json", "parse_time", "path_number", "redact_url",
            "token_matches"]
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 #: how deeply arrays and objects may nest in a request body
 MAX_DEPTH = 32
 #: query parameters whose values are secrets (masked wherever a URL is logged or shown)
-SECRET_PARAMS = re.compile(r"token|ticket|pass(word|wd)?|secret|key|auth", re.IGNORECASE)
+SECRET_PARAMS = re.compile(r"^p$|token|ticket|pass(word|wd)?|secret|key|auth", re.IGNORECASE)  # p: InfluxDB's
 _HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -158,15 +160,12 @@ def _redact_param(param: str) -> str:
 
 
 def parse_time(text: str, field: str) -> datetime:
-    """An ISO 8601 time with an offset; naive times are refused, not guessed."""
+    """A time as people type it (services.web.times: ISO 8601 with an offset, ``-1h``,
+    ``now``, ``today``); a 400 naming `field` otherwise. Naive times are refused."""
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    except ValueError:
-        raise ApiError(400, f"{field}: not an ISO 8601 time: {text!r}", field) from None
-    if value.tzinfo is None:
-        raise ApiError(400, f"{field}: time needs a UTC offset (e.g. 'Z' or '+01:00'): {text!r}",
-                       field)
-    return value
+        return times.parse_time(text, field)
+    except times.TimeError as exc:
+        raise ApiError(400, f"{field}: {exc.message}", field) from None
 
 
 def allowed_methods(handler_class: type[tornado.web.RequestHandler]) -> list[str]:
