@@ -100,8 +100,10 @@ MISTAKES = [  # (where, lines, the error after "file: ")
     ("extra", "[loger]\nbatch_s = 1", "loger: unknown table; did you mean 'logger'? (a lab "
      "config has the tables server, devices, wavemeter, locks, logger, artiq, alarms, notify, "
      "web)"),
-    ("logger", 'retention = "99999999999999d"', "logger.retention: expected a duration from 1h "
-     "to 36600d (a century), got '99999999999999d'"),
+    ("logger", 'retention = "99999999d"', "logger.retention: expected a duration from 1h "
+     "to 36600d (a century), got '99999999d'"),
+    ("logger", 'retention = "99999999999999d"', "logger.retention: expected a duration like "
+     "90s, 5min, 1h, 1d or 2w, got '99999999999999d'"),
     ("logger", 'retension = "90d"', "logger.retension: unknown key; expected one of batch_s, db, "
      "devices, ingest, max_batch, mqtt, retention, retry_s, sensors, spool_dir, spool_max_mb, "
      "timeout_s; did you mean 'retention'?"),

@@ -84,9 +84,9 @@ def test_one_unreachable_device_of_fifteen_is_a_row_of_its_own_and_exit_1(tmp_pa
     assert [row[0] for row in rows] == [f"gauge{n}" for n in range(7)] + ["loadlock"] + [
         f"gauge{n}" for n in range(7, 14)]
     failed = rows[7]
-    assert failed[:6] == ["loadlock", "tpg", "-", "-", "-", "error"]
-    assert failed[6].startswith(f"cannot open: loadlock: cannot open tcp://127.0.0.1:{port}: ")
-    assert all(row[5] == "ok" for row in rows[:7] + rows[8:])
+    assert failed[:7] == ["loadlock", "tpg", "-", "-", "-", "-", "error"]
+    assert failed[7].startswith(f"cannot open: loadlock: cannot open tcp://127.0.0.1:{port}: ")
+    assert all(row[6] == "ok" for row in rows[:7] + rows[8:])
     assert result.stderr == "ionlab devices: 1 of 15 devices failed: loadlock\n"
 
 

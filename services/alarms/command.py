@@ -124,10 +124,12 @@ def _history(args) -> int:
         query.update({k: v for k, v in (("start", args.start), ("end", args.end)) if v})
     else:
         try:
-            since = parse_duration(args.since, "--since")
+            start = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since, "--since"))
         except QueryError as exc:
             raise _Failed(str(exc)) from None
-        query["start"] = (datetime.now(UTC) - timedelta(seconds=since)).isoformat()
+        except OverflowError:
+            raise _Failed(f"--since: {args.since!r} reaches back before the year 1") from None
+        query["start"] = start.isoformat()
     if args.name:
         query["alarm"] = args.name
     result = _call(args, "GET", "/api/v1/alarms/history?" + urllib.parse.urlencode(query))

@@ -555,10 +555,10 @@ def _duration(value) -> float:
         seconds = float(value)
     else:
         try:
-            seconds = float(parse_duration(value, "duration"))
+            seconds = parse_duration(value, "duration")
         except QueryError as exc:
             raise ApiError(400, str(exc), "duration") from None
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_SILENCE_S):
+    if not (0 < seconds <= MAX_SILENCE_S and math.isfinite(seconds)):  # bound first: huge ints
         raise ApiError(400, f"duration: expected more than 0 and at most 30 days, got "
                        f"{value!r}", "duration")
     return seconds

@@ -86,14 +86,16 @@ def parse_duration(text: str, field: str = "every") -> int:
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if seconds <= 0:
         raise QueryError(field, f"expected a duration > 0, got {text!r}")
-    if seconds > SCAN_LIMITS[3600].total_seconds():
-        raise QueryError(field, f"expected a duration of at most {SCAN_LIMITS[3600].days} "
-                         f"days, got {text!r}")
     return seconds
 
 
 def parse_every(text: str) -> int:
-    return parse_duration(text, "every")
+    """The bucket width of a query in seconds: a duration of at most what one query reads."""
+    seconds = parse_duration(text, "every")
+    if seconds > SCAN_LIMITS[3600].total_seconds():
+        raise QueryError("every", f"expected a duration of at most {SCAN_LIMITS[3600].days} "
+                         f"days, got {text!r}")
+    return seconds
 
 
 def parse_time(value: str | datetime, field: str, zone=None, now: datetime | None = None) -> datetime:

@@ -24,9 +24,10 @@ import logging
 import threading
 from datetime import datetime
 
-import tornado.web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .http import JsonHandler
 
 __all__ = ["MetricsHandler", "ServerStats", "registry_for"]
 
@@ -159,8 +160,8 @@ def registry_for(hub, services, stats: ServerStats) -> CollectorRegistry:
     return registry
 
 
-class MetricsHandler(tornado.web.RequestHandler):
-    """``GET /metrics``: Prometheus text format."""
+class MetricsHandler(JsonHandler):
+    """``GET /metrics``: Prometheus text format (errors, HEAD and 405s as the API's)."""
 
     def initialize(self, registry: CollectorRegistry):
         self.registry = registry

@@ -86,11 +86,11 @@ def until(condition, what, timeout=60.0):
 
 
 def test_latest_is_answered_while_heavy_queries_wait_and_a_cancelled_one_is_a_422(
-        server_thread, pg_database, tmp_path, api):
-    srv = logger(server_thread, pg_database, tmp_path)
-    admin = psycopg2.connect(pg_database)
+        server_thread, pg_logger_db, tmp_path, api):
+    srv = logger(server_thread, pg_logger_db, tmp_path)
+    admin = psycopg2.connect(pg_logger_db)
     admin.autocommit = True
-    blocker = psycopg2.connect(pg_database)
+    blocker = psycopg2.connect(pg_logger_db)
     blocker.cursor().execute("LOCK TABLE samples IN ACCESS EXCLUSIVE MODE")
     day = {"start": "2026-01-05T00:00:00Z", "end": "2026-01-06T00:00:00Z"}
     with concurrent.futures.ThreadPoolExecutor(3) as pool:

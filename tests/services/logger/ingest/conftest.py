@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from services.config import parse
-from services.logger.queries import to_us
+from services.logger.queries import Query, to_us
 from services.logger.service import LoggerService
 from services.logger.store import open_store
 
@@ -47,8 +49,6 @@ def ingest_server(server_thread, tmp_path):
 def stored(url: str, sensor: str | None = None) -> dict[str, list[tuple[int, float]]]:
     """sensor -> [(time in µs, value), ...] in time order, read back through the store once
     every running logger has stored what its spool holds (a 204 means durable, in the spool)."""
-    from services.logger.queries import make_query
-
     for service in _RUNNING:
         assert service.writer.flush(60), f"{service} did not store its spool within 60 s"
     store = open_store(url)
@@ -56,7 +56,7 @@ def stored(url: str, sensor: str | None = None) -> dict[str, list[tuple[int, flo
         names = [s["sensor"] for s in store.sensors()] if sensor is None else [sensor]
         out = {}
         for name in names:
-            q = make_query(name, "1677-09-22T00:00:00Z", "2262-04-11T00:00:00Z")
+            q = Query(name, datetime(1677, 9, 22, tzinfo=UTC), datetime(2262, 4, 11, tzinfo=UTC))
             out[name] = [(to_us(t), v) for t, v in store.series(q)]
         return out
     finally:
