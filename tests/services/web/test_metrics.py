@@ -46,6 +46,8 @@ def test_metrics_show_sensors_channels_locks_and_health(server_thread, tmp_path,
                           headers={"Authorization": f"Token {api.token}"})
     assert code == 204
     srv.wait_for(lambda: srv.hub.latest("logger/vacuum,gauge=ion") is not None, what="the event")
+    logger = srv.services[0]
+    srv.wait_for(lambda: logger.writer.status()["written"] >= 1, what="the point to be stored")
     api.rpc(srv.url, "methods")
     api.rpc(srv.url, "no_such_method")
     m = scrape(srv.url)
