@@ -4,9 +4,7 @@
 starts it beside the others when the config has an ``[artiq]`` table, and
 ``ionlab artiq`` runs it alone. Its targets are made of the other services'
 RPC methods (services.artiq.targets) and one generic controller per device
-(services.artiq.devices); it adds ``frequency_fresh``, the wavemeter getters
-and ``set_lock_setpoint`` to the one method registry, so JSON-RPC offers
-them too.
+(services.artiq.devices): one registry of methods feeds JSON-RPC and pc_rpc.
 """
 
 from __future__ import annotations
@@ -19,11 +17,10 @@ from ..config import Config
 from ..web.app import ServerConfig
 from ..web.hub import Hub
 from ..web.pcrpc import PcRpcServer, Target, where
-from ..web.rpc import Method
 from .datasets import DatasetUpdater
 from .devices import device_target
 from .settings import ArtiqSettings
-from .targets import LOCKS_DOC, WAVEMETER_DOC, LockSetpoint, WavemeterReads, service_target
+from .targets import LOCKS_DOC, WAVEMETER_DOC, service_target
 
 __all__ = ["ArtiqService"]
 
@@ -51,8 +48,6 @@ class ArtiqService:
         by_name = {service.name: service for service in services}
         self.wavemeter = by_name.get("wavemeter")
         self.locks = by_name.get("locks")
-        self.reads = WavemeterReads(self.wavemeter, hub) if self.wavemeter else None
-        self.setpoint = LockSetpoint(self.locks) if self.locks else None
         self.owner = devices
         self.device_names = self._device_names()
         self.token = token if token is not None else ServerConfig.from_config(config).token
@@ -81,11 +76,9 @@ class ArtiqService:
         targets = {}
         if self.wavemeter is not None:
             targets["wavemeter"] = service_target("wavemeter", WAVEMETER_DOC,
-                                                  self.wavemeter.rpc_methods(),
-                                                  self.reads.rpc_methods())
+                                                  self.wavemeter.rpc_methods())
         if self.locks is not None:
-            targets["locks"] = service_target("locks", LOCKS_DOC, self.locks.rpc_methods(),
-                                              self.setpoint.rpc_methods())
+            targets["locks"] = service_target("locks", LOCKS_DOC, self.locks.rpc_methods())
         for name in self.device_names:
             targets[name] = device_target(self.config.devices[name], self.owner)
         return targets
@@ -119,12 +112,8 @@ class ArtiqService:
     def routes(self) -> list:
         return []
 
-    def rpc_methods(self) -> dict[str, Method]:
-        methods = {}
-        for extra in (self.reads, self.setpoint):
-            if extra is not None:
-                methods.update(extra.rpc_methods())
-        return methods
+    def rpc_methods(self) -> dict:
+        return {}
 
     def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {"ok": self.server is not None, "listening": self.listening,

@@ -175,6 +175,7 @@ class LockService:
             "set_lock": Method(self.set_lock, True, (channel, *setpoint, *gains, *ranges),
                                "Change a lock's setpoint, gains, capture range or output "
                                "limits (locked or not)."),
+            "set_lock_setpoint": Method(self.set_lock_setpoint, True, (channel, *setpoint)),
         }
 
     def health(self) -> dict:
@@ -184,6 +185,13 @@ class LockService:
                 "engaged": sorted(n for n, c in self.controllers.items() if c.engaged)}
 
     # -- operations (HTTP and RPC) ---------------------------------------------------
+
+    def set_lock_setpoint(self, channel: int, setpoint_thz: float | None = None,
+                          setpoint_nm: float | None = None) -> dict[str, Any]:
+        """Move a lock's setpoint (THz or vacuum nm); a locked laser follows without a kick."""
+        if (setpoint_thz is None) == (setpoint_nm is None):
+            raise ApiError(400, "give setpoint_thz or setpoint_nm (one of them)", "setpoint_thz")
+        return self.set_lock(channel, setpoint_thz=setpoint_thz, setpoint_nm=setpoint_nm)
 
     def lock_status(self, channel: int) -> dict[str, Any]:
         """The status of one lock."""

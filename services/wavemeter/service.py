@@ -34,6 +34,7 @@ from ..web.hub import Hub
 from ..web.rpc import Method
 from .acquisition import Acquisition, Settings
 from .api import routes
+from .reads import WavemeterReads
 
 __all__ = ["EXPOSURE_MS", "WavemeterService", "settings_from_config"]
 
@@ -128,6 +129,7 @@ class WavemeterService:
             "start_measurement": Method(self.start_measurement, needs_token=True),
             "stop_measurement": Method(self.stop_measurement, needs_token=True),
             "set_switcher_mode": Method(self.set_switcher_mode, needs_token=True),
+            **WavemeterReads(self, self.hub).rpc_methods(),
         }
 
     def health(self) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from drivers.analog.dac import ScpiDAC
 from drivers.base import DeviceError
 from drivers.highfinesse.wlm import Wavemeter
 from drivers.thorlabs.pm100 import PM100, SimPM100
-from services.artiq.targets import WavemeterReads
 from services.wavemeter.acquisition import C_NM_THZ
+from services.wavemeter.reads import WavemeterReads
 from services.wavemeter.service import WavemeterService
 
 from .conftest import wait_for

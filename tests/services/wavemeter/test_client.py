@@ -18,8 +18,9 @@ from services.web.rpc import METHOD_NOT_FOUND, UNAUTHORIZED
 SERVER_METHODS = {
     "channels", "channel", "frequency", "wavelength", "wavemeter_status", "set_exposure",
     "set_auto_exposure", "set_signal_state", "set_name", "update_channel", "start_measurement",
-    "stop_measurement", "set_switcher_mode", "lock", "unlock", "lock_status", "locks", "set_lock",
-    "methods"}
+    "stop_measurement", "set_switcher_mode", "frequency_fresh", "exposure", "auto_exposure",
+    "signal_state", "switcher_mode", "lock", "unlock", "lock_status", "locks", "set_lock",
+    "set_lock_setpoint", "methods"}
 
 
 @pytest.fixture
