@@ -27,7 +27,8 @@ Every stored (or spooled) sample is published on the hub as
 That channel is declared (so a stream can ask for it) as soon as the service
 knows the sensor: at start for every sensor of a polled device and every one
 the database or ``[logger.sensors]`` names, else (pushed by an agent) when its
-first reading comes in.
+first reading comes in. Since an agent may push any name, a stream may ask
+for any ``logger/...`` channel from the start, before its first reading.
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ class LoggerService:
         self._loop = IOLoop.current()
         if not self._prepared:
             await self._loop.run_in_executor(self.queries, self.prepare)
+        self.hub.declare_prefix("logger/")
         self._announce(self.settings.sensors)
         self._announce(self._known)
         self._announce([n for spec in self.devices.values() for n in spec.create().sensor_names()])

@@ -217,6 +217,7 @@ class Hub:
         self._rings: dict[str, collections.deque[Event]] = {}
         self._evicted: dict[str, int] = {}  # channel -> newest id no longer in its ring
         self._routes: dict[str, dict[Subscription, None]] = {}  # channel -> subscribers
+        self._open_prefixes: set[str] = set()  # where any name may be published
         self._subscriptions: dict[Subscription, None] = {}
         self._ready_subs: list[Subscription] = []  # with a listener and new events
         self._retired = [0, 0]  # coalesced, dropped of closed subscriptions
@@ -235,6 +236,14 @@ class Hub:
                 self._rings[channel] = collections.deque(maxlen=self.ring_size)
                 self._evicted[channel] = 0
                 self._routes[channel] = {s: None for s in self._subscriptions if s.matches(channel)}
+
+    def declare_prefix(self, prefix: str) -> None:
+        """Say that any channel under `prefix` may be published (agents push any name)."""
+        self._open_prefixes.add(prefix)
+
+    def may_publish(self, pattern: str) -> bool:
+        """Whether a glob pattern selects a known channel or one that may yet be published."""
+        return bool(self.matching(pattern)) or pattern.startswith(tuple(self._open_prefixes))
 
     def channels(self) -> list[str]:
         """Every known channel, sorted."""

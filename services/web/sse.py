@@ -1,7 +1,9 @@
 """Server-sent events: hub channels streamed to browsers and scripts.
 
 ``GET /api/v1/stream?channels=wavemeter/1,wavemeter/3`` (every channel when
-omitted; glob patterns welcome) answers ``text/event-stream``; each hub event
+omitted; glob patterns welcome; ``channel=`` as often as needed takes one
+pattern whole, commas included, as in a line-protocol sensor's
+``logger/temperature,room=lab1``) answers ``text/event-stream``; each hub event
 is one SSE event whose ``id`` is the hub id, ``event`` the channel name and
 ``data`` the JSON of the event::
 
@@ -25,7 +27,8 @@ line of its own: a blank line ends an event, and a client that splits the
 stream at blank lines would turn a block without data into an empty event.
 
 A pattern that matches no channel a configured service can publish is a 404
-(services declare their channels when they start). One address may hold at
+(services declare their channels when they start, or a prefix under which an
+agent may push any name: ``logger/``). One address may hold at
 most `StreamQuota.per_client` streams (429 beyond), and remote addresses
 leave the last `StreamQuota.local_reserve` streams to loopback clients, so
 the lab's own tools and pages always get one.
@@ -315,9 +318,11 @@ class StreamHandler(JsonHandler):
 
     def _patterns(self) -> list[str] | None:
         text = self.get_query_argument("channels", None)
-        if text is None:
+        whole = self.get_query_arguments("channel")
+        if text is None and not whole:
             return None
-        patterns = [p.strip() for p in text.split(",")]
+        patterns = [p.strip() for p in text.split(",")] if text is not None else []
+        patterns += whole
         if len(patterns) > _MAX_PATTERNS:
             raise ApiError(400, f"channels: at most {_MAX_PATTERNS} patterns", "channels")
         for pattern in patterns:
@@ -326,7 +331,7 @@ class StreamHandler(JsonHandler):
             if len(pattern) > _MAX_PATTERN_CHARS or not pattern.isprintable():
                 raise ApiError(400, f"channels: a pattern is at most {_MAX_PATTERN_CHARS} "
                                f"printable characters, got {pattern[:40]!r}", "channels")
-            if not self.hub.matching(pattern):
+            if not self.hub.may_publish(pattern):
                 known = ", ".join(self.hub.channels()) or "none yet"
                 raise ApiError(404, f"channels: no channel matches {pattern!r}; known: {known}",
                                "channels")

@@ -49,7 +49,9 @@ def plot_history(page, sensors, start="-15min", end="now") -> None:
         box.set_checked(box.get_attribute("value") in sensors)
     page.fill("#history-from", start)
     page.fill("#history-to", end)
-    page.click("#history-form button[type=submit]")
+    # The message of the view before says "points" too: wait for this view's data first.
+    with page.expect_response(lambda r: "/api/v1/series?" in r.url):
+        page.click("#history-form button[type=submit]")
     page.wait_for_selector("#history-message:has-text('points')")
 
 

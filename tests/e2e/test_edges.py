@@ -292,6 +292,25 @@ def test_logger_channels_are_streamable_as_soon_as_the_server_listens(tmp_path):
         lab.stop()
 
 
+def test_a_sensor_no_agent_has_pushed_yet_is_streamable_and_arrives_when_pushed(lab):
+    """requests-sse would give up for good on a 404; an agent may push any name any time."""
+    from requests_sse import EventSource
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        stream(lab, "?channels=nothing/else")
+    assert refused.value.code == 404
+    # `channel=` takes the name whole: line-protocol sensor names have commas in them.
+    with EventSource(lab.url + "api/v1/stream?channel=" + quote("logger/fresh,agent=a"),
+                     timeout=30) as source:
+        status, _, _ = request(lab, "POST", "/write?db=lab&precision=s",
+                               b"fresh,agent=a value=4.25 1767225600",
+                               {"Authorization": f"Token {TOKEN}"})
+        assert status == 204
+        event = next(iter(source))
+    assert event.type == "logger/fresh,agent=a"
+    assert json.loads(event.data)["value"] == 4.25
+
+
 def open_streams(port: int, count: int, source: str) -> list[socket.socket]:
     """`count` stream requests from `source`, never more than 100 unanswered at once (so the
     kernel's accept queue never overflows and no connect waits for a retransmission)."""
