@@ -5,7 +5,8 @@ the rest of its file).
 - Write: readings/s appended (each batch fsynced, as the writer does every
   `batch_s`) in batches of 1,000 readings (live logging: 50 sensors at 20 Hz)
   and of 200,000 (a backlog, an ingest burst), into a fresh folder.
-- Replay: readings/s read back and decoded into the rows a store writes.
+- Replay: readings/s read back from disk by a spool opened afresh (as after a
+  restart) and decoded into the rows a store writes.
 - Recovery: readings kept / readings written after one flipped bit in the
   second record of a 31-record file (the case that lost 1,447 of 1,493
   readings), and after a flipped bit in each of 10 random records of 1,000.
@@ -110,6 +111,7 @@ def _time(kind, parts) -> tuple[float, float]:
         for rows in parts:
             spool.append(rows)
         written = time.perf_counter() - began
+        spool = kind(Path(folder))  # opened afresh, as after a restart: read from disk
         began = time.perf_counter()
         back = spool.replay()
         replayed = time.perf_counter() - began
