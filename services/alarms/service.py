@@ -377,7 +377,8 @@ class AlarmService:
         for change in changes:
             alarm = change.alarm
             changed[alarm.name] = alarm
-            message = self.message(alarm)
+            value = change.value if change.value is not None else alarm.value
+            message = self.message(alarm, change.value)
             if change.stored:
                 self.transitions += 1
                 level = logging.WARNING if change.state == FIRING else logging.INFO
@@ -385,7 +386,7 @@ class AlarmService:
                         change.state, message)
                 events.append({"time": change.time, "alarm": alarm.name, "state": change.state,
                                "previous": change.previous, "severity": alarm.rule.severity,
-                               "value": alarm.value, "message": message, "who": change.who,
+                               "value": value, "message": message, "who": change.who,
                                "why": change.why, "until": change.until})
             if change.notice:
                 notice = self._notice(alarm, change, message)
@@ -407,9 +408,11 @@ class AlarmService:
             return watch.recent[-1][1], watch.unit
         return alarm.value, alarm.unit
 
-    def fields(self, alarm: Alarm) -> dict:
+    def fields(self, alarm: Alarm, value: float | None = None) -> dict:
+        """The template's fields; `value` (if given) instead of the sensor's newest."""
         rule, condition = alarm.rule, self._conditions.get(alarm.name)
-        value, unit = self._latest(alarm)
+        latest, unit = self._latest(alarm)
+        value = latest if value is None else value
         threshold = getattr(condition, "level", None)
         if threshold is None:
             threshold = rule.above if rule.above is not None else rule.below
@@ -421,10 +424,10 @@ class AlarmService:
             stale_s=rule.stale_s or math.nan, reason=alarm.reason, severity=rule.severity,
             state=alarm.state)
 
-    def message(self, alarm: Alarm) -> str:
-        """The rule's message template filled in for the alarm."""
+    def message(self, alarm: Alarm, value: float | None = None) -> str:
+        """The rule's message template filled in for the alarm (at `value`, if given)."""
         try:
-            return alarm.rule.message.format_map(self.fields(alarm))
+            return alarm.rule.message.format_map(self.fields(alarm, value))
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             return f"{alarm.name}: {alarm.state} ({alarm.rule.describe()}; message: {exc})"
 
@@ -432,6 +435,8 @@ class AlarmService:
         watch = self._watches.get(alarm.subject) if alarm.rule.sensor else None
         recent = watch.recent if watch is not None else None
         value, unit = self._latest(alarm)
+        if change.value is not None:  # the value that made the change, not a newer one
+            value = change.value
         return {"alarm": alarm.name, "rule": alarm.rule.name, "subject": alarm.subject,
                 "notice": change.notice, "state": alarm.state, "severity": alarm.rule.severity,
                 "message": message, "condition": alarm.rule.describe(),

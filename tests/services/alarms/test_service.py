@@ -22,7 +22,7 @@ LAB = """
 [logger]
 db = "{db}"
 spool_dir = "{tmp}/spool"
-batch_s = 0.05
+batch_s = {batch_s}
 retry_s = 0.2
 devices = []
 [logger.sensors.chamber]
@@ -96,9 +96,9 @@ class Lab:
                    what=lambda: f"{name} to be {state} (is {self.alarm(name)['state']})")
 
 
-def lab_config(tmp_path, db, smtp_port=1, for_s=0.3, timeout_s=5.0):
+def lab_config(tmp_path, db, smtp_port=1, for_s=0.3, timeout_s=5.0, batch_s=0.05):
     return parse(LAB.format(db=db, tmp=tmp_path.as_posix(), smtp_port=smtp_port, for_s=for_s,
-                            timeout_s=timeout_s), "lab.toml")
+                            timeout_s=timeout_s, batch_s=batch_s), "lab.toml")
 
 
 def test_fires_stores_and_comes_back_after_a_restart(db_url, mailbox, server_thread, api,
@@ -247,3 +247,32 @@ def test_the_logger_spooling_raises_its_alarm(server_thread, api, tmp_path):
     lab.wait_state("database", "firing")
     assert lab.alarm("database")["message"].startswith("database unreachable, ")
     assert lab.alarm("chamber pressure")["state"] == "ok"  # spooled readings still count
+
+
+def test_a_spike_inside_a_big_written_batch_fires_and_resolves(mailbox, server_thread, api,
+                                                              tmp_path):
+    # 5,000 readings of one gauge stored in one batch, one of them above the threshold:
+    # the alarm sees every reading of the batch, not only the latest of the sensor.
+    config = lab_config(tmp_path, str(tmp_path / "lab.sqlite"), mailbox.port, for_s=0,
+                        batch_s=2.0)
+    lab = Lab(server_thread, api, config)
+    start = datetime.now(UTC) - timedelta(seconds=10)
+    for i in range(5000):
+        lab.read("chamber", 3e-9 if i == 2500 else 1e-10, start + timedelta(milliseconds=i))
+    wait_until(lambda: lab.logger.writer.status()["written"] == 5000, what="5000 rows stored")
+    lab.wait_state("chamber pressure", "resolved")
+    wait_until(lambda: mailbox.messages, what="the e-mail")
+    lab.alarms.history.flush()
+    query = urllib.parse.urlencode({"start": (start - timedelta(hours=1)).isoformat(),
+                                    "alarm": "chamber pressure"})
+    events = lab.get(f"/api/v1/alarms/history?{query}")["events"]
+    assert [(e["previous"], e["state"]) for e in events] == [("ok", "firing"),
+                                                             ("firing", "resolved")]
+    assert events[0]["value"] == 3e-9 and events[1]["value"] == 1e-10
+    assert events[0]["message"] == "chamber at 3.00e-09 mbar"  # the spike, not a newer value
+    spike = (start + timedelta(milliseconds=2500)).timestamp()  # the readings' own times
+    assert datetime.fromisoformat(events[0]["time"]).timestamp() == pytest.approx(spike)
+    assert datetime.fromisoformat(events[1]["time"]).timestamp() == pytest.approx(spike + 1e-3)
+    body = "".join(mailbox.bodies())  # fired and resolved within one burst: one message
+    assert "FIRING  chamber pressure" in body and "RESOLVED  chamber pressure" in body
+    assert "chamber at 3.00e-09 mbar" in body and "chamber at 1.00e-10 mbar" in body
