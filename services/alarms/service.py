@@ -167,6 +167,7 @@ class AlarmService:
         self._status_alarms: list[Alarm] = []  # fed by the logger's status, every tick
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._subscription = None
+        self._missed = 0  # readings the hub coalesced or dropped before we drained them
         self._ticker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = False
@@ -323,6 +324,13 @@ class AlarmService:
                 log.warning("alarms: cannot use event %s %r: %s", channel, data, exc)
         if changes:
             self._apply(changes)
+        sub = self._subscription
+        if sub.coalesced + sub.dropped != self._missed:
+            if not self._missed:
+                log.warning("alarms: the hub coalesced readings before the alarms saw them "
+                            "(they saw the latest of each sensor); counted under readings in "
+                            "/api/v1/alarms, warned once")
+            self._missed = sub.coalesced + sub.dropped
 
     async def _tick_forever(self) -> None:
         while True:
@@ -465,7 +473,17 @@ class AlarmService:
         return {"alarms": [self.alarm_json(a) for a in alarms],
                 "firing": sum(a.state == FIRING for a in alarms),
                 "notify": [o.status() for outboxes in self.outboxes.values() for o in outboxes],
-                "history": self.history.status() if self.history is not None else None}
+                "history": self.history.status() if self.history is not None else None,
+                "readings": self.readings()}
+
+    def readings(self) -> dict:
+        """Readings the alarms never saw: `coalesced` (a newer one of the sensor came
+        before the alarms drained the hub), `dropped` by the hub, `unpublished` by the
+        logger (its backlog to the hub was full)."""
+        sub = self._subscription
+        return {"coalesced": sub.coalesced if sub is not None else 0,
+                "dropped": sub.dropped if sub is not None else 0,
+                "unpublished": getattr(self.logger, "unpublished", 0)}
 
     # -- operations (HTTP and RPC) ------------------------------------------------------
 

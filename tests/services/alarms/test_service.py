@@ -3,6 +3,7 @@ history in PostgreSQL and SQLite, states across restarts, failures that block no
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import urllib.parse
@@ -276,3 +277,33 @@ def test_a_spike_inside_a_big_written_batch_fires_and_resolves(mailbox, server_t
     body = "".join(mailbox.bodies())  # fired and resolved within one burst: one message
     assert "FIRING  chamber pressure" in body and "RESOLVED  chamber pressure" in body
     assert "chamber at 3.00e-09 mbar" in body and "chamber at 1.00e-10 mbar" in body
+
+
+def test_readings_the_hub_coalesced_are_counted_and_the_latest_is_seen(server_thread, api,
+                                                                       tmp_path, caplog):
+    # More readings in one IO-loop callback than the alarms' hub buffer holds (the logger
+    # never does this: it publishes in chunks): the alarms see the latest of each sensor.
+    caplog.set_level(logging.WARNING, logger="services.alarms")
+    lab = Lab(server_thread, api, lab_config(tmp_path, str(tmp_path / "lab.sqlite"), for_s=0))
+    start = datetime.now(UTC)
+
+    def burst(values):
+        for i, value in enumerate(values):
+            lab.srv.hub.publish("logger/chamber", {
+                "sensor": "chamber", "value": value, "unit": "mbar", "status": "ok",
+                "timestamp": (start + timedelta(milliseconds=i)).isoformat()})
+
+    lab.srv.call(burst, [3e-9 if i == 10 else 1e-10 for i in range(999)] + [2e-9])
+    lab.wait_state("chamber pressure", "firing")
+    readings = lab.get("/api/v1/alarms")["readings"]
+    assert readings["coalesced"] > 0 and readings["dropped"] == readings["unpublished"] == 0
+    lab.alarms.history.flush()
+    query = urllib.parse.urlencode({"start": (start - timedelta(hours=1)).isoformat(),
+                                    "end": (start + timedelta(hours=1)).isoformat(),
+                                    "alarm": "chamber pressure"})
+    events = lab.get(f"/api/v1/alarms/history?{query}")["events"]
+    assert [(e["state"], e["value"]) for e in events] == [("firing", 2e-9)]  # not the spike
+    lab.srv.call(burst, [1e-10] * 1000)
+    lab.wait_state("chamber pressure", "resolved")
+    assert lab.get("/api/v1/alarms")["readings"]["coalesced"] > readings["coalesced"]
+    assert caplog.text.count("the hub coalesced readings before the alarms saw them") == 1
