@@ -307,3 +307,40 @@ def test_readings_the_hub_coalesced_are_counted_and_the_latest_is_seen(server_th
     lab.wait_state("chamber pressure", "resolved")
     assert lab.get("/api/v1/alarms")["readings"]["coalesced"] > readings["coalesced"]
     assert caplog.text.count("the hub coalesced readings before the alarms saw them") == 1
+
+
+def test_a_spool_near_its_bound_raises_spool_full_with_its_share(server_thread, api, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # nothing listens there: every batch stays in the spool
+    config = parse(f"""
+[logger]
+db = "postgresql://127.0.0.1:{dead}/x"
+spool_dir = "{tmp_path.as_posix()}/spool"
+spool_max_mb = 1
+batch_s = 0.05
+retry_s = 0.2
+devices = []
+[logger.sensors.chamber]
+
+[[alarms]]
+name = "spool"
+event = "spool full"
+spool_fraction = 0.5
+severity = "critical"
+""", "lab.toml")
+    lab = Lab(server_thread, api, config)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    step = 0
+    while lab.logger.status()["spool_bytes"] < 0.5 * 2**20:
+        for _ in range(2000):
+            lab.read("chamber", 1e-10, start + timedelta(milliseconds=step))
+            step += 1
+        assert lab.alarm("spool")["state"] == "ok" or lab.logger.status()["spool_bytes"] \
+            >= 0.5 * 2**20  # not before the spool is half full
+        wait_until(lambda s=step: lab.logger.writer.status()["spooled"] >= s,
+                   what="the readings to be spooled")
+    lab.wait_state("spool", "firing")
+    message = lab.alarm("spool")["message"]
+    assert message.startswith("spool at ") and "of its bound (" in message
+    assert message.endswith(" of 1048576 bytes)")
