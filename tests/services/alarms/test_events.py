@@ -3,8 +3,6 @@ and the wavemeter service's status while the vendor software is gone (compiled t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from services.alarms.conditions import event_verdict
@@ -15,18 +13,9 @@ from services.config import parse
 from services.wavemeter.locks import Controller, LockSettings
 from services.wavemeter.service import WavemeterService
 
+from ..wavemeter.test_locks_controller import SP, T0, at
+from ..wavemeter.test_locks_controller import thz as mhz
 from .conftest import wait_until
-
-T0 = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
-SP = 755.222  # THz
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def mhz(error: float) -> float:
-    return SP + error * 1e-6
 
 
 def controller(**settings) -> Controller:
