@@ -17,7 +17,7 @@ from services.config import parse
 from services.logger.service import LoggerService
 from services.web.rpc import UNAUTHORIZED
 
-from .conftest import wait_until
+from .conftest import Mailbox, wait_until
 
 LAB = """
 [logger]
@@ -344,3 +344,37 @@ severity = "critical"
     message = lab.alarm("spool")["message"]
     assert message.startswith("spool at ") and "of its bound (" in message
     assert message.endswith(" of 1048576 bytes)")
+
+
+def test_a_wrong_smtp_password_shows_in_the_api_health_and_cli_without_the_password(
+        server_thread, api, tmp_path, run_cli):
+    server = Mailbox(login=("ionlab", "right horse")).start()
+    try:
+        text = LAB.format(db=tmp_path / "lab.sqlite", tmp=tmp_path.as_posix(),
+                          smtp_port=server.port, for_s=0, timeout_s=5.0, batch_s=0.05)
+        config = parse(text.replace("smtp://127.0.0.1:", "smtp://ionlab:wrong%20staple@"
+                                    "127.0.0.1:"), "lab.toml")
+        lab = Lab(server_thread, api, config)
+        lab.read("chamber", 3e-9)
+        wait_until(lambda: lab.get("/api/v1/alarms")["notify"][0]["refused"],
+                   what="the login to be refused")
+        lab.read("chamber", 1e-10)  # the resolution is dropped, not queued
+        lab.wait_state("chamber pressure", "resolved")
+        wait_until(lambda: lab.get("/api/v1/alarms")["notify"][0]["dropped"] == 2,
+                   what="both notices dropped")
+        channel = lab.get("/api/v1/alarms")["notify"][0]
+        health = api.http("GET", lab.srv.url + "/healthz")[1]["services"]["alarms"]
+        listed = run_cli("alarms", "--url", lab.srv.url, "list", "--all")
+    finally:
+        server.stop()
+    assert server.attempts == 1 and server.messages == []
+    assert (channel["state"], channel["pending"], channel["failures"]) == ("failing", 0, 1)
+    assert channel["last_error"].endswith("login as ionlab refused (535 5.7.8 Authentication "
+                                          "credentials invalid): check the channel's user and "
+                                          "password, then restart")
+    assert health["failing_channels"] == ["oncall (email)"]
+    assert listed.returncode == 0, listed.stderr
+    assert f"notify oncall (email) FAILING: SMTP 127.0.0.1:{server.port}: login as ionlab " \
+           f"refused" in listed.stdout
+    assert listed.stdout.rstrip().endswith("(2 dropped, not retried)")
+    assert "staple" not in str(channel) + listed.stdout + listed.stderr
