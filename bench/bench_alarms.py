@@ -36,6 +36,7 @@ import asyncio
 import functools
 import gc
 import json
+import math
 import resource
 import statistics
 import subprocess
@@ -102,10 +103,15 @@ class _Timed:
         self.transport.send(notices, timeout_s)
 
 
+def _p99(values: list[float]) -> float:
+    """The 99th percentile (nan for none)."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(0.99 * len(values)))] if values else math.nan
+
+
 def _percentiles(what: str, sent: dict[str, float], at: dict[str, float]) -> dict:
-    beyond = sorted((at[n] - sent[n] - FOR_S) * 1000 for n in at)
-    return {f"{what}_p50_ms": statistics.median(beyond),
-            f"{what}_p99_ms": beyond[min(len(beyond) - 1, int(0.99 * len(beyond)))]}
+    beyond = [(at[n] - sent[n] - FOR_S) * 1000 for n in at]
+    return {f"{what}_p50_ms": statistics.median(beyond), f"{what}_p99_ms": _p99(beyond)}
 
 
 def _publish_whole(service, rows) -> None:
@@ -260,12 +266,9 @@ def child(rules: int, seconds: float, latency: bool, feed: bool = True,
                 watching.set()
                 await watcher
                 fed.close()
-                ages.sort()
-                lags.sort()
                 result.update(delivered=len(arrivals), **_percentiles("left", sent, leaving),
                               **_percentiles("arrived", sent, arrivals),
-                              lag_p99_ms=lags[int(0.99 * len(lags))],
-                              age_p99_ms=ages[int(0.99 * len(ages))],
+                              lag_p99_ms=_p99(lags), age_p99_ms=_p99(ages),
                               publish_ms=statistics.median(held), gc_max_ms=max(collections))
             feeder.stopping.set()
             if feed:
