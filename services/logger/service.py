@@ -169,7 +169,7 @@ class LoggerService:
     def _publish(self, rows: list[Row]) -> None:
         """Queue stored rows for the hub; `_publish_some` sends them a chunk per callback."""
         waiting = self._to_publish
-        if not waiting:
+        if not waiting and rows:  # one chain of callbacks at a time, while rows wait
             self._loop.add_callback(self._publish_some)
         waiting.extend(rows)
         over = len(waiting) - PUBLISH_BACKLOG
