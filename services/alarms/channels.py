@@ -6,6 +6,7 @@
     from = "ionlab@lab.example"
     starttls = false                        # smtp:// only: upgrade with STARTTLS first
     password_env = "IONLAB_SMTP_PASSWORD"   # the password from the environment instead
+    ca_file = "/etc/ionlab/smtp-ca.pem"     # trust these certificates, not the system's
 
     [notify.chat]
     webhook = "http://127.0.0.1:9000/hook"  # generic JSON; format = "slack" for Slack/Mattermost
@@ -19,7 +20,9 @@ bursts of up to ``burst`` = 10; beyond that messages wait and are merged) and
 
 A `Transport` turns a list of notices (dicts made by the service) into one
 message and sends it, blocking, raising DeliveryError; it runs on its
-channel's worker thread (outbox.py), never on the IO loop.
+channel's worker thread (outbox.py), never on the IO loop. A server's TLS
+certificate is always checked (against `ca_file` if given); a login the
+server refuses is a DeliveryError marked `permanent`: retrying cannot help.
 """
 
 from __future__ import annotations
@@ -45,15 +48,20 @@ __all__ = ["ChannelSettings", "DeliveryError", "Email", "Transport", "Webhook",
 
 log = logging.getLogger(__name__)
 
-_KEYS = {"email", "smtp", "from", "starttls", "password_env", "webhook", "format", "timeout_s",
-         "group_s", "max_per_hour", "burst", "retry_max_s", "queue"}
+_KEYS = {"email", "smtp", "from", "starttls", "password_env", "ca_file", "webhook", "format",
+         "timeout_s", "group_s", "max_per_hour", "burst", "retry_max_s", "queue"}
 _COLORS = {"critical": "#a40e26", "warning": "#bf8700", "info": "#0969da"}
 _RANK = {"info": 0, "warning": 1, "critical": 2}
 MAX_RESPONSE = 64 * 1024
 
 
 class DeliveryError(Exception):
-    """A message could not be delivered; the text says why (never a secret)."""
+    """A message could not be delivered; the text says why (never a secret). `permanent`:
+    the same attempt can never succeed (a login refused), so it is not retried."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -124,8 +132,9 @@ class Email(Transport):
     kind = "email"
 
     def __init__(self, url: str, sender: str, to: list[str], starttls: bool = False,
-                 password: str | None = None):
+                 password: str | None = None, ca_file: str | None = None):
         parts = urlsplit(url)
+        self.context = ssl.create_default_context(cafile=ca_file)
         self.tls = parts.scheme == "smtps"
         self.host = parts.hostname or ""
         self.port = parts.port or (465 if self.tls else 25)
@@ -150,22 +159,43 @@ class Email(Transport):
 
     def send(self, notices: list[dict], timeout_s: float) -> None:
         msg = self.message(notices)
+        where = f"SMTP {self.host}:{self.port}"
         try:
             if self.tls:
                 smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=timeout_s,
-                                        context=ssl.create_default_context())
+                                        context=self.context)
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=timeout_s)
             with smtp:
                 if self.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=self.context)
                 if self.user:
-                    smtp.login(self.user, self._password or "")
+                    self._login(smtp)
                 refused = smtp.send_message(msg)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(f"{where}: login as {self.user} refused ({exc.smtp_code} "
+                                f"{_text_of(exc.smtp_error)}): check the channel's user and "
+                                f"password, then restart", permanent=True) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise DeliveryError(f"{where}: its TLS certificate is not trusted "
+                                f"({exc.verify_message}); give its CA as ca_file") from None
         except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            raise DeliveryError(f"SMTP {self.host}:{self.port}: {_reason(exc)}") from None
+            raise DeliveryError(f"{where}: {_reason(exc)}") from None
         if refused:
             log.warning("%s: refused recipients: %s", self.target, ", ".join(refused))
+
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        """Log in with one mechanism (PLAIN, else LOGIN): smtplib's `login` would try the
+        next after a refusal, counting a wrong password twice against a lockout."""
+        smtp.ehlo_or_helo_if_needed()
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
+        if mechanism is None:  # smtplib says what is missing, or finds another way
+            smtp.login(self.user, self._password or "")
+            return
+        smtp.user, smtp.password = self.user, self._password or ""
+        smtp.auth(mechanism, getattr(smtp, f"auth_{mechanism.lower()}"))
 
 
 class Webhook(Transport):
@@ -211,6 +241,10 @@ class Webhook(Transport):
                                 f"{_reason(getattr(exc, 'reason', exc))}") from None
 
 
+def _text_of(reply) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
 def _reason(exc) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
@@ -230,7 +264,7 @@ def parse_channels(config: Config, environ=os.environ) -> dict[str, tuple[Channe
         transports: list[Transport] = []
         if "email" in sec.data:
             transports.append(_email(sec, environ))
-        elif any(k in sec.data for k in ("smtp", "from", "starttls", "password_env")):
+        elif any(k in sec.data for k in ("smtp", "from", "starttls", "password_env", "ca_file")):
             raise sec.error("email", "missing: smtp, from and the like need `email` (the "
                             "addresses to write to)")
         if "webhook" in sec.data:
@@ -293,7 +327,16 @@ def _email(sec: Section, environ) -> Email:
     sender = sec.get("from", str, f"ionlab@{socket.gethostname()}")
     if "@" not in sender:
         raise sec.error("from", f"expected an address (name@host), got {sender!r}")
-    return Email(url, sender, to, starttls, password)
+    ca_file = sec.get("ca_file", str, None)
+    if ca_file is not None:
+        if not (starttls or parts.scheme == "smtps"):
+            raise sec.error("ca_file", "only for TLS: smtps://, or smtp:// with starttls = true")
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise sec.error("ca_file", f"expected a PEM file of certificates, cannot use "
+                            f"{ca_file!r} ({exc.strerror or exc})") from None
+    return Email(url, sender, to, starttls, password, ca_file)
 
 
 def _webhook(sec: Section) -> Webhook:

@@ -106,8 +106,10 @@ def _list(args) -> int:
           f"no alarm firing or pending ({len(overview['alarms'])} alarms; --all lists them)")
     for channel in overview["notify"]:
         if channel["state"] == "failing":
+            left = (f"{channel['dropped']} dropped, not retried" if channel.get("refused")
+                    else f"{channel['pending']} waiting")
             print(f"notify {channel['channel']} ({channel['kind']}) FAILING: "
-                  f"{channel['last_error']} ({channel['pending']} waiting)")
+                  f"{channel['last_error']} ({left})")
     return 0
 
 

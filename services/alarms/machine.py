@@ -37,7 +37,8 @@ _NONE: list = []
 @dataclass(frozen=True)
 class Change:
     """What happened to an alarm: `state` is its new state, or acknowledged / silenced /
-    unsilenced; `notice` is what to send (firing, resolved, reminder) or None."""
+    unsilenced; `notice` is what to send (firing, resolved, reminder) or None; `value`
+    the alarm's value then (a burst of readings may bring newer ones before it is told)."""
 
     alarm: Alarm
     time: float
@@ -48,6 +49,7 @@ class Change:
     who: str | None = None
     why: str | None = None
     until: float | None = None
+    value: float | None = None
 
 
 class Alarm:
@@ -172,11 +174,11 @@ class Alarm:
             notice = "resolved"
         if notice and self.silence is not None:
             notice = None
-        return Change(self, now, state, previous, notice)
+        return Change(self, now, state, previous, notice, value=self.value)
 
     def _notice(self, now: float, notice: str) -> Change:
         self.notified_at = now
-        return Change(self, now, self.state, self.state, notice, stored=False)
+        return Change(self, now, self.state, self.state, notice, stored=False, value=self.value)
 
     # -- persistence -------------------------------------------------------------------
 

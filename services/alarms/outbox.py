@@ -7,8 +7,11 @@ channel's rate limit (`max_per_hour`, in bursts of `burst`; while it waits,
 more notices join the message), and sends. A failed send is retried with
 exponential backoff up to `retry_max_s`, forever, and notices that arrive
 meanwhile join the retried message; the failure is logged and shown by
-`status()`. The queue holds at most `queue` notices: past that the oldest
-are dropped, counted and logged. A message carries at most `MAX_NOTICES`.
+`status()`. A permanent failure (the SMTP login refused) is not retried: it
+is logged once, the channel shows it as `refused` until a restart, and its
+notices, then and later, are dropped and counted. The queue holds at most
+`queue` notices: past that the oldest are dropped, counted and logged. A
+message carries at most `MAX_NOTICES`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Outbox(Worker):
         self.last_error_at: float | None = None
         self.last_sent_at: float | None = None
         self.retry_at: float | None = None
+        self.refused: str | None = None  # a permanent failure: nothing more is sent
         self._inflight = 0  # notices of the message being sent or retried
         self._pending: collections.deque[tuple[float, dict]] = collections.deque()
         self._tokens = float(settings.burst)
@@ -62,6 +66,9 @@ class Outbox(Worker):
     def put(self, notices: list[dict]) -> None:
         """Queue notices (never blocks); the oldest go when the queue is full."""
         with self._cond:
+            if self.refused is not None:
+                self.dropped += len(notices)
+                return
             now = time.monotonic()
             self._pending.extend((now, n) for n in notices)
             over = len(self._pending) - self.settings.queue
@@ -84,7 +91,8 @@ class Outbox(Worker):
                 "target": self.transport.target, "state": "failing" if failing else "ok",
                 "pending": len(self._pending) + self._inflight, "sent": self.sent,
                 "notices_sent": self.notices_sent, "failures": self.failures,
-                "dropped": self.dropped, "last_error": self.last_error if failing else None,
+                "dropped": self.dropped, "refused": self.refused is not None,
+                "last_error": self.last_error if failing else None,
                 "last_error_at": _iso(self.last_error_at), "last_sent_at": _iso(self.last_sent_at),
                 "retry_at": _iso(self.retry_at) if failing else None}
 
@@ -139,6 +147,9 @@ class Outbox(Worker):
                     attempt += 1
                     self.failures += 1
                     self.last_error, self.last_error_at = str(exc), time.time()
+                    if exc.permanent:
+                        self._refuse(batch, exc)
+                        return
                     delay = min(self.settings.retry_max_s,
                                 self.settings.retry_min_s * 2 ** min(attempt - 1, 30))
                     self.retry_at = time.time() + delay
@@ -159,3 +170,14 @@ class Outbox(Worker):
                     log.info("notify %s: delivered after %d failed attempts", self.channel,
                              attempt)
                 break
+
+    def _refuse(self, batch: list[dict], exc: DeliveryError) -> None:
+        """Give up for good: drop what waits (and, in `put`, what comes), say so once."""
+        with self._cond:
+            self.refused = str(exc)
+            self.dropped += len(batch) + len(self._pending)
+            self._pending.clear()
+            self._inflight = 0
+            self.retry_at = None
+        log.error("notify %s: %s; this channel sends nothing more (%d notices dropped)",
+                  self.channel, exc, self.dropped)

@@ -167,6 +167,7 @@ class AlarmService:
         self._status_alarms: list[Alarm] = []  # fed by the logger's status, every tick
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._subscription = None
+        self._missed = 0  # readings the hub coalesced or dropped before we drained them
         self._ticker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = False
@@ -323,6 +324,13 @@ class AlarmService:
                 log.warning("alarms: cannot use event %s %r: %s", channel, data, exc)
         if changes:
             self._apply(changes)
+        sub = self._subscription
+        if sub.coalesced + sub.dropped != self._missed:
+            if not self._missed:
+                log.warning("alarms: the hub coalesced readings before the alarms saw them "
+                            "(they saw the latest of each sensor); counted under readings in "
+                            "/api/v1/alarms, warned once")
+            self._missed = sub.coalesced + sub.dropped
 
     async def _tick_forever(self) -> None:
         while True:
@@ -377,7 +385,8 @@ class AlarmService:
         for change in changes:
             alarm = change.alarm
             changed[alarm.name] = alarm
-            message = self.message(alarm)
+            value = change.value if change.value is not None else alarm.value
+            message = self.message(alarm, change.value)
             if change.stored:
                 self.transitions += 1
                 level = logging.WARNING if change.state == FIRING else logging.INFO
@@ -385,7 +394,7 @@ class AlarmService:
                         change.state, message)
                 events.append({"time": change.time, "alarm": alarm.name, "state": change.state,
                                "previous": change.previous, "severity": alarm.rule.severity,
-                               "value": alarm.value, "message": message, "who": change.who,
+                               "value": value, "message": message, "who": change.who,
                                "why": change.why, "until": change.until})
             if change.notice:
                 notice = self._notice(alarm, change, message)
@@ -407,9 +416,11 @@ class AlarmService:
             return watch.recent[-1][1], watch.unit
         return alarm.value, alarm.unit
 
-    def fields(self, alarm: Alarm) -> dict:
+    def fields(self, alarm: Alarm, value: float | None = None) -> dict:
+        """The template's fields; `value` (if given) instead of the sensor's newest."""
         rule, condition = alarm.rule, self._conditions.get(alarm.name)
-        value, unit = self._latest(alarm)
+        latest, unit = self._latest(alarm)
+        value = latest if value is None else value
         threshold = getattr(condition, "level", None)
         if threshold is None:
             threshold = rule.above if rule.above is not None else rule.below
@@ -421,10 +432,10 @@ class AlarmService:
             stale_s=rule.stale_s or math.nan, reason=alarm.reason, severity=rule.severity,
             state=alarm.state)
 
-    def message(self, alarm: Alarm) -> str:
-        """The rule's message template filled in for the alarm."""
+    def message(self, alarm: Alarm, value: float | None = None) -> str:
+        """The rule's message template filled in for the alarm (at `value`, if given)."""
         try:
-            return alarm.rule.message.format_map(self.fields(alarm))
+            return alarm.rule.message.format_map(self.fields(alarm, value))
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             return f"{alarm.name}: {alarm.state} ({alarm.rule.describe()}; message: {exc})"
 
@@ -432,6 +443,8 @@ class AlarmService:
         watch = self._watches.get(alarm.subject) if alarm.rule.sensor else None
         recent = watch.recent if watch is not None else None
         value, unit = self._latest(alarm)
+        if change.value is not None:  # the value that made the change, not a newer one
+            value = change.value
         return {"alarm": alarm.name, "rule": alarm.rule.name, "subject": alarm.subject,
                 "notice": change.notice, "state": alarm.state, "severity": alarm.rule.severity,
                 "message": message, "condition": alarm.rule.describe(),
@@ -460,7 +473,17 @@ class AlarmService:
         return {"alarms": [self.alarm_json(a) for a in alarms],
                 "firing": sum(a.state == FIRING for a in alarms),
                 "notify": [o.status() for outboxes in self.outboxes.values() for o in outboxes],
-                "history": self.history.status() if self.history is not None else None}
+                "history": self.history.status() if self.history is not None else None,
+                "readings": self.readings()}
+
+    def readings(self) -> dict:
+        """Readings the alarms never saw: `coalesced` (a newer one of the sensor came
+        before the alarms drained the hub), `dropped` by the hub, `unpublished` by the
+        logger (its backlog to the hub was full)."""
+        sub = self._subscription
+        return {"coalesced": sub.coalesced if sub is not None else 0,
+                "dropped": sub.dropped if sub is not None else 0,
+                "unpublished": getattr(self.logger, "unpublished", 0)}
 
     # -- operations (HTTP and RPC) ------------------------------------------------------
 

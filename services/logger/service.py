@@ -23,7 +23,9 @@ supervisor starts again a writer thread or a poller that died; /healthz stays
 unhealthy with the reason until it runs again.
 
 Every stored (or spooled) sample is published on the hub as
-``logger/<sensor>`` with {"sensor", "value", "unit", "timestamp", "status"}.
+``logger/<sensor>`` with {"sensor", "value", "unit", "timestamp", "status"},
+in order, `PUBLISH_CHUNK` per IO-loop callback (a batch of thousands never
+holds the loop, and a subscriber draining once per iteration sees them all).
 That channel is declared (so a stream can ask for it) as soon as the service
 knows the sensor: at start for every sensor of a polled device and every one
 the database or ``[logger.sensors]`` names, else (pushed by an agent) when its
@@ -34,6 +36,7 @@ for any ``logger/...`` channel from the start, before its first reading.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +65,8 @@ log = logging.getLogger(__name__)
 #: device kinds another service reads (their readings arrive through `ingest`)
 SERVED_ELSEWHERE = ("highfinesse",)
 OPEN_RETRY_S = (0.5, 10.0)  # backoff between attempts to open a device
+PUBLISH_CHUNK = 100  # stored readings published on the hub per IO-loop callback
+PUBLISH_BACKLOG = 200_000  # stored readings waiting to be published at most (oldest go)
 
 
 class _DeviceState:
@@ -118,6 +123,8 @@ class LoggerService:
         self._announced: set[str] = set()  # sensors whose hub channel is declared
         self._known: list[str] = []  # the sensors the database held at start
         self.skipped_status = 0
+        self.unpublished = 0  # stored readings never published: PUBLISH_BACKLOG was full
+        self._to_publish: collections.deque[Row] = collections.deque()  # IO loop only
         self._warned_error: set[str] = set()
         self._state = {n: _DeviceState() for n in self.devices}
         self._tasks: dict[str, asyncio.Task] = {}
@@ -161,10 +168,28 @@ class LoggerService:
             self._loop.add_callback(self._publish, rows)
 
     def _publish(self, rows: list[Row]) -> None:
-        for sensor, unit, t, value in rows:
-            self.hub.publish(f"logger/{sensor}", {
-                "sensor": sensor, "value": value, "unit": unit,
-                "timestamp": from_us(t).isoformat(), "status": Status.OK.value})
+        """Queue stored rows for the hub; `_publish_some` sends them a chunk per callback."""
+        waiting = self._to_publish
+        if not waiting and rows:  # one chain of callbacks at a time, while rows wait
+            self._loop.add_callback(self._publish_some)
+        waiting.extend(rows)
+        over = len(waiting) - PUBLISH_BACKLOG
+        if over > 0:  # the loop cannot keep up: the oldest are stored, never published
+            if not self.unpublished:
+                log.warning("the hub falls behind the stored readings: the oldest beyond %d "
+                            "are not published (counted in unpublished)", PUBLISH_BACKLOG)
+            for _ in range(over):
+                waiting.popleft()
+            self.unpublished += over
+
+    def _publish_some(self) -> None:
+        waiting, publish, ok = self._to_publish, self.hub.publish, Status.OK.value
+        for _ in range(min(PUBLISH_CHUNK, len(waiting))):
+            sensor, unit, t, value = waiting.popleft()
+            publish(f"logger/{sensor}", {"sensor": sensor, "value": value, "unit": unit,
+                                         "timestamp": from_us(t).isoformat(), "status": ok})
+        if waiting:  # the next chunk after whatever else is ready (the hub's listeners)
+            self._loop.add_callback(self._publish_some)
 
     # -- lifecycle --------------------------------------------------------------------
 

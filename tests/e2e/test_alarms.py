@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -154,6 +154,20 @@ def test_a_leak_fires_once_is_acknowledged_on_the_page_and_resolves(
              "the resolution webhook")
     page.wait_for_selector(f"{row} .badge:text-is('resolved')")
     page.wait_for_selector("#alarm-banner", state="hidden")
+
+    # Silence from the page (for the chosen duration, with who and why), then end it.
+    page.select_option("#alarm-duration", "30min")
+    page.fill("#alarm-why", "pumping down")
+    page.click(f"{row} button.silence")
+    page.wait_for_selector("#alarms-message:text-is('chamber pressure silenced for 30min')")
+    page.wait_for_selector(f"{row} td:has-text('by Ana (pumping down)')")
+    silenced = alarm(lab, "chamber pressure")["silenced"]
+    assert (silenced["who"], silenced["why"]) == ("Ana", "pumping down")
+    left = datetime.fromisoformat(silenced["until"]) - datetime.now(UTC)
+    assert timedelta(minutes=29) < left <= timedelta(minutes=30)
+    page.click(f"{row} button.silence:text-is('Unsilence')")
+    page.wait_for_selector("#alarms-message:text-is('chamber pressure: silence ended')")
+    assert alarm(lab, "chamber pressure")["silenced"] is None
     assert page.console.problems() == []
 
 

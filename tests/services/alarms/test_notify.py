@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
+
+import pytest
 
 from services.alarms.channels import ChannelSettings, Email, Webhook
 from services.alarms.outbox import Outbox
@@ -186,3 +189,89 @@ def test_a_failing_webhook_shows_the_status(receiver):
     finally:
         box.stop()
     assert box.status()["last_error"].endswith("HTTP 500 ok")
+
+
+@pytest.mark.parametrize("how", ["starttls", "smtps"])
+def test_tls_to_a_server_the_ca_file_trusts_carries_login_and_mail(certificates, how):
+    server = Mailbox(login=("ionlab", "pw 1"), tls=certificates.server_context(),
+                     smtps=how == "smtps").start()
+    try:
+        scheme = "smtp" if how == "starttls" else "smtps"
+        box = outbox_for(Email(f"{scheme}://ionlab:pw%201@127.0.0.1:{server.port}",
+                               "ionlab@lab.example", ["oncall@lab.example"],
+                               starttls=how == "starttls", ca_file=str(certificates.ca)))
+        box.put([notice()])
+        wait_until(lambda: server.messages, what=f"the e-mail over {how}")
+        box.stop()
+    finally:
+        server.stop()
+    assert server.logins == ["ionlab"] and server.over_tls == [True]
+    assert server.messages[0][1]["Subject"].startswith("[ionlab CRITICAL] FIRING chamber")
+    assert box.status()["state"] == "ok" and box.status()["failures"] == 0
+
+
+@pytest.mark.parametrize("presented, trusted, why", [
+    ("server", None, "unable to get local issuer certificate"),  # our CA, not the system's
+    ("self", None, "self-signed certificate"),
+    ("self", "ca", "self-signed certificate"),  # a CA that did not sign it
+])
+def test_a_certificate_the_client_does_not_trust_is_refused_before_the_login(
+        certificates, presented, trusted, why):
+    server = Mailbox(login=("ionlab", "hunter2"), tls=certificates.server_context(presented))
+    server.start()
+    ca_file = str(certificates.folder / f"{trusted}.pem") if trusted else None
+    box = outbox_for(Email(f"smtp://ionlab:hunter2@127.0.0.1:{server.port}", "ionlab@lab.example",
+                           ["oncall@lab.example"], starttls=True, ca_file=ca_file))
+    try:
+        box.put([notice()])
+        wait_until(lambda: box.status()["failures"] >= 2, what="two refused attempts")
+        status = box.status()
+    finally:
+        box.stop()
+        server.stop()
+    assert status["state"] == "failing" and status["pending"] == 1 and not status["refused"]
+    assert status["last_error"] == (f"SMTP 127.0.0.1:{server.port}: its TLS certificate is not "
+                                    f"trusted ({why}); give its CA as ca_file")
+    assert "hunter2" not in str(status)
+    assert server.attempts == 0 and server.messages == []  # the password never left
+
+
+def test_a_self_signed_certificate_is_taken_once_named_as_ca_file(certificates):
+    server = Mailbox(tls=certificates.server_context("self")).start()
+    box = outbox_for(Email(f"smtp://127.0.0.1:{server.port}", "ionlab@lab.example",
+                           ["oncall@lab.example"], starttls=True,
+                           ca_file=str(certificates.folder / "self.pem")))
+    try:
+        box.put([notice()])
+        wait_until(lambda: server.messages, what="the e-mail over STARTTLS")
+    finally:
+        box.stop()
+        server.stop()
+    assert server.over_tls == [True]
+
+
+def test_a_wrong_smtp_password_fails_once_clearly_and_is_not_retried(caplog):
+    caplog.set_level(logging.INFO, logger="services.alarms")
+    server = Mailbox(login=("ionlab", "right horse")).start()
+    box = outbox_for(Email(f"smtp://ionlab:wrong%20battery@127.0.0.1:{server.port}",
+                           "ionlab@lab.example", ["oncall@lab.example"]), retry_max_s=0.1)
+    try:
+        box.put([notice(), notice(alarm="loadlock pressure")])
+        wait_until(lambda: box.status()["refused"], what="the login to be refused")
+        wait_until(lambda: not box._thread.is_alive(), what="the worker to give up")
+        box.put([notice(alarm="water")])  # later notices are dropped, not queued
+        status = box.status()
+    finally:
+        box.stop()
+        server.stop()
+    assert server.attempts == 1 and server.messages == []  # tried once, never again
+    assert status["state"] == "failing" and status["last_error"] == (
+        f"SMTP 127.0.0.1:{server.port}: login as ionlab refused (535 5.7.8 Authentication "
+        f"credentials invalid): check the channel's user and password, then restart")
+    assert (status["pending"], status["dropped"], status["failures"]) == (0, 3, 1)
+    assert status["retry_at"] is None
+    refused = [r for r in caplog.records if "login as ionlab refused" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].levelno == logging.ERROR
+    assert "this channel sends nothing more (2 notices dropped)" in refused[0].getMessage()
+    assert "wrong" not in caplog.text and "battery" not in caplog.text
+    assert "battery" not in str(status)

@@ -3,6 +3,7 @@ history in PostgreSQL and SQLite, states across restarts, failures that block no
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import urllib.parse
@@ -16,13 +17,13 @@ from services.config import parse
 from services.logger.service import LoggerService
 from services.web.rpc import UNAUTHORIZED
 
-from .conftest import wait_until
+from .conftest import Mailbox, wait_until
 
 LAB = """
 [logger]
 db = "{db}"
 spool_dir = "{tmp}/spool"
-batch_s = 0.05
+batch_s = {batch_s}
 retry_s = 0.2
 devices = []
 [logger.sensors.chamber]
@@ -96,9 +97,9 @@ class Lab:
                    what=lambda: f"{name} to be {state} (is {self.alarm(name)['state']})")
 
 
-def lab_config(tmp_path, db, smtp_port=1, for_s=0.3, timeout_s=5.0):
+def lab_config(tmp_path, db, smtp_port=1, for_s=0.3, timeout_s=5.0, batch_s=0.05):
     return parse(LAB.format(db=db, tmp=tmp_path.as_posix(), smtp_port=smtp_port, for_s=for_s,
-                            timeout_s=timeout_s), "lab.toml")
+                            timeout_s=timeout_s, batch_s=batch_s), "lab.toml")
 
 
 def test_fires_stores_and_comes_back_after_a_restart(db_url, mailbox, server_thread, api,
@@ -247,3 +248,133 @@ def test_the_logger_spooling_raises_its_alarm(server_thread, api, tmp_path):
     lab.wait_state("database", "firing")
     assert lab.alarm("database")["message"].startswith("database unreachable, ")
     assert lab.alarm("chamber pressure")["state"] == "ok"  # spooled readings still count
+
+
+def test_a_spike_inside_a_big_written_batch_fires_and_resolves(mailbox, server_thread, api,
+                                                              tmp_path):
+    # 5,000 readings of one gauge stored in one batch, one of them above the threshold:
+    # the alarm sees every reading of the batch, not only the latest of the sensor.
+    config = lab_config(tmp_path, str(tmp_path / "lab.sqlite"), mailbox.port, for_s=0,
+                        batch_s=2.0)
+    lab = Lab(server_thread, api, config)
+    start = datetime.now(UTC) - timedelta(seconds=10)
+    for i in range(5000):
+        lab.read("chamber", 3e-9 if i == 2500 else 1e-10, start + timedelta(milliseconds=i))
+    wait_until(lambda: lab.logger.writer.status()["written"] == 5000, what="5000 rows stored")
+    lab.wait_state("chamber pressure", "resolved")
+    wait_until(lambda: mailbox.messages, what="the e-mail")
+    lab.alarms.history.flush()
+    query = urllib.parse.urlencode({"start": (start - timedelta(hours=1)).isoformat(),
+                                    "alarm": "chamber pressure"})
+    events = lab.get(f"/api/v1/alarms/history?{query}")["events"]
+    assert [(e["previous"], e["state"]) for e in events] == [("ok", "firing"),
+                                                             ("firing", "resolved")]
+    assert events[0]["value"] == 3e-9 and events[1]["value"] == 1e-10
+    assert events[0]["message"] == "chamber at 3.00e-09 mbar"  # the spike, not a newer value
+    spike = (start + timedelta(milliseconds=2500)).timestamp()  # the readings' own times
+    assert datetime.fromisoformat(events[0]["time"]).timestamp() == pytest.approx(spike)
+    assert datetime.fromisoformat(events[1]["time"]).timestamp() == pytest.approx(spike + 1e-3)
+    body = "".join(mailbox.bodies())  # fired and resolved within one burst: one message
+    assert "FIRING  chamber pressure" in body and "RESOLVED  chamber pressure" in body
+    assert "chamber at 3.00e-09 mbar" in body and "chamber at 1.00e-10 mbar" in body
+
+
+def test_readings_the_hub_coalesced_are_counted_and_the_latest_is_seen(server_thread, api,
+                                                                       tmp_path, caplog):
+    # More readings in one IO-loop callback than the alarms' hub buffer holds (the logger
+    # never does this: it publishes in chunks): the alarms see the latest of each sensor.
+    caplog.set_level(logging.WARNING, logger="services.alarms")
+    lab = Lab(server_thread, api, lab_config(tmp_path, str(tmp_path / "lab.sqlite"), for_s=0))
+    start = datetime.now(UTC)
+
+    def burst(values):
+        for i, value in enumerate(values):
+            lab.srv.hub.publish("logger/chamber", {
+                "sensor": "chamber", "value": value, "unit": "mbar", "status": "ok",
+                "timestamp": (start + timedelta(milliseconds=i)).isoformat()})
+
+    lab.srv.call(burst, [3e-9 if i == 10 else 1e-10 for i in range(999)] + [2e-9])
+    lab.wait_state("chamber pressure", "firing")
+    readings = lab.get("/api/v1/alarms")["readings"]
+    assert readings["coalesced"] > 0 and readings["dropped"] == readings["unpublished"] == 0
+    lab.alarms.history.flush()
+    query = urllib.parse.urlencode({"start": (start - timedelta(hours=1)).isoformat(),
+                                    "end": (start + timedelta(hours=1)).isoformat(),
+                                    "alarm": "chamber pressure"})
+    events = lab.get(f"/api/v1/alarms/history?{query}")["events"]
+    assert [(e["state"], e["value"]) for e in events] == [("firing", 2e-9)]  # not the spike
+    lab.srv.call(burst, [1e-10] * 1000)
+    lab.wait_state("chamber pressure", "resolved")
+    assert lab.get("/api/v1/alarms")["readings"]["coalesced"] > readings["coalesced"]
+    assert caplog.text.count("the hub coalesced readings before the alarms saw them") == 1
+
+
+def test_a_spool_near_its_bound_raises_spool_full_with_its_share(server_thread, api, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # nothing listens there: every batch stays in the spool
+    config = parse(f"""
+[logger]
+db = "postgresql://127.0.0.1:{dead}/x"
+spool_dir = "{tmp_path.as_posix()}/spool"
+spool_max_mb = 1
+batch_s = 0.05
+retry_s = 0.2
+devices = []
+[logger.sensors.chamber]
+
+[[alarms]]
+name = "spool"
+event = "spool full"
+spool_fraction = 0.5
+severity = "critical"
+""", "lab.toml")
+    lab = Lab(server_thread, api, config)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    step = 0
+    while lab.logger.status()["spool_bytes"] < 0.5 * 2**20:
+        for _ in range(2000):
+            lab.read("chamber", 1e-10, start + timedelta(milliseconds=step))
+            step += 1
+        assert lab.alarm("spool")["state"] == "ok" or lab.logger.status()["spool_bytes"] \
+            >= 0.5 * 2**20  # not before the spool is half full
+        wait_until(lambda s=step: lab.logger.writer.status()["spooled"] >= s,
+                   what="the readings to be spooled")
+    lab.wait_state("spool", "firing")
+    message = lab.alarm("spool")["message"]
+    assert message.startswith("spool at ") and "of its bound (" in message
+    assert message.endswith(" of 1048576 bytes)")
+
+
+def test_a_wrong_smtp_password_shows_in_the_api_health_and_cli_without_the_password(
+        server_thread, api, tmp_path, run_cli):
+    server = Mailbox(login=("ionlab", "right horse")).start()
+    try:
+        text = LAB.format(db=tmp_path / "lab.sqlite", tmp=tmp_path.as_posix(),
+                          smtp_port=server.port, for_s=0, timeout_s=5.0, batch_s=0.05)
+        config = parse(text.replace("smtp://127.0.0.1:", "smtp://ionlab:wrong%20staple@"
+                                    "127.0.0.1:"), "lab.toml")
+        lab = Lab(server_thread, api, config)
+        lab.read("chamber", 3e-9)
+        wait_until(lambda: lab.get("/api/v1/alarms")["notify"][0]["refused"],
+                   what="the login to be refused")
+        lab.read("chamber", 1e-10)  # the resolution is dropped, not queued
+        lab.wait_state("chamber pressure", "resolved")
+        wait_until(lambda: lab.get("/api/v1/alarms")["notify"][0]["dropped"] == 2,
+                   what="both notices dropped")
+        channel = lab.get("/api/v1/alarms")["notify"][0]
+        health = api.http("GET", lab.srv.url + "/healthz")[1]["services"]["alarms"]
+        listed = run_cli("alarms", "--url", lab.srv.url, "list", "--all")
+    finally:
+        server.stop()
+    assert server.attempts == 1 and server.messages == []
+    assert (channel["state"], channel["pending"], channel["failures"]) == ("failing", 0, 1)
+    assert channel["last_error"].endswith("login as ionlab refused (535 5.7.8 Authentication "
+                                          "credentials invalid): check the channel's user and "
+                                          "password, then restart")
+    assert health["failing_channels"] == ["oncall (email)"]
+    assert listed.returncode == 0, listed.stderr
+    assert f"notify oncall (email) FAILING: SMTP 127.0.0.1:{server.port}: login as ionlab " \
+           f"refused" in listed.stdout
+    assert listed.stdout.rstrip().endswith("(2 dropped, not retried)")
+    assert "staple" not in str(channel) + listed.stdout + listed.stderr

@@ -1,0 +1,81 @@
+"""What the logger publishes on the hub once stored: every reading, in order, in chunks."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from drivers.base import Reading
+from services.config import parse
+from services.logger import service as logger_service
+from services.logger.queries import to_us
+from services.logger.service import PUBLISH_CHUNK, LoggerService
+
+from .test_logger_writer import wait_for
+
+SENSORS = ("chamber", "loadlock", "table")
+
+
+@pytest.fixture
+def logger_server(tmp_path, server_thread):
+    config = parse(f"""
+[logger]
+db = "{tmp_path / 'lab.sqlite'}"
+spool_dir = "{tmp_path / 'spool'}"
+batch_s = 2.0
+devices = []
+""", "lab.toml")
+    return server_thread(lambda hub: [LoggerService(config, hub)])
+
+
+def follow(srv):
+    """A subscription to logger/* noting what each IO-loop iteration brought it."""
+    bursts: list[list] = []
+
+    def subscribe():
+        sub = srv.hub.subscribe(["logger/*"])
+        sub.on_ready(lambda: bursts.append(sub.drain()))
+        return sub
+
+    return srv.call(subscribe), bursts
+
+
+def test_a_batch_of_5000_is_published_whole_in_order_a_chunk_per_iteration(logger_server):
+    srv = logger_server
+    service = srv.services[0]
+    sub, bursts = follow(srv)
+    start = datetime.now(UTC) - timedelta(seconds=10)
+    sent = [(SENSORS[i % 3], float(i), start + timedelta(milliseconds=i)) for i in range(5000)]
+    for sensor, value, at in sent:
+        service.ingest(Reading(sensor, value, "mbar", at))
+    wait_for(lambda: service.writer.status()["written"] == 5000, what="one batch of 5000 stored")
+    srv.wait_for(lambda: sum(map(len, bursts)) == 5000, what="5000 readings published")
+    events = [e for burst in bursts for e in burst]
+    assert [(e.data["sensor"], e.data["value"]) for e in events] == \
+        [(sensor, value) for sensor, value, _ in sent]
+    assert [datetime.fromisoformat(e.data["timestamp"]) for e in events] == \
+        [at for _, _, at in sent]
+    assert {e.channel for e in events} == {f"logger/{s}" for s in SENSORS}
+    assert max(map(len, bursts)) <= PUBLISH_CHUNK  # the loop ran between the chunks
+    assert len(bursts) >= 5000 // PUBLISH_CHUNK
+    assert sub.coalesced == 0 and sub.dropped == 0 and service.unpublished == 0
+
+
+def test_a_backlog_past_its_bound_loses_the_oldest_from_the_hub_only(logger_server, monkeypatch,
+                                                                     caplog):
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setattr(logger_service, "PUBLISH_BACKLOG", 300)
+    srv = logger_server
+    service = srv.services[0]
+    sub, bursts = follow(srv)
+    start = datetime.now(UTC)
+    rows = [("chamber", "mbar", to_us(start + timedelta(milliseconds=i)), float(i))
+            for i in range(1000)]
+    srv.call(lambda: (service._publish(rows[:500]), service._publish(rows[500:])))
+    srv.wait_for(lambda: sum(map(len, bursts)) == 300, what="300 readings published")
+    values = [e.data["value"] for burst in bursts for e in burst]
+    assert values == [float(i) for i in range(700, 1000)]  # the newest, in order
+    assert service.unpublished == 700
+    assert caplog.text.count("the hub falls behind the stored readings") == 1
