@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from ..store import StoreError
+from ..store import Row, StoreError
 from .mapping import Batch, Mapper
 from .mqtt import MqttBridge
 from .udp import UdpListener
@@ -82,6 +82,14 @@ class Receiver:
             counts.dropped += dropped - batch.counted[1]
         batch.counted = (lines, dropped)
         return self.writer.add(rows) if rows else 0
+
+    def accept_row(self, row: Row, source: str) -> int:
+        """Queue one reading (a message's); returns the writer's ticket."""
+        counts = self.counts[source]
+        with self._lock:
+            counts.points += 1
+            counts.lines += 1
+        return self.writer.add([row])
 
     def count_request(self, source: str) -> None:
         with self._lock:
