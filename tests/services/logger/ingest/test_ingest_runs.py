@@ -22,6 +22,8 @@ ODD = [
     "m v=- 5", "m v=1 5 ", "m\tx v=1 5", "m\u00a0x v=1 5", "m v=1 5\u00a0", "", "m v=t 5",
     'm v="s" 5', "m\\ x v=1 5", "m=eq value=1 5", "\u00fcnits,ort=K\u00fchlwasser value=5 5",
     "m v=0x10 5", "m v=1_0 5", "m v=1 -0", "m v=1 0005", "m v=1 5\x0b", "m,a=1 v=1 5 5",
+    "m a,b=1 5", "m v==1 5", "m v=1 5=", "m\u2028x v=1 5", "m v=1 --5", "m v=1 5-",
+    "m v=+-1 5", "m v=1e5 5", "m,a=b=c v=1 5", "m,a=1, v=1 5", "m, v=1 5", "m v=1 -",
 ]
 
 
@@ -54,12 +56,18 @@ def test_a_run_with_an_odd_line_converts_as_line_by_line(odd, precision):
         assert outcome(by_runs(body, chunk, precision)) == expected
 
 
-def test_simple_runs_keep_every_value_time_and_sensor():
-    body = "\n".join(SIMPLE).encode()
+@pytest.mark.parametrize("field", ["value", "temp", "mixed"])
+def test_simple_runs_keep_every_value_time_and_sensor(field):
+    names = [field if field != "mixed" else ("value", "temp")[k % 2] for k in range(300)]
+    body = "\n".join(line.replace("value=", f"{name}=")
+                     for line, name in zip(SIMPLE, names, strict=True)).encode()
     batch = by_runs(body, 4096, "u")
-    assert batch.rows == [(f"room,sensor=s{k % 7}", "", 1_700_000_000 + k, k * 0.25)
-                          for k in range(300)]
-    assert batch.sensors == {f"room,sensor=s{k}": ("", {"sensor": f"s{k}"}) for k in range(7)}
+    sensors = [f"room,sensor=s{k % 7}" + ("" if name == "value" else f" {name}")
+               for k, name in enumerate(names)]
+    assert batch.rows == [(sensor, "", 1_700_000_000 + k, k * 0.25)
+                          for k, sensor in enumerate(sensors)]
+    assert batch.sensors == {sensor: ("", {"sensor": sensor.split()[0][12:]})
+                             for sensor in sensors}
     assert (batch.lines, batch.stored_lines, batch.dropped) == (300, 300, 0)
 
 
