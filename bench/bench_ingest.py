@@ -45,6 +45,7 @@ TOKEN = "bench-token"
 LINES_PER_BODY = 10_000
 SERIES = 50
 T0_US = 1_767_225_600 * 10**6  # 2026-01-01
+WINDOW = 30_000  # QoS 1 messages a publisher has in flight at most
 
 
 def bodies(total: int) -> list[bytes]:
@@ -174,8 +175,12 @@ def _publish(port: int, prefix: str, n: int, topics: int) -> None:
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port, 60)
     client.loop_start()
-    infos = [client.publish(f"{prefix}/{k % topics}", str(k), qos=1) for k in range(n)]
-    for info in infos:
+    infos = []
+    for k in range(n):  # at most WINDOW unacknowledged: message ids are 16-bit
+        if k >= WINDOW:
+            infos[k - WINDOW].wait_for_publish(600)
+        infos.append(client.publish(f"{prefix}/{k % topics}", str(k), qos=1))
+    for info in infos[-WINDOW:]:
         info.wait_for_publish(600)
     client.disconnect()
     client.loop_stop()
