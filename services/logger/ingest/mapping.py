@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 import re
 import threading
 import time
@@ -60,11 +59,10 @@ PRECISIONS = {
 MAX_US = (2**63 - 2) // 1000
 MAX_ERRORS = 20  # problems described in one answer (all are counted)
 _MAX_SERIES = 100_000  # series names remembered between lines
-#: the common line, nothing escaped or quoted: ("key field", float, timestamp)
+#: the common line, nothing escaped or quoted, with its newline: "key field", float, timestamp
 _SIMPLE = re.compile(r'^([^\s,="\\#][^\s"\\]* [^\s,="\\]+)='
-                     r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?) (-?[0-9]+)\r?$",
+                     r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?) (-?[0-9]+)\r?(?:\n|\Z)",
                      re.M)
-_FIRST, _SECOND, _THIRD = map(operator.itemgetter, range(3))
 _last_arrival = 0
 _arrival_lock = threading.Lock()
 
@@ -187,18 +185,19 @@ class Mapper:
     def _simple(self, text: str, precision: str, batch: Batch) -> bool:
         """Convert `text` at once if every line is simple and good; False (nothing added)
         otherwise."""
-        found = _SIMPLE.findall(text)
-        if len(found) != text.count("\n") + 1:
+        parts = _SIMPLE.split(text)  # "", head, value, stamp, "", head, ... if all match
+        n = len(parts) // 4
+        if n != text.count("\n") + 1 or "".join(parts[0::4]):
             return False
-        heads = list(map(_FIRST, found))
-        values = list(map(float, map(_SECOND, found)))  # the pattern only lets floats through
+        heads = parts[1::4]
+        values = list(map(float, parts[2::4]))  # the pattern only lets floats through
         if not all(map(math.isfinite, values)):
             return False
         scale, divide = PRECISIONS[precision]
         if scale == divide == 1:
-            times = list(map(int, map(_THIRD, found)))
+            times = list(map(int, parts[3::4]))
         else:
-            times = [int(stamp) * scale // divide for stamp in map(_THIRD, found)]
+            times = [int(stamp) * scale // divide for stamp in parts[3::4]]
         if not (-MAX_US <= min(times) and max(times) <= MAX_US):
             return False
         sensor_of, unit_of = {}, {}  # of this run's heads (the memo may be cleared meanwhile)
@@ -216,8 +215,8 @@ class Mapper:
             sensor_of[head], unit_of[head] = known
         batch.rows.extend(zip(map(sensor_of.__getitem__, heads), map(unit_of.__getitem__, heads),
                               times, values, strict=True))
-        batch.lines += len(found)
-        batch.stored_lines += len(found)
+        batch.lines += n
+        batch.stored_lines += n
         return True
 
     def convert_lines(self, lines: Iterable[tuple[int, str]], precision: str, batch: Batch,
