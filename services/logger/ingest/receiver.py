@@ -4,7 +4,8 @@
 listener and the MQTT bridges turn what they get into rows with one shared
 `Mapper` and hand them to `accept`, which queues them on the service's
 writer and remembers the tags of new sensors; those are stored (off the IO
-loop, retried while the database is away) every `TAGS_EVERY_S` seconds.
+loop, retried while the database is away) every `TAGS_EVERY_S` seconds. A
+single MQTT reading (number or JSON) goes in by `accept_row`.
 Rows wait in the writer's buffer; `backpressure` holds a producer back while
 that buffer is full, so a large body or a burst of messages costs bounded
 memory. Counters per source feed the status page and /metrics.
