@@ -2,14 +2,17 @@
 
 - Line protocol: the same bodies (10 000 lines each, 50 series, timestamps in
   µs) POSTed to ``ionlab logger``'s ``/write`` (into a fresh PostgreSQL
-  database; the answer comes once the points are stored) and to InfluxDB
+  database; the answer comes once the points are in the fsynced spool, and a
+  second figure runs until all are in PostgreSQL) and to InfluxDB
   1.6's own ``/write`` (started here on free ports with a throw-away folder,
   WAL fsynced on every write), on two connections at once; points/s and the
   peak RSS of both servers.
 - MQTT: paho publishers in two processes send plain-number QoS 1 messages
   through our own Mosquitto (free port, generated config) to ``ionlab
   logger``; messages/s from the first publish until every one is stored in
-  PostgreSQL, and how many were lost (goal: 20 000 msgs/s, none lost).
+  PostgreSQL, and how many were lost (goal: 20 000 msgs/s, none lost); beside it,
+  what Mosquitto's own C client ``mosquitto_sub`` receives from the same publishers
+  (it stores nothing: the ceiling this machine sets, the publishers' CPU included).
 - ``/metrics`` with 1 000 sensors: the median scrape time (goal: under 50 ms).
 
 PostgreSQL is the test server (IONLAB_TEST_PG, default postgresql://127.0.0.1:5432/test).
@@ -42,6 +45,7 @@ TOKEN = "bench-token"
 LINES_PER_BODY = 10_000
 SERIES = 50
 T0_US = 1_767_225_600 * 10**6  # 2026-01-01
+WINDOW = 30_000  # QoS 1 messages a publisher has in flight at most
 
 
 def bodies(total: int) -> list[bytes]:
@@ -122,6 +126,15 @@ def count_rows(url: str) -> int:
     return n
 
 
+def wait_rows(url: str, n: int, timeout: float = 600) -> None:
+    """Until the database holds `n` samples (RuntimeError if not within `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while (stored := count_rows(url)) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"ionlab stored {stored} of {n} points")
+        time.sleep(0.02)
+
+
 def line_protocol(folder: Path, url: str, total: int) -> list[Row]:
     payloads = bodies(total)
     logger = Logger(folder, url, "batch_s = 0.2\n")
@@ -132,12 +145,13 @@ def line_protocol(folder: Path, url: str, total: int) -> list[Row]:
         post_all(logger.port, "/write?db=lab&precision=u", [w.replace(b"bench,", b"warm,")
                                                             for w in warm],
                  {"Authorization": f"Token {TOKEN}"})
+        wait_rows(url, LINES_PER_BODY)
+        began = time.perf_counter()
         mine = post_all(logger.port, "/write?db=lab&precision=u", payloads,
                         {"Authorization": f"Token {TOKEN}"})
+        wait_rows(url, LINES_PER_BODY + total)
+        in_db = time.perf_counter() - began
         theirs = post_all(influx.port, "/write?db=bench&precision=u", payloads, {})
-        stored = count_rows(url) - LINES_PER_BODY
-        if stored != total:
-            raise RuntimeError(f"ionlab stored {stored} of {total} points")
         rss = (peak_rss_mb(logger.proc.pid), peak_rss_mb(influx.proc.pid))
     finally:
         logger.stop()
@@ -147,6 +161,8 @@ def line_protocol(folder: Path, url: str, total: int) -> list[Row]:
     label = f"line protocol POST /write -> PostgreSQL ({total / 1e6:g}M points, 10k/request, " \
             "2 connections)"
     return [Row("ingest", label, total / mine, total / theirs, "InfluxDB 1.6 /write", "points/s"),
+            Row("ingest", "  the same, until every point is in PostgreSQL (not only spooled)",
+                total / in_db, total / theirs, "InfluxDB 1.6 /write", "points/s"),
             Row("ingest", "peak RSS of the server while ingesting", rss[0], rss[1],
                 "influxd", "MB", higher_is_better=False)]
 
@@ -159,11 +175,48 @@ def _publish(port: int, prefix: str, n: int, topics: int) -> None:
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port, 60)
     client.loop_start()
-    infos = [client.publish(f"{prefix}/{k % topics}", str(k), qos=1) for k in range(n)]
-    for info in infos:
+    infos = []
+    for k in range(n):  # at most WINDOW unacknowledged: message ids are 16-bit
+        if k >= WINDOW:
+            infos[k - WINDOW].wait_for_publish(600)
+        infos.append(client.publish(f"{prefix}/{k % topics}", str(k), qos=1))
+    for info in infos[-WINDOW:]:
         info.wait_for_publish(600)
     client.disconnect()
     client.loop_stop()
+
+
+def _publishers(port: int, prefix: str, half: int) -> list[multiprocessing.Process]:
+    """Two paho publisher processes sending `half` messages each, started."""
+    procs = [multiprocessing.Process(target=_publish, args=(port, f"{prefix}/p{k}", half, 25))
+             for k in range(2)]
+    for p in procs:
+        p.start()
+    return procs
+
+
+def c_subscriber_rate(port: int, half: int) -> float | None:
+    """messages/s that Mosquitto's own C client (mosquitto_sub, QoS 1) receives from the
+    same publishers: what this machine allows, the publishers' share of it included."""
+    exe = shutil.which("mosquitto_sub")
+    if exe is None:
+        print("bench_ingest: no mosquitto_sub (Debian mosquitto-clients): no C baseline",
+              file=sys.stderr, flush=True)
+        return None
+    session = ["-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", "base/#", "-c",
+               "-i", f"bench-c-{uuid.uuid4().hex[:6]}"]
+    subprocess.run([exe, *session, "-E"], check=True, timeout=60)  # subscribed: the broker
+    began = time.perf_counter()  # keeps what comes for this session from here on
+    procs = _publishers(port, "base", half)
+    try:
+        subprocess.run([exe, *session, "-C", str(2 * half)], check=True, timeout=600,
+                       stdout=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("mosquitto_sub did not receive every message") from None
+    elapsed = time.perf_counter() - began
+    for p in procs:
+        p.join(60)
+    return 2 * half / elapsed
 
 
 def mqtt_rate(folder: Path, url: str, total: int) -> list[Row]:
@@ -178,8 +231,10 @@ def mqtt_rate(folder: Path, url: str, total: int) -> list[Row]:
     broker = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(broker_dir / "mosquitto.conf")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     logger = None
+    half = total // 2
     try:
         time.sleep(0.5)
+        theirs = c_subscriber_rate(port, half)
         logger = Logger(folder, url, f'batch_s = 0.2\n[[logger.mqtt]]\nport = {port}\n'
                         f'client_id = "bench-{uuid.uuid4().hex[:6]}"\ntopics = ["bench/#"]\n'
                         'sensor = "mqtt {1}"\n')
@@ -190,11 +245,7 @@ def mqtt_rate(folder: Path, url: str, total: int) -> list[Row]:
             time.sleep(0.1)
         before = count_rows(url)
         began = time.perf_counter()
-        half = total // 2
-        procs = [multiprocessing.Process(target=_publish, args=(port, f"bench/p{k}", half, 25))
-                 for k in range(2)]
-        for p in procs:
-            p.start()
+        procs = _publishers(port, "bench", half)
         deadline = time.monotonic() + 600
         stored = 0
         while stored < 2 * half and time.monotonic() < deadline:
@@ -211,9 +262,13 @@ def mqtt_rate(folder: Path, url: str, total: int) -> list[Row]:
         broker.terminate()
         broker.wait(30)
     lost = 2 * half - stored
-    return [Row("ingest", f"MQTT QoS 1 numbers, 2 paho publishers -> Mosquitto -> PostgreSQL "
-                f"({2 * half} messages)", 2 * half / elapsed, 20_000, "goal", "msgs/s"),
-            Row("ingest", "MQTT messages lost", lost, unit="messages", higher_is_better=False)]
+    label = f"MQTT QoS 1 numbers, 2 paho publishers -> Mosquitto -> PostgreSQL ({2 * half} messages)"
+    rows = [Row("ingest", label, 2 * half / elapsed, 20_000, "goal", "msgs/s")]
+    if theirs is not None:
+        rows.append(Row("ingest", label, 2 * half / elapsed, theirs,
+                        "mosquitto_sub (C), receiving only", "msgs/s"))
+    return rows + [Row("ingest", "MQTT messages lost", lost, unit="messages",
+                       higher_is_better=False)]
 
 
 def metrics_scrape(folder: Path, url: str) -> list[Row]:

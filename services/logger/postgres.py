@@ -768,13 +768,15 @@ class PostgresStore(Store):
 
     @_database
     def set_tags(self, sensors: dict[str, tuple[str, dict[str, str]]]) -> None:
+        """One sensor per transaction: holding no row while waiting for another, this never
+        deadlocks with a write moving the latest values of many."""
         conn = self._conn()
         with conn.cursor() as cur:
             for sensor, (unit, tags) in sorted(sensors.items()):
                 cur.execute("INSERT INTO sensors (name, unit, tags) VALUES (%s, %s, %s) "
                             "ON CONFLICT (name) DO UPDATE SET tags = EXCLUDED.tags",
                             (sensor, unit, json.dumps(tags)))
-        conn.commit()
+                conn.commit()
 
     # -- reading ----------------------------------------------------------------------
 

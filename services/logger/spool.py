@@ -559,7 +559,8 @@ class Spool:
     def consumed(self, path: Path, found: Scan, accepts: Callable[[Destination], bool]) -> None:
         """The records of `found` (from `read`) for the stores `accepts` takes are stored
         (or discarded): the damage is moved to quarantine/, then the segment removed, or cut
-        down to the other records, or (the newest) marked done up to where `found` ends.
+        down to the other records, or (the newest, or one appended to since `read`) marked
+        done up to where `found` ends.
         OSError if quarantine/ cannot take the damage (the segment then stays as it is)."""
         with self._lock:
             if path not in self._segments:
@@ -574,7 +575,10 @@ class Spool:
                 if segment is None:
                     return
                 newest = path == self._current
-                if newest and not others:
+                grown = segment.size > found.end  # appended to since `read`: keep the rest
+                if grown and others:
+                    return  # read whole again next time (writes are idempotent)
+                if (newest or grown) and not others:
                     segment.consumed = found.end
                     for record in found.records:
                         segment.readings[record.destination] -= record.count

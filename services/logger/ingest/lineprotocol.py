@@ -234,19 +234,21 @@ def _split_once(text: str, sep: str, quotes: bool = False) -> tuple[str, str | N
 
 
 class LineReader:
-    """A body fed in chunks (gzip or plain), handed back as numbered lines of text.
+    """A body fed in chunks (gzip or plain), handed back as runs of numbered lines.
 
-    Memory stays bounded: at most one unfinished line (`MAX_LINE_BYTES`; a
-    longer line is skipped and its number kept in `too_long`) and one piece
-    of decompressed output (`OUTPUT`) are held. `limit` bounds the
-    decompressed size (BodyTooLarge past it). A line that is not UTF-8 comes
-    back as None.
+    Each run is (number of its first line, its lines of text joined by
+    ``\\n``), as many whole lines as a chunk holds, so that they can be
+    parsed together. Memory stays bounded: at most one unfinished line
+    (`MAX_LINE_BYTES`; a longer line is skipped and its number kept in
+    `too_long`) and one piece of decompressed output (`OUTPUT`) are held.
+    `limit` bounds the decompressed size (BodyTooLarge past it). A line that
+    is not UTF-8 comes back alone, as None.
 
     >>> r = LineReader()
-    >>> list(r.feed(b"a v=1\\nb v"))
-    [(1, 'a v=1')]
-    >>> list(r.feed(b"=2\\n")), list(r.end())
-    ([(2, 'b v=2')], [])
+    >>> list(r.feed(b"a v=1\\nb v=2\\nc v"))
+    [(1, 'a v=1\\nb v=2')]
+    >>> list(r.feed(b"=3\\n\\xff\\n")), list(r.end())
+    ([(3, 'c v=3'), (4, None)], [])
     """
 
     OUTPUT = 1 << 20
@@ -310,21 +312,23 @@ class LineReader:
 
     def _block(self, block: bytes) -> Iterator[tuple[int, str | None]]:
         try:
-            lines = block.decode().split("\n")
+            text = block.decode()
         except UnicodeDecodeError:
-            lines = [self._decode(raw) for raw in block.split(b"\n")]
-        if len(block) > MAX_LINE_BYTES:
-            for line in lines:
-                self.lineno += 1
-                if line is not None and len(line) > MAX_LINE_BYTES // 4 and \
-                        len(line.encode()) > MAX_LINE_BYTES:
-                    self.too_long.append(self.lineno)
-                else:
-                    yield self.lineno, line
+            text = None
+        if text is not None and (len(block) <= MAX_LINE_BYTES or  # no line can be too long
+                                 max(map(len, text.split("\n"))) <= MAX_LINE_BYTES // 4):
+            first = self.lineno + 1
+            self.lineno += text.count("\n") + 1
+            yield first, text
             return
-        first = self.lineno + 1
-        self.lineno += len(lines)
-        yield from enumerate(lines, first)
+        for line in text.split("\n") if text is not None else map(self._decode,
+                                                                   block.split(b"\n")):
+            self.lineno += 1
+            if line is not None and len(line) > MAX_LINE_BYTES // 4 and \
+                    len(line.encode()) > MAX_LINE_BYTES:
+                self.too_long.append(self.lineno)
+            else:
+                yield self.lineno, line
 
     def _keep(self, data: bytes) -> None:
         if self._skipping or not data:

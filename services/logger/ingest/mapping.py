@@ -37,6 +37,8 @@ The mapping is fixed, so the same point always lands on the same sensor:
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -57,6 +59,10 @@ PRECISIONS = {
 MAX_US = (2**63 - 2) // 1000
 MAX_ERRORS = 20  # problems described in one answer (all are counted)
 _MAX_SERIES = 100_000  # series names remembered between lines
+#: the common line, nothing escaped or quoted, with its newline: "key field", float, timestamp
+_SIMPLE = re.compile(r'^([^\s,="\\#][^\s"\\]* [^\s,="\\]+)='
+                     r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?) (-?[0-9]+)\r?(?:\n|\Z)",
+                     re.M)
 _last_arrival = 0
 _arrival_lock = threading.Lock()
 
@@ -127,8 +133,11 @@ class Batch:
 class Mapper:
     """Turns lines into rows by the fixed mapping; remembers series it has seen.
 
-    One Mapper is shared by every request (thread-safe: the memo is only
-    added to, and cleared when large).
+    One Mapper is shared by every request (thread-safe: the memos are only
+    added to, and cleared when large). A run of lines that all have the
+    common form ``key field=<float> <timestamp>`` (nothing escaped, nothing
+    quoted) is converted at once (`_simple`), without a Python step per line;
+    any other run is read line by line.
     """
 
     def __init__(self, strings: str = "refuse"):
@@ -137,6 +146,7 @@ class Mapper:
         self.strings = strings
         self.strings_skipped = 0
         self._series: dict[str, tuple[str, str, dict, dict]] = {}
+        self._heads: dict[str, tuple[str, str]] = {}  # "key field" -> (sensor, unit)
         self._warned: set[str] = set()
 
     def __repr__(self):
@@ -152,18 +162,73 @@ class Mapper:
         self._series[key] = series
         return series
 
-    def convert(self, lines: Iterable[tuple[int, str | None]], precision: str, batch: Batch,
+    def _sensor(self, series: tuple[str, str, dict, dict], field: str, batch: Batch) -> str:
+        """The sensor of a series' field; a new one's unit and tags are noted in `batch`."""
+        name, unit, tags, names = series
+        sensor = names.get(field)
+        if sensor is None:
+            sensor = names[field] = name if field == "value" else \
+                f"{name} {_escape(field, ',= ')}"
+            batch.sensors[sensor] = (unit, tags)
+        return sensor
+
+    def convert(self, runs: Iterable[tuple[int, str | None]], precision: str, batch: Batch,
                 ) -> None:
-        """Add the rows of `lines` to `batch`; a bad line is refused and reported there."""
+        """Add the rows of `runs` (first line number, lines joined by newlines; see
+        LineReader) to `batch`; a bad line is refused and reported there."""
+        for first, text in runs:
+            if text is None:
+                batch.refuse(first, None, "not UTF-8 text")
+            elif not self._simple(text, precision, batch):
+                self.convert_lines(enumerate(text.split("\n"), first), precision, batch)
+
+    def _simple(self, text: str, precision: str, batch: Batch) -> bool:
+        """Convert `text` at once if every line is simple and good; False (nothing added)
+        otherwise."""
+        parts = _SIMPLE.split(text)  # "", head, value, stamp, "", head, ... if all match
+        n = len(parts) // 4
+        if n != text.count("\n") + 1 or "".join(parts[0::4]):
+            return False
+        heads = parts[1::4]
+        values = list(map(float, parts[2::4]))  # the pattern only lets floats through
+        if not all(map(math.isfinite, values)):
+            return False
+        scale, divide = PRECISIONS[precision]
+        if scale == divide == 1:
+            times = list(map(int, parts[3::4]))
+        else:
+            times = [int(stamp) * scale // divide for stamp in parts[3::4]]
+        if not (-MAX_US <= min(times) and max(times) <= MAX_US):
+            return False
+        sensor_of, unit_of = {}, {}  # of this run's heads (the memo may be cleared meanwhile)
+        for head in set(heads):
+            known = self._heads.get(head)
+            if known is None:
+                key, _, field = head.partition(" ")
+                try:
+                    series = self._series.get(key) or self._new_series(key)
+                except LineError:
+                    return False
+                if len(self._heads) >= _MAX_SERIES:
+                    self._heads.clear()
+                known = self._heads[head] = (self._sensor(series, field, batch), series[1])
+            sensor_of[head], unit_of[head] = known
+        batch.rows.extend(zip(map(sensor_of.__getitem__, heads), map(unit_of.__getitem__, heads),
+                              times, values, strict=True))
+        batch.lines += n
+        batch.stored_lines += n
+        return True
+
+    def convert_lines(self, lines: Iterable[tuple[int, str]], precision: str, batch: Batch,
+                      ) -> None:
+        """Add the rows of numbered lines to `batch`, one line at a time (what `convert`
+        does with a run that is not all simple lines)."""
         scale, divide = PRECISIONS[precision]
         memo = self._series
         rows = batch.rows
         append = rows.append
         refuse = self.strings == "refuse"
         for lineno, line in lines:
-            if line is None:
-                batch.refuse(lineno, None, "not UTF-8 text")
-                continue
             try:
                 parts = split_line(line)
                 if parts is None:
@@ -191,18 +256,14 @@ class Mapper:
             except LineError as exc:
                 batch.refuse(lineno, line, str(exc))
                 continue
-            name, unit, tags, names = series
+            name, unit, _, names = series
             batch.lines += 1
             start = len(rows)
             for field, value in fields:
                 if value.__class__ is str:
                     self._skip_string(name, field, batch)
                     continue
-                sensor = names.get(field)
-                if sensor is None:
-                    sensor = names[field] = name if field == "value" else \
-                        f"{name} {_escape(field, ',= ')}"
-                    batch.sensors[sensor] = (unit, tags)
+                sensor = names.get(field) or self._sensor(series, field, batch)
                 append((sensor, unit, t, float(value)))
             batch.stored_lines += len(rows) > start
 

@@ -38,6 +38,7 @@ from datetime import datetime
 import paho.mqtt.client as mqtt
 
 from ..queries import to_us
+from ..store import Row
 from .lineprotocol import LineReader
 from .mapping import Batch, arrival_us
 
@@ -176,25 +177,33 @@ class MqttBridge:
         self.messages += 1
         topic = message.topic
         try:
-            batch = self._batch(topic, message.payload)
+            if self.settings.payload == "line":
+                batch = self._lines(message.payload)
+            else:
+                row = self._row(topic, message.payload)
         except (PayloadError, UnicodeDecodeError, ValueError, IndexError) as exc:
             self._refused(topic, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the client's thread must go on (deep JSON...)
             self._refused(topic, f"{type(exc).__name__}: {exc}")
             return
+        if self.settings.payload != "line":
+            self.receiver.accept_row(row, "mqtt")
+            return
         if batch.dropped:
             self._refused(topic, batch.describe(1))
         self.receiver.accept(batch, "mqtt")
 
-    def _batch(self, topic: str, payload: bytes) -> Batch:
-        s = self.settings
+    def _lines(self, payload: bytes) -> Batch:
         batch = Batch()
-        if s.payload == "line":
-            reader = LineReader()
-            self.receiver.mapper.convert([*reader.feed(payload), *reader.end()], s.precision,
-                                         batch)
-            return batch
+        reader = LineReader()
+        self.receiver.mapper.convert([*reader.feed(payload), *reader.end()],
+                                     self.settings.precision, batch)
+        return batch
+
+    def _row(self, topic: str, payload: bytes) -> Row:
+        """The reading of a number or JSON payload."""
+        s = self.settings
         if s.payload == "number":
             text = payload.decode().strip()
             try:
@@ -208,9 +217,7 @@ class MqttBridge:
             data = json.loads(payload)
             value = _number(json_path(data, s.value), f"{s.value!r}")
             t = _time_us(json_path(data, s.time)) if s.time else arrival_us()
-        batch.rows.append((self._sensor(topic), s.unit, t, value))
-        batch.stored_lines = 1
-        return batch
+        return (self._sensor(topic), s.unit, t, value)
 
     def _sensor(self, topic: str) -> str:
         name = self._sensors.get(topic)

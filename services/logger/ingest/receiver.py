@@ -4,7 +4,8 @@
 listener and the MQTT bridges turn what they get into rows with one shared
 `Mapper` and hand them to `accept`, which queues them on the service's
 writer and remembers the tags of new sensors; those are stored (off the IO
-loop, retried while the database is away) every `TAGS_EVERY_S` seconds.
+loop, retried while the database is away) every `TAGS_EVERY_S` seconds. A
+single MQTT reading (number or JSON) goes in by `accept_row`.
 Rows wait in the writer's buffer; `backpressure` holds a producer back while
 that buffer is full, so a large body or a burst of messages costs bounded
 memory. Counters per source feed the status page and /metrics.
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from ..store import StoreError
+from ..store import Row, StoreError
 from .mapping import Batch, Mapper
 from .mqtt import MqttBridge
 from .udp import UdpListener
@@ -82,6 +83,14 @@ class Receiver:
             counts.dropped += dropped - batch.counted[1]
         batch.counted = (lines, dropped)
         return self.writer.add(rows) if rows else 0
+
+    def accept_row(self, row: Row, source: str) -> int:
+        """Queue one reading (a message's); returns the writer's ticket."""
+        counts = self.counts[source]
+        with self._lock:
+            counts.points += 1
+            counts.lines += 1
+        return self.writer.add([row])
 
     def count_request(self, source: str) -> None:
         with self._lock:

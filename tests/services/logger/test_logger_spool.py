@@ -362,3 +362,30 @@ def test_batches_this_process_appended_are_replayed_from_memory_up_to_the_bound(
         r.rows() for r in found.records]  # the very batches that are on disk
     spool.consumed(path, found, destination.accepts)
     assert spool.readings == 0 and spool._cached == 0
+
+
+@pytest.mark.parametrize("foreign", [False, True], ids=["ours", "with foreign batches"])
+def test_batches_appended_while_a_segment_is_replayed_are_not_lost_when_it_fills(
+        tmp_path, foreign):
+    """The storer reads the newest segment; while it stores that, the batcher appends to the
+    segment and then starts the next one: what came after the read waits for the next pass."""
+    ours, theirs = Destination("s", "u"), Destination("t", "u")
+    spool = Spool(tmp_path, 10**8, segment_bytes=1500).open()
+    spool.append(rows(0, 10), ours)
+    if foreign:
+        spool.append(rows(0, 10, "x"), theirs)
+    (first,) = spool.segments()
+    found = spool.read(first)
+    spool.append(rows(10, 60), ours)  # still into the first segment: it is not full yet
+    spool.append(rows(70, 10), ours)  # the first segment is full: a second one begins
+    assert len(spool.segments()) == 2
+    spool.consumed(first, found, ours.accepts)  # the rows 0..9 are stored
+    replayed = []
+    for path in spool.backlog(ours.accepts):
+        found = spool.read(path)
+        replayed += [row for r in found.records if ours.accepts(r.destination)
+                     for row in r.rows()]
+        spool.consumed(path, found, ours.accepts)
+    # beside other stores' batches the segment is read whole again: writes are idempotent
+    assert replayed == (rows(0, 10) if foreign else []) + rows(10, 70)
+    assert spool.readings == (10 if foreign else 0)

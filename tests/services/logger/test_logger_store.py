@@ -639,3 +639,44 @@ def test_rollups_are_caught_up_on_both_writer_connections_exactly(pg_database):
         want = reference([r for r in rows if r[0] == sensor], q)
         assert [(t.isoformat(), v) for t, v in store.series(q)] == want
     store.close()
+
+
+def test_storing_tags_never_deadlocks_with_a_write_updating_latest_values(pg_database):
+    """set_tags (new ingest sensors) takes one sensor row at a time, so a write that holds
+    some sensor rows and waits for another (moving latest values) always gets through."""
+    import psycopg2
+
+    store = open_store(pg_database)
+    store.upgrade()
+    store.write([("a", "", to_us(T0), 1.0), ("b", "", to_us(T0), 2.0)])
+    writer = psycopg2.connect(pg_database)  # a write's transaction, as the writer's
+    cur = writer.cursor()
+    cur.execute("SET deadlock_timeout = '100ms'")
+    cur.execute("UPDATE sensors SET last_value = 3 WHERE name = 'b'")
+    outcome = []
+
+    def tag():
+        try:
+            store.set_tags({"a": ("", {"k": "1"}), "b": ("", {"k": "2"})})
+            outcome.append("stored")
+        except Exception as exc:  # noqa: BLE001 - what the test reports
+            outcome.append(exc)
+
+    tagger = threading.Thread(target=tag)
+    tagger.start()
+    deadline = time.monotonic() + 60
+    with psycopg2.connect(pg_database) as watch, watch.cursor() as w:
+        while True:  # until set_tags waits for 'b', which this transaction holds
+            w.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                      "AND datname = current_database()")
+            if w.fetchone()[0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+    cur.execute("UPDATE sensors SET last_value = 4 WHERE name = 'a'")  # would close a cycle
+    writer.commit()
+    tagger.join(60)
+    writer.close()
+    assert outcome == ["stored"]
+    assert {s["sensor"]: s["tags"] for s in store.sensors()} == {"a": {"k": "1"},
+                                                               "b": {"k": "2"}}
+    store.close()
