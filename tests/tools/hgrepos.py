@@ -104,3 +104,65 @@ def build_parent(hg: Hg, path: Path) -> Builder:
     return p
 
 
+
+
+def build_tangled_child(hg: Hg, path: Path) -> Builder:
+    """A child as real ones are: a `master` bookmark and a `feature` one, a merge
+    right after a tag-only commit, a --no-ff style merge of a named branch the main
+    line never left, a merge whose tree equals its first parent, and messages
+    citing other changesets by short and full hash."""
+    c = Builder(hg, path)
+    c.write("f.txt", "one\n")
+    c.write("g.txt", "gee\n")
+    root = c.commit("root")
+    tagged = c.tag("v1")
+    c.update(root)
+    c.append("f.txt", "feature\n")
+    feature = c.commit(f"feature on top of {root[:7]}")
+    c.update(tagged)
+    c.merge(feature, "merge feature after the tag")
+    c.append("f.txt", "topic\n")
+    topic = c.commit("topic work", branch="topic")
+    c.update("default")
+    c.merge(topic, f"no-ff merge of {topic[:12]}")
+    base = c.node(".")
+    c.append("g.txt", "side\n")
+    side = c.commit("side edit of g")
+    c.update(base)
+    c.append("f.txt", "main\n")
+    c.commit("main edit of f")
+    c.hg.run("merge", "-r", side, "--tool", ":local", repo=c.path)
+    c.run("revert", "-r", ".", "--all", "--no-backup")
+    c.commit(f"merge {side} keeping ours")  # tree equals the first parent
+    c.run("bookmark", "-r", ".", "master")
+    c.run("bookmark", "-r", feature, "feature")
+    c.run("bookmark", "-i")
+    return c
+
+
+def build_bookmarked_parent(hg: Hg, path: Path) -> Builder:
+    """A parent as a bookmark user keeps one: public history pulled from an
+    upstream (with the remotenames extension on, so `.hg/logexchange` holds
+    remote/master), then its own `master` bookmark (active) and `other`, a tag,
+    a draft and a secret changeset."""
+    upstream = Builder(hg, path.with_name(path.name + "-upstream"), user="Pat <pat@example.org>")
+    upstream.write("README", "the parent\n")
+    upstream.commit("parent root")
+    upstream.tag("v1")
+    upstream.run("bookmark", "master")
+    p = Builder(hg, path, user="Pat <pat@example.org>")
+    # a server of its own: once loaded, remotenames hides the bookmarks of any repository
+    with Hg(hg.exe, config=("extensions.remotenames=",)) as own:
+        own.run("pull", "-q", "-u", upstream.path, repo=p.path)
+    with open(os.path.join(p.path, ".hg", "hgrc"), "a", encoding="utf-8") as fh:
+        fh.write("[extensions]\nremotenames =\n")
+    p.run("bookmark", "-r", "0", "other")
+    p.update("master")
+    p.append("README", "draft work\n")
+    p.commit("draft work")  # moves the active master
+    p.run("bookmark", "-i")
+    p.write("secret.txt", "not for sharing\n")
+    p.commit("secret work")
+    p.run("phase", "-f", "--secret", "-r", ".")
+    p.update("master")
+    return p

@@ -46,6 +46,7 @@ What would happen:
     stable -> lib/stable
   tags to create: 1
     lib/v1.0 -> 92f2ae0570e7
+  bookmarks to set: 0
 
 Clear aborts that say what to do next, each leaving the parent alone:
 
@@ -84,8 +85,10 @@ The import, verified before the parent changes:
   verify lib/: ok
     changesets: 4 in child = 3 imported + 1 tag-only dropped
     contents: 3 changesets by diffs against the first parent, 0 in full
+    merges: 0 in child, 0 imported
     tags: 1 child tags checked under lib/
-    parent tags: 1 untouched
+    bookmarks: 0 child bookmarks checked under lib/
+    parent: 0 bookmarks, 1 tags, 2 branch heads, phases and remote names untouched
     hg verify: clean
   lib: 3 changesets imported, head b16c218d1a26
   $ hg log -G -T '{rev} {branch} {tags} {desc|firstline} ({author|user})\n'
@@ -156,8 +159,10 @@ New child changesets arrive with one more merge:
   verify lib/: ok
     new changesets: 2 in child = 1 imported + 1 tag-only dropped
     contents: 1 changesets by diffs against the first parent, 0 in full
+    merges: 0 in child, 0 imported
     tags: 2 child tags checked under lib/
-    parent tags: 2 untouched
+    bookmarks: 0 child bookmarks checked under lib/
+    parent: 0 bookmarks, 2 tags, 4 branch heads, phases and remote names untouched
     hg verify: clean
   lib: 1 changesets synced, head a335aa5e6e84
   $ hg log -l 3 -T '{rev} {branch} {tags} {desc|firstline}\n'
@@ -168,7 +173,9 @@ New child changesets arrive with one more merge:
   verify lib/: ok
     changesets: 6 in child = 4 imported + 2 tag-only dropped
     contents: 4 changesets by diffs against the first parent, 0 in full
+    merges: 0 in child, 0 imported
     tags: 2 child tags checked under lib/
+    bookmarks: 0 child bookmarks checked under lib/
     hg verify: clean
 
 Progress goes through Mercurial's progress bar:

@@ -76,7 +76,10 @@ class Hg:
     def __init__(self, exe: str | None = None, *, config: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, cwd: str | None = None):
         self.exe = exe or find_hg()
-        self._global = ["--config", "extensions.convert=", "--config", "ui.interactive=no"]
+        # remotenames off: its names are not bookmarks, and once a repository's hgrc
+        # loads it into the server it hides the bookmarks of every other repository
+        self._global = ["--config", "extensions.convert=", "--config", "ui.interactive=no",
+                        "--config", "extensions.remotenames=!"]
         for item in config:
             self._global += ["--config", item]
         self._proc = subprocess.Popen(

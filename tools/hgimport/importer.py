@@ -27,7 +27,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 
-from . import state, verify
+from . import guard, state, verify
 from .errors import ImportAbort
 from .hg import Hg, HgError
 from .mapping import branch_target, excluded, filemap_word
@@ -93,9 +93,8 @@ class Parent:
         self.records = state.loads(text.text, f"{state.FILENAME}@{self.onto[:12]}") \
             if text.code == 0 else {}
         self.branches = {b["branch"] for b in hg.json("branches", "-c", "-T", "json", repo=root)}
-        self.tags = tags(hg, root)
-        self.bookmarks = {b["bookmark"]: b["node"]
-                          for b in hg.json("bookmarks", "-T", "json", repo=root)}
+        self.state = guard.take(hg, root)  # what the import must leave as it is
+        self.tags, self.bookmarks = self.state.tags, self.state.bookmarks
 
     def text(self, *args: str) -> str:
         return self.hg.text(*args, repo=self.root)
@@ -123,12 +122,6 @@ class Parent:
         return result
 
 
-def tags(hg: Hg, repo: str) -> dict[str, str]:
-    """Global tags of `repo`, tip left out."""
-    return {t["tag"]: t["node"] for t in hg.json("tags", "-T", "json", repo=repo)
-            if t["tag"] != "tip" and t.get("type") != "local"}
-
-
 @dataclass
 class Plan:
     """Everything decided before anything is written."""
@@ -144,6 +137,7 @@ class Plan:
     excludes: set[str]
     splice: dict[str, str]             # child root -> parent node
     newtags: dict[str, str]            # namespaced tag -> child node
+    newmarks: dict[str, str]           # namespaced bookmark -> child node
     message: str | None = None
     username: str | None = None
 
@@ -169,6 +163,8 @@ class Plan:
         lines += [f"  {src} -> {dst}" for src, dst in sorted(self.branchmap.items())]
         lines.append(f"tags to create: {len(self.newtags)}")
         lines += [f"  {name} -> {node[:12]}" for name, node in sorted(self.newtags.items())]
+        lines.append(f"bookmarks to set: {len(self.newmarks)}")
+        lines += [f"  {name} -> {node[:12]}" for name, node in sorted(self.newmarks.items())]
         return lines
 
 
@@ -252,9 +248,17 @@ def make_plan(hg: Hg, parent: Parent, opts: Options) -> Plan:
                               "which the parent already has",
                               "choose a namespace with --tag-prefix")
         newtags[target] = node
+    newmarks = {}
+    for name, node in source.bookmarks.items():
+        target = record.branch_prefix + name
+        if target in parent.bookmarks and parent.bookmarks[target] not in ours:
+            raise ImportAbort(f"bookmark collision: child bookmark {name!r} would become "
+                              f"{target!r}, which the parent already has",
+                              "choose a namespace with --branch-prefix")
+        newmarks[target] = node
     merge = opts.merge and (opts.sync or not record.linear)  # a sync always merges
     return Plan(record, source, parent, opts.sync, merge, done, todo,
-                branchmap, excludes, splice, newtags, opts.message, opts.username)
+                branchmap, excludes, splice, newtags, newmarks, opts.message, opts.username)
 
 
 class Aside:
@@ -265,8 +269,10 @@ class Aside:
         self.dir = tempfile.mkdtemp(prefix="importrepo-", dir=os.path.join(parent.root, ".hg"))
         self.repo = os.path.join(self.dir, "repo")
         try:
+            # non-publishing, so that the parent's draft changesets stay draft here
             hg.run("clone", "-U", "-q", "--config", "hooks.preoutgoing=", "--config",
-                   "hooks.outgoing=", parent.root, self.repo)
+                   "hooks.outgoing=", "--config", "phases.publish=False", parent.root,
+                   self.repo)
             with open(os.path.join(self.repo, ".hg", "hgrc"), "w", encoding="utf-8") as fh:
                 fh.write("[phases]\npublish = False\n")
         except BaseException:
@@ -303,6 +309,8 @@ def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
             "--splicemap", aside.write("splicemap", "".join(
                 f"{c} {p}\n" for c, p in plan.splice.items())),
             "--config", "convert.skiptags=True", "--config", "convert.hg.saverev=True",
+            # keep merges whose parent is an ancestor of the other (a --no-ff merge)
+            "--config", "convert.ignoreancestorcheck=True",
             "--config", "convert.git.saverev=True",
             "--config", "convert.hg.sourcename=" + r.sourcename]
     if plan.source.rev:
@@ -330,21 +338,29 @@ def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
     return revmap
 
 
-def _prefix_bookmarks(aside: Aside, plan: Plan) -> None:
-    """Convert turns git branches into bookmarks: namespace them like branches and
-    put back any parent bookmark that a same-named git branch moved."""
+def _set_bookmarks(aside: Aside, plan: Plan, revmap: dict[str, str]) -> dict[str, str]:
+    """Undo whatever bookmarks convert wrote (it copies the child's under their own
+    names, moving the parent's), then set the child's under the prefix. Returns
+    {bookmark: node} of the child's bookmarks as set."""
     before = plan.parent.bookmarks
-    for mark in json.loads(aside.run("bookmarks", "-T", "json").out or b"[]"):
-        name, node = mark["bookmark"], mark["node"]
-        if before.get(name) == node:
-            continue
-        target = plan.record.branch_prefix + name
-        if name in before:
-            aside.run("bookmark", "-f", "-r", before[name], name)
-        else:
-            aside.run("bookmark", "-d", name)
-        if target not in before:
-            aside.run("bookmark", "-f", "-r", node, target)
+    marks = {}
+    for name, child in plan.newmarks.items():
+        node = verify.image(plan.source, {**plan.done, **revmap}, child)
+        if node:
+            marks[name] = node
+    want = {**before, **marks}
+    have = {m["bookmark"]: m["node"] for m in json.loads(aside.run("bookmarks", "-T", "json")
+                                                          .out or b"[]")}
+    extra = sorted(set(have) - set(want))
+    if extra:
+        aside.run("bookmark", "-d", *extra)
+    by_node: dict[str, list[str]] = {}
+    for name, node in want.items():
+        if have.get(name) != node:
+            by_node.setdefault(node, []).append(name)
+    for node, names in sorted(by_node.items()):
+        aside.run("bookmark", "-f", "-r", node, *sorted(names))
+    return marks
 
 
 def _is_ancestor(aside: Aside, a: str, b: str) -> bool:
@@ -437,7 +453,7 @@ def run(hg: Hg, root: str, opts: Options, ui: UI) -> int:
         for line in plan.describe():
             ui.status(line)
         return 0
-    if plan.sync and not plan.todo and not _tags_changed(plan):
+    if plan.sync and not plan.todo and not _news(plan):
         ui.status(f"{plan.record.subdir}: nothing new in {plan.record.source}")
         return 1
     ui.status(f"{'syncing' if plan.sync else 'importing'} {plan.record.source} into "
@@ -445,26 +461,30 @@ def run(hg: Hg, root: str, opts: Options, ui: UI) -> int:
     aside = Aside(hg, parent)
     log.debug("working in %s", aside.dir)
     try:
+        cloned = guard.take(hg, aside.repo)  # the parent as far as a clone sees it
         revmap = _convert(aside, plan, ui)
-        if plan.source.kind == "git":
-            _prefix_bookmarks(aside, plan)
+        marks = _set_bookmarks(aside, plan, revmap)
+        moved = sorted(m for m, n in marks.items() if parent.bookmarks.get(m) != n)
         node, count = _join(aside, plan, revmap, ui)
-        if node is None:
+        if node is None and not moved:
             ui.status(f"{plan.record.subdir}: nothing new in {plan.record.source}")
             return 1
+        allowed = guard.Allowed(bookmarks=marks, tag_prefix=plan.record.tag_prefix,
+                                branches=set(plan.branchmap.values()), replaced=parent.onto,
+                                commit=node or "")
         report = verify.check(hg, aside.repo, plan.record, plan.source, {**plan.done, **revmap},
                               only=set(plan.todo) if plan.sync else None,
-                              parent_tags=parent.tags, ui=ui)
+                              guarded=(cloned, allowed), ui=ui)
         for line in report.lines():
             ui.status(line)
         if not report.ok:
             raise ImportAbort(f"verification of {plan.record.subdir} failed; "
                               "the parent is unchanged", "report the problems listed above")
-        hg.run("pull", "-q", aside.repo, repo=root)
-        if parent.wdir == parent.onto and (plan.merge or plan.record.linear):
+        _pull(hg, aside, parent, allowed, moved)
+        if node and parent.wdir == parent.onto and (plan.merge or plan.record.linear):
             hg.run("update", "-q", "-r", node, repo=root)
         ui.status(f"{plan.record.subdir}: {count} changesets "
-                  f"{'synced' if plan.sync else 'imported'}, head {node[:12]}")
+                  f"{'synced' if plan.sync else 'imported'}, head {(node or parent.onto)[:12]}")
         return 0
     except HgError as exc:
         raise ImportAbort(f"{exc}", "the parent is unchanged") from None
@@ -472,9 +492,36 @@ def run(hg: Hg, root: str, opts: Options, ui: UI) -> int:
         aside.close()
 
 
-def _tags_changed(plan: Plan) -> bool:
-    return any(plan.parent.tags.get(name) != verify.image(plan.source, plan.done, node)
-               for name, node in plan.newtags.items())
+def _pull(hg: Hg, aside: Aside, parent: Parent, allowed: guard.Allowed,
+          moved: list[str]) -> None:
+    """The one change to the parent: a pull from the scratch clone (every head, the
+    child's bookmarks that moved), checked by the guard hook inside its transaction."""
+    spec = os.path.join(aside.dir, "guard.json")
+    guard.write_spec(spec, hg.exe, parent.state, allowed)
+    args = ["pull", "-q", "--config", "experimental.remotenames=false",
+            "--config", "hooks.pretxnclose.importrepo-guard=" + guard.hook_command(spec)]
+    for head in aside.text("log", "-r", "heads(all())", "-T", "{node}\n").split():
+        args += ["-r", head]
+    for mark in moved:
+        args += ["-B", mark]
+    result = hg.run(*args, aside.repo, repo=parent.root, check=False)
+    if result.code:
+        found = os.path.join(spec + ".problems")
+        problems = open(found, encoding="utf-8").read().split("\n") \
+            if os.path.exists(found) else []
+        detail = "; ".join(p for p in problems if p) or \
+            result.err.decode("utf-8", "replace").strip()
+        raise ImportAbort(f"the final pull would have changed the parent ({detail}); "
+                          "it was rolled back, the parent is unchanged",
+                          "report this; nothing was imported")
+
+
+def _news(plan: Plan) -> bool:
+    """Whether the child's tags or bookmarks moved since the last sync."""
+    return any(have.get(name) != verify.image(plan.source, plan.done, node)
+               for have, wanted in ((plan.parent.tags, plan.newtags),
+                                    (plan.parent.bookmarks, plan.newmarks))
+               for name, node in wanted.items())
 
 
 def verify_subdir(hg: Hg, root: str, subdir: str, ui: UI) -> bool:

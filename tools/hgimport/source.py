@@ -52,6 +52,7 @@ class Source:
         self.path, self.rev = path, rev
         self.changes: list[Change] = []  # topological order
         self.tags: dict[str, str] = {}   # name -> node, global tags in range only
+        self.bookmarks: dict[str, str] = {}  # name -> node in range (git: branches)
         self.head = ""                   # the changeset merged into the parent
 
     def __repr__(self) -> str:
@@ -135,6 +136,9 @@ class HgSource(Source):
         for entry in hg.json("tags", "-T", "json", repo=path):
             if entry["tag"] != "tip" and entry.get("type") != "local" and entry["node"] in inrange:
                 self.tags[entry["tag"]] = entry["node"]
+        self.bookmarks = {b["bookmark"]: b["node"] for b in hg.json("bookmarks", "-T", "json",
+                                                                    repo=path)
+                          if b["node"] in inrange}
         if rev:
             self.head = self.rev
         else:  # the checked-out head if there is one, else the tip of default
@@ -176,6 +180,12 @@ class GitSource(Source):
             name = ref.removeprefix("refs/tags/").removesuffix("^{}")
             if sha in inrange and (ref.endswith("^{}") or name not in self.tags):
                 self.tags[name] = sha
+        for line in self._git("for-each-ref", "--format=%(objectname) %(refname)",
+                              "refs/heads", "refs/remotes/origin").splitlines():
+            sha, ref = line.split(" ", 1)  # named as convert names them
+            name = ref.removeprefix("refs/heads/").replace("refs/remotes/origin/", "remote/")
+            if sha in inrange and name != "remote/HEAD":
+                self.bookmarks[name] = sha
 
     def _git(self, *args: str, check: bool = True) -> str:
         proc = subprocess.run(["git", "-C", self.path, *args], capture_output=True, text=True,
