@@ -31,7 +31,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tools.hgimport import ImportAbort, Options, commands  # noqa: E402
+from tools.hgimport import ImportAbort, Options, commands, errors  # noqa: E402
 from tools.hgimport.ui import UI  # noqa: E402
 
 cmdtable: dict = {}
@@ -113,7 +113,10 @@ def importrepo(ui, repo, *args, **opts):
     one more merge; it does nothing when nothing is new. --verify checks an
     import: files, metadata, counts, tags and hg verify.
 
-    Returns 0 on success, 1 when there was nothing to sync.
+    Returns 0 on success, 1 when there was nothing to sync. With
+    ui.detailed-exit-code, a refusal for bad input exits 10 and one for the
+    repository's state (uncommitted changes, an interrupted transaction, an
+    import already there) 20.
     """
     args = [_s(a) for a in args]
     report = _MercurialUI(ui)
@@ -135,4 +138,10 @@ def importrepo(ui, repo, *args, **opts):
             sync=opts["sync"], verify=opts["verify"], options=Options(subdir="", **options),
             ui=report)
     except ImportAbort as exc:
-        raise error.Abort(_b(exc.message), hint=_b(exc.hint) if exc.hint else None) from None
+        kind = _ERRORS.get(type(exc), error.Abort)
+        raise kind(_b(exc.message), hint=_b(exc.hint) if exc.hint else None) from None
+
+
+# with ui.detailed-exit-code, Mercurial exits 10, 20 and 100 for these
+_ERRORS = {errors.InputAbort: error.InputError, errors.StateAbort: error.StateError,
+           errors.RemoteAbort: error.RemoteError}

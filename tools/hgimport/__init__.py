@@ -10,7 +10,7 @@ Modules: hg (command server), source (the child), mapping (names), importer
 (several children in one run), synth (repositories for tests and benchmarks).
 """
 
-from .errors import ImportAbort
+from .errors import ImportAbort, InputAbort, RemoteAbort, StateAbort
 from .importer import Options
 
-__all__ = ["ImportAbort", "Options"]
+__all__ = ["ImportAbort", "InputAbort", "Options", "RemoteAbort", "StateAbort"]

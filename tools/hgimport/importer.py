@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 
 from . import guard, state, verify
-from .errors import ImportAbort
+from .errors import ImportAbort, InputAbort, StateAbort
 from .hg import Hg, HgError
 from .mapping import branch_target, excluded, filemap_word
 from .source import Source, open_source, revset_string
@@ -60,13 +60,24 @@ class Options:
     username: str | None = None
 
 
+# Names Mercurial gives a meaning at the root of a repository (or anywhere: .hg).
+_RESERVED = {".hgtags", ".hgignore", ".hgsub", ".hgsubstate", ".hgsigs", ".hgeol",
+             ".hgimports"}
+
+
 def normalize_subdir(subdir: str) -> str:
     """`subdir` as a clean relative path; aborts on anything else."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in subdir):
+        raise InputAbort(f"invalid subdirectory {subdir!r}: it holds a control character "
+                         "(a newline, a tab, ...)", "give a name of printable characters")
     clean = subdir.replace(os.sep, "/").strip("/")
     parts = clean.split("/")
-    if not clean or os.path.isabs(subdir) or any(p in ("", ".", "..", ".hg") for p in parts):
-        raise ImportAbort(f"invalid subdirectory {subdir!r}",
-                          "give a relative path inside the repository, such as 'wavemeter'")
+    if not clean or os.path.isabs(subdir) or any(p in ("", ".", "..") for p in parts):
+        raise InputAbort(f"invalid subdirectory {subdir!r}",
+                         "give a relative path inside the repository, such as 'wavemeter'")
+    if any(p.casefold() == ".hg" for p in parts) or parts[0].casefold() in _RESERVED:
+        raise InputAbort(f"invalid subdirectory {subdir!r}: Mercurial reserves that name",
+                         "choose another name (not .hg, .hgtags, .hgsub, .hgignore, ...)")
     return clean
 
 
@@ -76,16 +87,16 @@ class Parent:
     def __init__(self, hg: Hg, root: str, onto: str = "."):
         self.hg, self.root = hg, root
         if not os.path.isdir(os.path.join(root, ".hg")):
-            raise ImportAbort(f"{root} is not a Mercurial repository",
+            raise StateAbort(f"{root} is not a Mercurial repository",
                               "run the command inside the parent repository")
         try:
             self.onto, self.onto_branch = hg.lines("log", "-r", onto, "-T", "{node}\n{branch}\n",
                                                    repo=root)[:2]
         except (HgError, ValueError):
-            raise ImportAbort(f"unknown revision {onto!r} in the parent",
+            raise InputAbort(f"unknown revision {onto!r} in the parent",
                               "give an existing revision with --onto") from None
         if self.onto == "0" * 40:
-            raise ImportAbort(f"{root} has no changeset to attach the child to",
+            raise StateAbort(f"{root} has no changeset to attach the child to",
                               "commit something first (an .hgignore, a README)")
         self.wdir = self.text("log", "-r", ".", "-T", "{node}")
         text = hg.run("cat", "-r", self.onto, os.path.join(root, state.FILENAME), repo=root,
@@ -99,12 +110,22 @@ class Parent:
     def text(self, *args: str) -> str:
         return self.hg.text(*args, repo=self.root)
 
-    def check_clean(self) -> None:
+    def check_ready(self) -> None:
+        """Abort unless an import may start: no interrupted transaction, nothing
+        uncommitted, no untracked file where the import writes one."""
+        if os.path.exists(os.path.join(self.root, ".hg", "store", "journal")):
+            raise StateAbort(f"an interrupted transaction was left in {self.root}",
+                             "run 'hg recover', then import again")
         status = self.text("status", "-mard")
         merging = self.text("log", "-r", "p2()", "-T", "x")
         if status or merging:
-            raise ImportAbort(f"uncommitted changes in {self.root}",
-                              "commit or shelve them (hg commit, hg shelve), then import again")
+            raise StateAbort(f"uncommitted changes in {self.root}",
+                             "commit or shelve them (hg commit, hg shelve), then import again")
+        names = (state.FILENAME, ".hgtags", ".hgignore")
+        untracked = self.hg.lines("status", "-uin", *names, repo=self.root)
+        if untracked:
+            raise StateAbort(f"untracked {', '.join(untracked)} in {self.root}, which the "
+                             "import writes", "add and commit it, or move it away")
 
     def has_files(self, subdir: str) -> bool:
         found = self.hg.run("files", "-r", self.onto, "path:" + subdir, repo=self.root,
@@ -173,23 +194,23 @@ def _record(opts: Options, parent: Parent, subdir: str) -> state.Record:
     old = parent.records.get(subdir)
     if opts.sync:
         if old is None:
-            raise ImportAbort(f"{subdir} is not an import recorded in {state.FILENAME}",
+            raise InputAbort(f"{subdir} is not an import recorded in {state.FILENAME}",
                               "import it first: hg importrepo SOURCE " + subdir)
         changes = {k: v for k, v in (("source", opts.source),) if v}
         if opts.exclude:
             changes["exclude"] = sorted(set(old.exclude) | set(opts.exclude))
         return replace(old, **changes)
     if old is not None:
-        raise ImportAbort(f"{subdir} is already imported from {old.source}",
+        raise StateAbort(f"{subdir} is already imported from {old.source}",
                           f"bring in new changesets with: hg importrepo --sync {subdir}")
     if parent.has_files(subdir):
-        raise ImportAbort(f"{subdir} already exists in the parent and is not an import",
+        raise StateAbort(f"{subdir} already exists in the parent and is not an import",
                           "choose another subdirectory, or move the existing one away first")
     if os.path.lexists(os.path.join(parent.root, subdir)):
-        raise ImportAbort(f"{subdir} exists in the working directory (untracked files)",
+        raise StateAbort(f"{subdir} exists in the working directory (untracked files)",
                           "move it away or choose another subdirectory")
     if not opts.source:
-        raise ImportAbort("no source given", "hg importrepo SOURCE SUBDIR")
+        raise InputAbort("no source given", "hg importrepo SOURCE SUBDIR")
     linear = opts.linear
     return state.Record(
         subdir=subdir, source=opts.source, kind="",
@@ -208,13 +229,13 @@ def _branchmap(record: state.Record, source: Source, parent: Parent,
     seen: dict[str, str] = {}
     for name, target in mapping.items():
         if target in seen:
-            raise ImportAbort(f"child branches {seen[target]!r} and {name!r} would both become "
+            raise InputAbort(f"child branches {seen[target]!r} and {name!r} would both become "
                               f"{target!r}", "map one of them elsewhere (branches in the "
                               "manifest) or change --branch-prefix")
         seen[target] = name
         ours = target in owned or (record.linear and target == parent.onto_branch)
         if target in parent.branches and not ours:
-            raise ImportAbort(f"branch collision: child branch {name!r} would become "
+            raise InputAbort(f"branch collision: child branch {name!r} would become "
                               f"{target!r}, which exists in the parent",
                               "choose another name with --branch or --branch-prefix")
     return mapping
@@ -225,6 +246,9 @@ def make_plan(hg: Hg, parent: Parent, opts: Options) -> Plan:
     record = _record(opts, parent, subdir)
     source_path = record.source if os.path.isabs(record.source) else \
         os.path.normpath(os.path.join(parent.root if opts.sync else os.getcwd(), record.source))
+    if os.path.realpath(source_path) == os.path.realpath(parent.root):
+        raise InputAbort(f"source {record.source} is the parent repository itself",
+                         "give the path of the repository to import into it")
     source = open_source(hg, source_path, opts.rev)
     if not opts.sync:
         record.kind = source.kind
@@ -244,7 +268,7 @@ def make_plan(hg: Hg, parent: Parent, opts: Options) -> Plan:
     for name, node in source.tags.items():
         target = record.tag_prefix + name
         if target in parent.tags and parent.tags[target] not in ours:
-            raise ImportAbort(f"tag collision: child tag {name!r} would become {target!r}, "
+            raise InputAbort(f"tag collision: child tag {name!r} would become {target!r}, "
                               "which the parent already has",
                               "choose a namespace with --tag-prefix")
         newtags[target] = node
@@ -252,7 +276,7 @@ def make_plan(hg: Hg, parent: Parent, opts: Options) -> Plan:
     for name, node in source.bookmarks.items():
         target = record.branch_prefix + name
         if target in parent.bookmarks and parent.bookmarks[target] not in ours:
-            raise ImportAbort(f"bookmark collision: child bookmark {name!r} would become "
+            raise InputAbort(f"bookmark collision: child bookmark {name!r} would become "
                               f"{target!r}, which the parent already has",
                               "choose a namespace with --branch-prefix")
         newmarks[target] = node
@@ -264,11 +288,14 @@ def make_plan(hg: Hg, parent: Parent, opts: Options) -> Plan:
 class Aside:
     """A clone of the parent under .hg/ where all the work happens; removed on exit."""
 
+    OWNER = "owner"  # the pid of the import working here
+
     def __init__(self, hg: Hg, parent: Parent):
         self.hg = hg
         self.dir = tempfile.mkdtemp(prefix="importrepo-", dir=os.path.join(parent.root, ".hg"))
         self.repo = os.path.join(self.dir, "repo")
         try:
+            self.write(self.OWNER, f"{os.getpid()}\n")
             # non-publishing, so that the parent's draft changesets stay draft here
             hg.run("clone", "-U", "-q", "--config", "hooks.preoutgoing=", "--config",
                    "hooks.outgoing=", "--config", "phases.publish=False", parent.root,
@@ -293,6 +320,36 @@ class Aside:
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    @classmethod
+    def sweep(cls, root: str, ui: UI) -> None:
+        """Remove the scratch clones that killed imports left in `root`; abort if
+        a live import is working there."""
+        dot_hg = os.path.join(root, ".hg")
+        for name in sorted(os.listdir(dot_hg)):
+            folder = os.path.join(dot_hg, name)
+            if not name.startswith("importrepo-") or not os.path.isdir(folder):
+                continue
+            try:
+                with open(os.path.join(folder, cls.OWNER), encoding="utf-8") as fh:
+                    pid = int(fh.read().strip())
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise StateAbort(f"another import is running in {root} (process {pid})",
+                                 "wait for it to finish, then import again")
+            shutil.rmtree(folder, ignore_errors=True)
+            ui.status(f"removed {name}, left by an import that was killed")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
 
 
 def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
@@ -374,7 +431,7 @@ def _join(aside: Aside, plan: Plan, revmap: dict[str, str], ui: UI) -> tuple[str
     new = sorted(set(revmap.values()) - set(plan.done.values()) - {parent.onto})
     head = verify.image(plan.source, {**plan.done, **revmap}, plan.source.head)
     if head is None:
-        raise ImportAbort(f"the child head {plan.source.head[:12]} has no imported changeset",
+        raise InputAbort(f"the child head {plan.source.head[:12]} has no imported changeset",
                           "it touches only excluded files; import up to another --rev")
     onto = parent.onto
     if _is_ancestor(aside, head, onto):
@@ -392,7 +449,7 @@ def _join(aside: Aside, plan: Plan, revmap: dict[str, str], ui: UI) -> tuple[str
         if result.code:
             conflicts = [line[2:] for line in aside.text("resolve", "-l").splitlines()
                          if line.startswith("U ")]
-            raise ImportAbort(
+            raise StateAbort(
                 f"merging {r.subdir} conflicts with the parent in: {', '.join(conflicts)}",
                 f"import with --no-merge, then: hg merge {r.branch} and resolve")
     wdir = aside.repo
@@ -447,7 +504,8 @@ def run(hg: Hg, root: str, opts: Options, ui: UI) -> int:
     """Import or sync one child; returns 0, or 1 when there was nothing to do."""
     parent = Parent(hg, root, opts.onto)
     if not opts.dry_run:
-        parent.check_clean()
+        Aside.sweep(root, ui)
+        parent.check_ready()
     plan = make_plan(hg, parent, opts)
     if opts.dry_run:
         for line in plan.describe():
@@ -530,7 +588,7 @@ def verify_subdir(hg: Hg, root: str, subdir: str, ui: UI) -> bool:
     subdir = normalize_subdir(subdir)
     record = parent.records.get(subdir)
     if record is None:
-        raise ImportAbort(f"{subdir} is not an import recorded in {state.FILENAME}")
+        raise InputAbort(f"{subdir} is not an import recorded in {state.FILENAME}")
     path = record.source if os.path.isabs(record.source) else \
         os.path.normpath(os.path.join(root, record.source))
     source = open_source(hg, path)

@@ -24,7 +24,7 @@ import os
 import tomllib
 
 from . import importer
-from .errors import ImportAbort
+from .errors import ImportAbort, InputAbort, StateAbort
 from .hg import Hg, HgError
 from .ui import UI
 
@@ -52,32 +52,32 @@ def load(path: str) -> Manifest:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except OSError as exc:
-        raise ImportAbort(f"cannot read manifest {path}: {exc.strerror}") from None
+        raise InputAbort(f"cannot read manifest {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ImportAbort(f"{path}: {exc}") from None
+        raise InputAbort(f"{path}: {exc}") from None
     base = os.path.dirname(os.path.abspath(path))
     unknown = set(data) - {"monorepo", "username", "child"}
     if unknown:
-        raise ImportAbort(f"{path}: unknown key {sorted(unknown)[0]!r}",
+        raise InputAbort(f"{path}: unknown key {sorted(unknown)[0]!r}",
                           "top-level keys are monorepo, username and [[child]] tables")
     if not isinstance(data.get("monorepo"), str):
-        raise ImportAbort(f"{path}: monorepo: expected the path of the monorepo (a string)")
+        raise InputAbort(f"{path}: monorepo: expected the path of the monorepo (a string)")
     children, seen = [], set()
     for n, table in enumerate(data.get("child", [])):
         where = f"{path}: child[{n}]"
         for key, value in table.items():
             if key not in _KEYS:
-                raise ImportAbort(f"{where}.{key}: unknown key",
+                raise InputAbort(f"{where}.{key}: unknown key",
                                   "known keys: " + ", ".join(sorted(_KEYS)))
             if not isinstance(value, _KEYS[key]):
-                raise ImportAbort(f"{where}.{key}: expected a {_KEYS[key].__name__}, "
+                raise InputAbort(f"{where}.{key}: expected a {_KEYS[key].__name__}, "
                                   f"got {value!r}")
         for key in ("source", "subdir"):
             if key not in table:
-                raise ImportAbort(f"{where}: missing {key!r}")
+                raise InputAbort(f"{where}: missing {key!r}")
         subdir = importer.normalize_subdir(table["subdir"])
         if subdir in seen:
-            raise ImportAbort(f"{where}.subdir: {subdir!r} appears twice")
+            raise InputAbort(f"{where}.subdir: {subdir!r} appears twice")
         seen.add(subdir)
         source = table["source"]
         if "://" not in source:
@@ -88,7 +88,7 @@ def load(path: str) -> Manifest:
             branches=dict(table.get("branches", {})), exclude=list(table.get("exclude", [])),
             linear=table.get("linear", False), merge=table.get("merge", True)))
     if not children:
-        raise ImportAbort(f"{path}: no [[child]] tables", "add one per repository to import")
+        raise InputAbort(f"{path}: no [[child]] tables", "add one per repository to import")
     return Manifest(path, os.path.normpath(os.path.join(base, data["monorepo"])),
                     data.get("username"), children)
 
@@ -96,7 +96,7 @@ def load(path: str) -> Manifest:
 def _create(hg: Hg, root: str, ui: UI) -> None:
     """A new monorepo with one first commit (an .hgignore) to attach children to."""
     if os.path.exists(root) and os.listdir(root):
-        raise ImportAbort(f"{root} exists and is not a Mercurial repository",
+        raise StateAbort(f"{root} exists and is not a Mercurial repository",
                           "point monorepo at an existing repository or a new path")
     hg.run("init", root)
     with open(os.path.join(root, ".hgignore"), "w", encoding="utf-8") as fh:
@@ -107,7 +107,8 @@ def _create(hg: Hg, root: str, ui: UI) -> None:
 
 def consolidate(manifest: Manifest, ui: UI, *, hg_exe: str | None = None,
                 dry_run: bool = False, verify: bool = False) -> int:
-    """Import or sync every child of `manifest`; returns 0."""
+    """Import or sync every child of `manifest`; returns 0, or 1 when no child
+    had anything new."""
     config = (f"ui.username={manifest.username}",) if manifest.username else ()
     try:
         with Hg(hg_exe, config=config) as hg:
@@ -120,7 +121,7 @@ def _consolidate(hg: Hg, manifest: Manifest, ui: UI, dry_run: bool, verify: bool
     root = manifest.monorepo
     if not os.path.isdir(os.path.join(root, ".hg")):
         if dry_run or verify:
-            raise ImportAbort(f"{root} does not exist yet", "run without --dry-run/--verify")
+            raise StateAbort(f"{root} does not exist yet", "run without --dry-run/--verify")
         _create(hg, root, ui)
     if verify:
         failed = [c.subdir for c in manifest.children
@@ -128,11 +129,12 @@ def _consolidate(hg: Hg, manifest: Manifest, ui: UI, dry_run: bool, verify: bool
         if failed:
             raise ImportAbort(f"verification failed for {', '.join(failed)}")
         return 0
+    results = []
     for options in manifest.children:
         records = importer.Parent(hg, root).records
         options.sync = options.subdir in records
         options.dry_run, options.username = dry_run, manifest.username
         if options.sync:
             options.linear = False
-        importer.run(hg, root, options, ui)
-    return 0
+        results.append(importer.run(hg, root, options, ui))
+    return 0 if 0 in results else 1

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 
-from .errors import ImportAbort
+from .errors import ImportAbort, InputAbort
 from .hg import Hg, HgError
 
 __all__ = ["Change", "GitSource", "HgSource", "Source", "open_source", "revset_string"]
@@ -125,7 +125,7 @@ class HgSource(Source):
             try:
                 self.rev = hg.text("log", "-r", rev, "-T", "{node}\n", repo=path).split()[-1]
             except (HgError, IndexError):
-                raise ImportAbort(f"unknown revision {rev!r} in {path}",
+                raise InputAbort(f"unknown revision {rev!r} in {path}",
                                   f"check it with: hg log -R {path} -r \"{rev}\"") from None
         revset = self.revset = f"::{self.rev}" if rev else "all()"
         for line in hg.lines("log", "-r", revset, "-T", _LOG_TEMPLATE, repo=path):
@@ -160,7 +160,7 @@ class GitSource(Source):
         if rev:
             found = self._git("rev-parse", "--verify", "--quiet", rev + "^{commit}", check=False)
             if not found:
-                raise ImportAbort(f"unknown revision {rev!r} in {path}",
+                raise InputAbort(f"unknown revision {rev!r} in {path}",
                                   f"check it with: git -C {path} log -1 {rev}")
             self.head, heads = found.strip(), [found.strip()]
         else:
@@ -230,8 +230,8 @@ def open_source(hg: Hg, path: str, rev: str | None = None) -> Source:
     else:
         what = "does not exist" if not os.path.exists(path) else \
             "is not a Mercurial or git repository"
-        raise ImportAbort(f"source {path} {what}",
+        raise InputAbort(f"source {path} {what}",
                           "give the path of a local Mercurial or git repository")
     if not source.changes:
-        raise ImportAbort(f"source {path} has no changesets to import")
+        raise InputAbort(f"source {path} has no changesets to import")
     return source
