@@ -36,6 +36,7 @@ from tools.hgimport.ui import UI  # noqa: E402
 
 cmdtable: dict = {}
 command = registrar.command(cmdtable)
+templatekeyword = registrar.templatekeyword()
 testedwith = b"6.3 7.2"
 minimumhgversion = b"6.3"
 buglink = b"https://github.com/ionlab/ionlab/issues"
@@ -94,6 +95,7 @@ class _MercurialUI(UI):
         (b"", b"verify", False, b"only check imported SUBDIRs against their children"),
         (b"n", b"dry-run", False, b"print the plan and change nothing"),
         (b"m", b"message", b"", b"message of the merge or sync commit", b"TEXT"),
+        (b"", b"keep-messages", False, b"leave the child hashes cited in messages as they are"),
     ],
     b"[OPTION]... (SOURCE SUBDIR | --sync|--verify [SUBDIR]...)",
     helpcategory=command.CATEGORY_IMPORT_EXPORT,
@@ -108,6 +110,10 @@ def importrepo(ui, repo, *args, **opts):
 
     --linear stacks the child on the parent's branch instead (what a rebase
     would give); --no-merge leaves the child head unmerged on its branch.
+
+    Child hashes cited in messages (7 hex digits or more) are rewritten to the
+    imported ones (--keep-messages leaves them). Each imported changeset keeps
+    its child node and source: ``hg log -T '{importnode} {importsource}\n'``.
 
     --sync brings in only what the children gained since the last import, as
     one more merge; it does nothing when nothing is new. --verify checks an
@@ -130,6 +136,7 @@ def importrepo(ui, repo, *args, **opts):
         tag_prefix=_prefix(opts["tag_prefix"]), exclude=[_s(x) for x in opts["exclude"]],
         branches=commands.branch_pairs([_s(x) for x in opts["map_branch"]]),
         linear=opts["linear"], merge=opts["merge"], dry_run=opts["dry_run"],
+        keep_messages=opts["keep_messages"],
         message=_s(opts["message"]) or None, username=username,
     )
     try:
@@ -140,6 +147,23 @@ def importrepo(ui, repo, *args, **opts):
     except ImportAbort as exc:
         kind = _ERRORS.get(type(exc), error.Abort)
         raise kind(_b(exc.message), hint=_b(exc.hint) if exc.hint else None) from None
+
+
+def _imported(ctx):
+    extra = ctx.extra()
+    return extra if extra.get(b"convert_source", b"").startswith(b"importrepo:") else {}
+
+
+@templatekeyword(b"importsource", requires={b"ctx"})
+def importsource(context, mapping):
+    """String. The child repository an imported changeset came from, as given."""
+    return _imported(context.resource(mapping, b"ctx")).get(b"importrepo_source", b"")
+
+
+@templatekeyword(b"importnode", requires={b"ctx"})
+def importnode(context, mapping):
+    """String. The node of an imported changeset in its child repository."""
+    return _imported(context.resource(mapping, b"ctx")).get(b"convert_revision", b"")
 
 
 # with ui.detailed-exit-code, Mercurial exits 10, 20 and 100 for these

@@ -127,7 +127,7 @@ def build_tangled_child(hg: Hg, path: Path) -> Builder:
     c.merge(topic, f"no-ff merge of {topic[:12]}")
     base = c.node(".")
     c.append("g.txt", "side\n")
-    side = c.commit("side edit of g")
+    side = c.commit(f"side edit of g (not deadbeef1 nor 1234567; the tag is {tagged[:9]})")
     c.update(base)
     c.append("f.txt", "main\n")
     c.commit("main edit of f")

@@ -1,7 +1,8 @@
 """What an import promises beyond the files: the parent's bookmarks, heads, tags,
 phases and remote names never moved (a pull that would move them is rolled
-back), and every child merge kept, so that `hg log -f` finds what it finds in
-the child. Against the venv's Mercurial and Debian's."""
+back), every child merge kept, so that `hg log -f` finds what it finds in the
+child, and child hashes cited in messages rewritten to the imported ones.
+Against the venv's Mercurial and Debian's."""
 
 from __future__ import annotations
 
@@ -167,7 +168,7 @@ def test_every_merge_is_kept_and_log_follow_finds_what_it_finds_in_the_child(
     # the merge whose tree equals its first parent is there, with both parents
     kept = hg.text("log", "-r", "desc('keeping ours') and extra('convert_source')",
                    "-T", "{p1.desc}|{p2.desc}", repo=p)
-    assert kept == "main edit of f|side edit of g"
+    assert kept.startswith("main edit of f|side edit of g")
 
 
 def test_git_no_ff_merges_are_kept(hg, tmp_path, keeper, run_hg, exe):
@@ -199,3 +200,64 @@ def test_git_no_ff_merges_are_kept(hg, tmp_path, keeper, run_hg, exe):
     assert merges == ["merge topic 1", "merge topic 2"]
     marks = set(hg.lines("bookmarks", "-T", "{bookmark}\n", repo=keeper.path))
     assert marks == {"master", "other", "g/master", "g/topic1", "g/topic2"}
+
+
+def images(hg, repo: str) -> dict[str, str]:
+    """{child node: imported node} from the imported changesets' extras."""
+    return dict(line.split() for line in hg.lines(
+        "log", "-r", "extra('convert_source')", "-T", "{importnode} {node}\n", repo=repo))
+
+
+def test_cited_hashes_are_rewritten_and_each_changeset_names_its_child(
+        hg, tangled, keeper, run_hg, exe):
+    p = keeper.path
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
+    image = images(hg, p)
+    node = {d: tangled.node(f"desc('{d}')") for d in ("root", "topic work", "side edit")}
+    tagged = tangled.node("desc('Added tag v1')")  # dropped: stands for root's image
+    desc = {c: d for c, d in (line.split(" ", 1) for line in hg.lines(
+        "log", "-r", "extra('convert_source')", "-T", "{importnode} {desc}\n", repo=p))}
+    assert desc[tangled.node("desc('feature on top')")] == \
+        f"feature on top of {image[node['root']][:7]}"
+    assert desc[tangled.node("desc('no-ff merge')")] == \
+        f"no-ff merge of {image[node['topic work']][:12]}"
+    assert desc[tangled.node("desc('keeping ours')")] == \
+        f"merge {image[node['side edit']]} keeping ours"
+    assert desc[node["side edit"]] == ("side edit of g (not deadbeef1 nor 1234567; the tag is "
+                                       f"{image[node['root']][:9]})") and tagged not in image
+    # every imported changeset names its child changeset and where it came from
+    sources = set(hg.lines("log", "-r", "extra('convert_source')", "-T", "{importsource}\n",
+                           repo=p))
+    assert sources == {tangled.path}  # as given
+    assert hg.text("log", "-r", "not extra('convert_source')", "-T", "{importnode}",
+                   repo=p) == ""
+
+
+def test_keep_messages_leaves_them_and_verification_holds_either_way(
+        hg, tangled, keeper, run_hg, exe):
+    from tools.hgimport import importer, state, verify
+    from tools.hgimport.source import open_source
+    p = keeper.path
+    ok(run_hg("importrepo", "--keep-messages", tangled.path, "lib", cwd=p, exe=exe))
+    image = images(hg, p)
+    for child, mine in image.items():
+        assert hg.text("log", "-r", mine, "-T", "{desc}", repo=p) == \
+            hg.text("log", "-r", child, "-T", "{desc}", repo=tangled.path)
+    record = state.loads(open(os.path.join(p, state.FILENAME)).read())["lib"]
+    assert record.keep_messages is True
+    tangled.update("master")
+    tangled.append("f.txt", "more\n")
+    tangled.commit(f"more, after {tangled.node('0')[:8]}")
+    ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
+    assert hg.text("log", "-r", "max(extra('convert_source'))", "-T", "{desc}", repo=p) == \
+        f"more, after {tangled.node('0')[:8]}"
+    ok(run_hg("importrepo", "--verify", cwd=p, exe=exe))
+    # the checker holds the import to its record: rewritten messages were expected
+    source = open_source(hg, tangled.path)
+    done = {c: n for c, (n, _b) in importer.Parent(hg, p).imported(record.sourcename).items()}
+    from dataclasses import replace
+    wrong = verify.check(hg, p, replace(record, keep_messages=False), source, done)
+    assert sorted(x.split(": ", 1)[1] for x in wrong.problems) == sorted(
+        f"message differs from child {tangled.node(d)[:12]} (with the hashes it cites "
+        "rewritten)" for d in ("desc('feature on top')", "desc('no-ff merge')",
+                               "desc('keeping ours')", "desc('side edit')", "desc('more')"))

@@ -53,6 +53,7 @@ class Options:
     branches: dict[str, str] = field(default_factory=dict)
     exclude: list[str] = field(default_factory=list)
     linear: bool = False
+    keep_messages: bool = False
     merge: bool = True
     sync: bool = False
     dry_run: bool = False
@@ -218,7 +219,7 @@ def _record(opts: Options, parent: Parent, subdir: str) -> state.Record:
         branch_prefix=subdir + "/" if opts.branch_prefix is None else opts.branch_prefix,
         tag_prefix=subdir + "/" if opts.tag_prefix is None else opts.tag_prefix,
         branches=dict(opts.branches), exclude=sorted(set(opts.exclude)), linear=linear,
-        onto=parent.onto)
+        keep_messages=opts.keep_messages, onto=parent.onto)
 
 
 def _branchmap(record: state.Record, source: Source, parent: Parent,
@@ -369,7 +370,10 @@ def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
             # keep merges whose parent is an ancestor of the other (a --no-ff merge)
             "--config", "convert.ignoreancestorcheck=True",
             "--config", "convert.git.saverev=True",
-            "--config", "convert.hg.sourcename=" + r.sourcename]
+            "--config", "convert.hg.sourcename=" + r.sourcename,
+            # hashes cited in messages (7 digits on) rewritten, or messages kept as they are
+            "--config", "importrepo.messages=" + ("keep" if r.keep_messages else "rewrite"),
+            "--config", "importrepo.source=" + r.source]
     if plan.source.rev:
         args += ["--rev", plan.source.rev]
     counting: dict[str, int] = {}  # convert prints "converting..." then N-1 ... 0

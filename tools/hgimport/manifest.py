@@ -13,6 +13,7 @@
     exclude = ["*.pyc", "build"]
     linear = false
     merge = true
+    keep_messages = false           # true: child hashes in messages left as they are
 
 A child already recorded in the monorepo's .hgimports is synced, any other
 imported, in manifest order, each one atomically.
@@ -31,7 +32,8 @@ from .ui import UI
 __all__ = ["Manifest", "consolidate", "load"]
 
 _KEYS = {"source": str, "subdir": str, "branch": str, "branch_prefix": str, "tag_prefix": str,
-         "branches": dict, "exclude": list, "linear": bool, "merge": bool, "rev": str}
+         "branches": dict, "exclude": list, "linear": bool, "merge": bool, "rev": str,
+         "keep_messages": bool}
 
 
 class Manifest:
@@ -86,7 +88,8 @@ def load(path: str) -> Manifest:
             subdir=subdir, source=source, rev=table.get("rev"), branch=table.get("branch"),
             branch_prefix=table.get("branch_prefix"), tag_prefix=table.get("tag_prefix"),
             branches=dict(table.get("branches", {})), exclude=list(table.get("exclude", [])),
-            linear=table.get("linear", False), merge=table.get("merge", True)))
+            linear=table.get("linear", False), merge=table.get("merge", True),
+            keep_messages=table.get("keep_messages", False)))
     if not children:
         raise InputAbort(f"{path}: no [[child]] tables", "add one per repository to import")
     return Manifest(path, os.path.normpath(os.path.join(base, data["monorepo"])),

@@ -39,6 +39,7 @@ class Record:
     branches: dict[str, str] = field(default_factory=dict)
     exclude: list[str] = field(default_factory=list)
     linear: bool = False
+    keep_messages: bool = False
     onto: str = ""
 
     @property
