@@ -52,7 +52,7 @@ Clear aborts that say what to do next, each leaving the parent alone:
 
   $ hg importrepo ../nowhere lib
   abort: source */nowhere does not exist (glob)
-  (give the path of a local Mercurial or git repository)
+  (give the path of a local Mercurial or git repository, or a URL)
   [255]
   $ hg importrepo -r nope ../child lib
   abort: unknown revision 'nope' in */child (glob)

@@ -23,14 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 
-from . import guard, state, verify
+from . import guard, remote, state, verify
 from .errors import ImportAbort, InputAbort, StateAbort
 from .hg import Hg, HgError
 from .mapping import branch_target, excluded, filemap_word
+from .scratch import Scratch
 from .source import Source, open_source, revset_string
 from .ui import UI
 
@@ -242,20 +241,32 @@ def _branchmap(record: state.Record, source: Source, parent: Parent,
     return mapping
 
 
-def make_plan(hg: Hg, parent: Parent, opts: Options) -> Plan:
+def open_child(hg: Hg, root: str, given: str, base: str, scratch: Scratch, ui: UI,
+               rev: str | None = None) -> tuple[Source, str]:
+    """The child `given` by the user (a path relative to `base`, or a URL cloned
+    into `scratch` first), and how to record it: a URL as given, a relative path
+    relative to the root, an absolute path as it is."""
+    if remote.is_remote(given):
+        ui.status(f"cloning {given}")
+        dest = scratch.path("child")
+        remote.clone(hg, given, dest)
+        return open_source(hg, dest, rev, name=given), given
+    path = given if os.path.isabs(given) else os.path.normpath(os.path.join(base, given))
+    if os.path.realpath(path) == os.path.realpath(root):
+        raise InputAbort(f"source {given} is the parent repository itself",
+                         "give the path of the repository to import into it")
+    recorded = path if os.path.isabs(given) else os.path.relpath(path, root)
+    return open_source(hg, path, rev), recorded
+
+
+def make_plan(hg: Hg, parent: Parent, opts: Options, scratch: Scratch, ui: UI) -> Plan:
     subdir = normalize_subdir(opts.subdir)
     record = _record(opts, parent, subdir)
-    source_path = record.source if os.path.isabs(record.source) else \
-        os.path.normpath(os.path.join(parent.root if opts.sync else os.getcwd(), record.source))
-    if os.path.realpath(source_path) == os.path.realpath(parent.root):
-        raise InputAbort(f"source {record.source} is the parent repository itself",
-                         "give the path of the repository to import into it")
-    source = open_source(hg, source_path, opts.rev)
+    source, recorded = open_child(hg, parent.root, record.source,
+                                  parent.root if opts.sync else os.getcwd(), scratch, ui,
+                                  opts.rev)
     if not opts.sync:
-        record.kind = source.kind
-        # as given: relative paths stay relative (to the root), for clones side by side
-        record.source = source_path if os.path.isabs(record.source) else \
-            os.path.relpath(source_path, parent.root)
+        record.kind, record.source = source.kind, recorded
     earlier = parent.imported(record.sourcename)
     done = {child: node for child, (node, _b) in earlier.items()}
     owned = {branch for _n, branch in earlier.values()}
@@ -287,70 +298,25 @@ def make_plan(hg: Hg, parent: Parent, opts: Options) -> Plan:
 
 
 class Aside:
-    """A clone of the parent under .hg/ where all the work happens; removed on exit."""
+    """A clone of the parent in the run's scratch folder, where all the work happens."""
 
-    OWNER = "owner"  # the pid of the import working here
-
-    def __init__(self, hg: Hg, parent: Parent):
-        self.hg = hg
-        self.dir = tempfile.mkdtemp(prefix="importrepo-", dir=os.path.join(parent.root, ".hg"))
-        self.repo = os.path.join(self.dir, "repo")
-        try:
-            self.write(self.OWNER, f"{os.getpid()}\n")
-            # non-publishing, so that the parent's draft changesets stay draft here
-            hg.run("clone", "-U", "-q", "--config", "hooks.preoutgoing=", "--config",
-                   "hooks.outgoing=", "--config", "phases.publish=False", parent.root,
-                   self.repo)
-            with open(os.path.join(self.repo, ".hg", "hgrc"), "w", encoding="utf-8") as fh:
-                fh.write("[phases]\npublish = False\n")
-        except BaseException:
-            self.close()
-            raise
+    def __init__(self, hg: Hg, parent: Parent, scratch: Scratch):
+        self.hg, self.scratch = hg, scratch
+        self.dir, self.repo = scratch.dir, scratch.path("repo")
+        # non-publishing, so that the parent's draft changesets stay draft here
+        hg.run("clone", "-U", "-q", "--config", "hooks.preoutgoing=", "--config",
+               "hooks.outgoing=", "--config", "phases.publish=False", parent.root, self.repo)
+        with open(os.path.join(self.repo, ".hg", "hgrc"), "w", encoding="utf-8") as fh:
+            fh.write("[phases]\npublish = False\n")
 
     def write(self, name: str, text: str) -> str:
-        path = os.path.join(self.dir, name)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        return path
+        return self.scratch.write(name, text)
 
     def run(self, *args: str, **kw):
         return self.hg.run(*args, repo=self.repo, **kw)
 
     def text(self, *args: str) -> str:
         return self.hg.text(*args, repo=self.repo)
-
-    def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    @classmethod
-    def sweep(cls, root: str, ui: UI) -> None:
-        """Remove the scratch clones that killed imports left in `root`; abort if
-        a live import is working there."""
-        dot_hg = os.path.join(root, ".hg")
-        for name in sorted(os.listdir(dot_hg)):
-            folder = os.path.join(dot_hg, name)
-            if not name.startswith("importrepo-") or not os.path.isdir(folder):
-                continue
-            try:
-                with open(os.path.join(folder, cls.OWNER), encoding="utf-8") as fh:
-                    pid = int(fh.read().strip())
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise StateAbort(f"another import is running in {root} (process {pid})",
-                                 "wait for it to finish, then import again")
-            shutil.rmtree(folder, ignore_errors=True)
-            ui.status(f"removed {name}, left by an import that was killed")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
 
 
 def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
@@ -507,10 +473,21 @@ def _append(path: str, lines: list[str]) -> None:
 def run(hg: Hg, root: str, opts: Options, ui: UI) -> int:
     """Import or sync one child; returns 0, or 1 when there was nothing to do."""
     parent = Parent(hg, root, opts.onto)
+    dot_hg = os.path.join(root, ".hg")
     if not opts.dry_run:
-        Aside.sweep(root, ui)
+        Scratch.sweep(dot_hg, ui)
         parent.check_ready()
-    plan = make_plan(hg, parent, opts)
+    # a dry run clones a remote child outside the parent: it writes nothing there
+    with Scratch(None if opts.dry_run else dot_hg) as scratch:
+        log.debug("working in %s", scratch.dir)
+        try:
+            return _run(hg, parent, opts, scratch, ui)
+        except HgError as exc:
+            raise ImportAbort(f"{exc}", "the parent is unchanged") from None
+
+
+def _run(hg: Hg, parent: Parent, opts: Options, scratch: Scratch, ui: UI) -> int:
+    plan = make_plan(hg, parent, opts, scratch, ui)
     if opts.dry_run:
         for line in plan.describe():
             ui.status(line)
@@ -520,38 +497,32 @@ def run(hg: Hg, root: str, opts: Options, ui: UI) -> int:
         return 1
     ui.status(f"{'syncing' if plan.sync else 'importing'} {plan.record.source} into "
               f"{plan.record.subdir}/ ({len(plan.todo)} changesets to convert)")
-    aside = Aside(hg, parent)
-    log.debug("working in %s", aside.dir)
-    try:
-        cloned = guard.take(hg, aside.repo)  # the parent as far as a clone sees it
-        revmap = _convert(aside, plan, ui)
-        marks = _set_bookmarks(aside, plan, revmap)
-        moved = sorted(m for m, n in marks.items() if parent.bookmarks.get(m) != n)
-        node, count = _join(aside, plan, revmap, ui)
-        if node is None and not moved:
-            ui.status(f"{plan.record.subdir}: nothing new in {plan.record.source}")
-            return 1
-        allowed = guard.Allowed(bookmarks=marks, tag_prefix=plan.record.tag_prefix,
-                                branches=set(plan.branchmap.values()), replaced=parent.onto,
-                                commit=node or "")
-        report = verify.check(hg, aside.repo, plan.record, plan.source, {**plan.done, **revmap},
-                              only=set(plan.todo) if plan.sync else None,
-                              guarded=(cloned, allowed), ui=ui)
-        for line in report.lines():
-            ui.status(line)
-        if not report.ok:
-            raise ImportAbort(f"verification of {plan.record.subdir} failed; "
-                              "the parent is unchanged", "report the problems listed above")
-        _pull(hg, aside, parent, allowed, moved)
-        if node and parent.wdir == parent.onto and (plan.merge or plan.record.linear):
-            hg.run("update", "-q", "-r", node, repo=root)
-        ui.status(f"{plan.record.subdir}: {count} changesets "
-                  f"{'synced' if plan.sync else 'imported'}, head {(node or parent.onto)[:12]}")
-        return 0
-    except HgError as exc:
-        raise ImportAbort(f"{exc}", "the parent is unchanged") from None
-    finally:
-        aside.close()
+    aside = Aside(hg, parent, scratch)
+    cloned = guard.take(hg, aside.repo)  # the parent as far as a clone sees it
+    revmap = _convert(aside, plan, ui)
+    marks = _set_bookmarks(aside, plan, revmap)
+    moved = sorted(m for m, n in marks.items() if parent.bookmarks.get(m) != n)
+    node, count = _join(aside, plan, revmap, ui)
+    if node is None and not moved:
+        ui.status(f"{plan.record.subdir}: nothing new in {plan.record.source}")
+        return 1
+    allowed = guard.Allowed(bookmarks=marks, tag_prefix=plan.record.tag_prefix,
+                            branches=set(plan.branchmap.values()), replaced=parent.onto,
+                            commit=node or "")
+    report = verify.check(hg, aside.repo, plan.record, plan.source, {**plan.done, **revmap},
+                          only=set(plan.todo) if plan.sync else None,
+                          guarded=(cloned, allowed), ui=ui)
+    for line in report.lines():
+        ui.status(line)
+    if not report.ok:
+        raise ImportAbort(f"verification of {plan.record.subdir} failed; "
+                          "the parent is unchanged", "report the problems listed above")
+    _pull(hg, aside, parent, allowed, moved)
+    if node and parent.wdir == parent.onto and (plan.merge or plan.record.linear):
+        hg.run("update", "-q", "-r", node, repo=parent.root)
+    ui.status(f"{plan.record.subdir}: {count} changesets "
+              f"{'synced' if plan.sync else 'imported'}, head {(node or parent.onto)[:12]}")
+    return 0
 
 
 def _pull(hg: Hg, aside: Aside, parent: Parent, allowed: guard.Allowed,
@@ -593,11 +564,10 @@ def verify_subdir(hg: Hg, root: str, subdir: str, ui: UI) -> bool:
     record = parent.records.get(subdir)
     if record is None:
         raise InputAbort(f"{subdir} is not an import recorded in {state.FILENAME}")
-    path = record.source if os.path.isabs(record.source) else \
-        os.path.normpath(os.path.join(root, record.source))
-    source = open_source(hg, path)
-    done = {child: node for child, (node, _b) in parent.imported(record.sourcename).items()}
-    report = verify.check(hg, root, record, source, done, ui=ui)
+    with Scratch(None) as scratch:
+        source, _recorded = open_child(hg, root, record.source, root, scratch, ui)
+        done = {child: node for child, (node, _b) in parent.imported(record.sourcename).items()}
+        report = verify.check(hg, root, record, source, done, ui=ui)
     for line in report.lines():
         ui.status(line)
     return report.ok
