@@ -159,3 +159,37 @@ def test_ionlab_import_exits_with_the_same_codes(child, tmp_path, env):
     assert consolidate().returncode == 0
     nothing = consolidate()
     assert nothing.returncode == 1 and "lib: nothing new in" in nothing.stdout
+
+
+def test_manifest_dry_run_and_verify_print_every_plan_before_the_monorepo_exists(
+        child, tmp_path, env, hg):
+    from tools.hgimport.synth import Builder
+    other = Builder(hg, tmp_path / "other")
+    other.write("x.txt", "x\n")
+    other.commit("other root")
+    manifest = tmp_path / "lab.toml"
+    manifest.write_text('monorepo = "mono"\n[[child]]\nsource = "child"\nsubdir = "lib"\n'
+                        '[[child]]\nsource = "other"\nsubdir = "tools/other"\n')
+
+    def consolidate(*extra):
+        return subprocess.run([sys.executable, "-m", "tools.hgimport", str(manifest), *extra],
+                              env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+
+    for flag, code in (("--dry-run", 0), ("--verify", 1)):
+        result = consolidate(flag)
+        assert result.returncode == code, result.stderr
+        out = result.stdout
+        assert out.startswith(f"{tmp_path / 'mono'} does not exist yet: it would be created")
+        assert f"import {child.path} (hg) into lib/" in out
+        assert f"import {other.path} (hg) into tools/other/" in out
+        assert "changesets to convert: 11" in out and "changesets to convert: 1 " in out
+        assert not (tmp_path / "mono").exists()
+    # once the first child is in, --verify checks it and plans the second
+    manifest.write_text('monorepo = "mono"\n[[child]]\nsource = "child"\nsubdir = "lib"\n')
+    assert consolidate().returncode == 0
+    manifest.write_text('monorepo = "mono"\n[[child]]\nsource = "child"\nsubdir = "lib"\n'
+                        '[[child]]\nsource = "other"\nsubdir = "tools/other"\n')
+    result = consolidate("--verify")
+    assert result.returncode == 1, result.stderr
+    assert "verify lib/: ok" in result.stdout
+    assert "tools/other: not imported yet; the import would be:" in result.stdout
