@@ -93,11 +93,12 @@ class _MercurialUI(UI):
         (b"", b"merge", True, b"merge the child head (--no-merge leaves it to you)"),
         (b"", b"sync", False, b"bring in what is new in imported SUBDIRs (default: all)"),
         (b"", b"verify", False, b"only check imported SUBDIRs against their children"),
+        (b"", b"export", False, b"write SUBDIR's history as a repository of its own in DEST"),
         (b"n", b"dry-run", False, b"print the plan and change nothing"),
         (b"m", b"message", b"", b"message of the merge or sync commit", b"TEXT"),
         (b"", b"keep-messages", False, b"leave the child hashes cited in messages as they are"),
     ],
-    b"[OPTION]... (SOURCE SUBDIR | --sync|--verify [SUBDIR]...)",
+    b"[OPTION]... (SOURCE SUBDIR | --sync|--verify [SUBDIR]... | --export SUBDIR DEST)",
     helpcategory=command.CATEGORY_IMPORT_EXPORT,
 )
 def importrepo(ui, repo, *args, **opts):
@@ -119,7 +120,12 @@ def importrepo(ui, repo, *args, **opts):
     one more merge; it does nothing when nothing is new. --verify checks an
     import: files, metadata, counts, tags and hg verify.
 
-    Returns 0 on success, 1 when there was nothing to sync. With
+    --export SUBDIR DEST writes SUBDIR's history as a repository of its own:
+    the child's changesets as they are (so every hash is the child's), then
+    the monorepo's changes under SUBDIR on top, ready for ``hg push`` into
+    the child. Run again, it adds only what is new.
+
+    Returns 0 on success, 1 when there was nothing to sync or export. With
     ui.detailed-exit-code, a refusal for bad input exits 10 and one for the
     repository's state (uncommitted changes, an interrupted transaction, an
     import already there) 20.
@@ -142,7 +148,8 @@ def importrepo(ui, repo, *args, **opts):
     try:
         return commands.main(
             hg_exe=os.fsdecode(procutil.hgexecutable()), root=_s(repo.root), args=args,
-            sync=opts["sync"], verify=opts["verify"], options=Options(subdir="", **options),
+            sync=opts["sync"], verify=opts["verify"], export=opts["export"],
+            options=Options(subdir="", **options),
             ui=report)
     except ImportAbort as exc:
         kind = _ERRORS.get(type(exc), error.Abort)

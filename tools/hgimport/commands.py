@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from . import export as exporting
 from . import importer
 from .errors import ImportAbort, InputAbort, StateAbort
 from .hg import Hg, HgError
@@ -34,11 +35,19 @@ def _subdirs(hg: Hg, root: str, args: list[str]) -> list[str]:
 
 
 def main(*, hg_exe: str | None, root: str, args: list[str], sync: bool, verify: bool,
-         options: importer.Options, ui: UI) -> int:
+         options: importer.Options, ui: UI, export: bool = False) -> int:
     """Run `hg importrepo` with parsed arguments; returns the exit status."""
-    if sync and verify:
-        raise InputAbort("--sync and --verify cannot be combined",
-                          "--sync verifies what it brings in anyway")
+    if sync + verify + export > 1:
+        raise InputAbort("--sync, --verify and --export cannot be combined",
+                         "--sync verifies what it brings in anyway")
+    if export:
+        if len(args) != 2:
+            raise InputAbort("need SUBDIR and DEST", "hg importrepo --export SUBDIR DEST")
+        with Hg(hg_exe) as hg:
+            try:
+                return exporting.export(hg, root, args[0], args[1], ui)
+            except HgError as exc:
+                raise ImportAbort(str(exc)) from None
     if not (sync or verify) and len(args) != 2:
         raise InputAbort("need SOURCE and SUBDIR", "hg importrepo SOURCE SUBDIR (see hg help "
                           "importrepo)")
