@@ -11,12 +11,18 @@ from pathlib import Path
 from tools.hgimport.hg import Hg
 from tools.hgimport.synth import Builder
 
-__all__ = ["BINARY", "EXTENSION", "ROOT", "VENV_HG", "build_child", "build_parent", "settle",
-           "snapshot"]
+__all__ = ["BINARY", "EXTENSION", "ROOT", "VENV_HG", "build_bookmarked_parent", "build_child",
+           "build_parent", "build_tangled_child", "ok", "settle", "snapshot"]
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_HG = str(Path(sys.executable).with_name("hg"))
 EXTENSION = ROOT / "hgext" / "importrepo.py"
+
+
+def ok(result) -> str:
+    """The output of a command that must have succeeded."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -10,28 +10,13 @@ import shutil
 import pytest
 
 from tests.conftest import require
-from tests.tools.hgrepos import build_tangled_child
-
-DEBIAN_HG = "/usr/bin/hg"
-
-
-@pytest.fixture(params=["venv", "debian"])
-def exe(request, hg_client):
-    if request.param == "debian":
-        require(os.path.exists(DEBIAN_HG), "Debian's mercurial (/usr/bin/hg)",
-                "apt-get install mercurial")
-        return DEBIAN_HG
-    return hg_client
+from tests.tools.hgrepos import build_tangled_child, ok
 
 
 @pytest.fixture
 def tangled(hg, tmp_path):
     return build_tangled_child(hg, tmp_path / "tangled")
 
-
-def ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def history(hg, repo) -> list[str]:

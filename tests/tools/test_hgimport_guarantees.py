@@ -16,20 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.tools.hgrepos import build_bookmarked_parent, build_tangled_child
+from tests.tools.hgrepos import build_bookmarked_parent, build_tangled_child, ok
 from tools.hgimport.synth import Builder
-
-DEBIAN_HG = "/usr/bin/hg"
-
-
-@pytest.fixture(params=["venv", "debian"])
-def exe(request, hg_client):
-    """The `hg` that runs the user-facing commands: the venv's, then Debian's."""
-    if request.param == "debian":
-        require(os.path.exists(DEBIAN_HG), "Debian's mercurial (/usr/bin/hg)",
-                "apt-get install mercurial")
-        return DEBIAN_HG
-    return hg_client
 
 
 @pytest.fixture
@@ -41,10 +29,6 @@ def tangled(hg, tmp_path) -> Builder:
 def keeper(hg, tmp_path) -> Builder:
     return build_bookmarked_parent(hg, tmp_path / "parent")
 
-
-def ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def parent_state(hg, root: str, last: int, prefix: str = "lib/") -> dict:

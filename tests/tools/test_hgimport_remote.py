@@ -12,20 +12,9 @@ import time
 import pytest
 
 from tests.conftest import require
-from tests.tools.hgrepos import VENV_HG, settle, snapshot
+from tests.tools.hgrepos import VENV_HG, ok, settle, snapshot
 from tools.hgimport import state
 from tools.hgimport.synth import git_child
-
-DEBIAN_HG = "/usr/bin/hg"
-
-
-@pytest.fixture(params=["venv", "debian"])
-def exe(request, hg_client):
-    if request.param == "debian":
-        require(os.path.exists(DEBIAN_HG), "Debian's mercurial (/usr/bin/hg)",
-                "apt-get install mercurial")
-        return DEBIAN_HG
-    return hg_client
 
 
 @pytest.fixture
@@ -73,10 +62,6 @@ def git_served(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
 
-
-def ok(result):
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def test_import_and_sync_over_hg_serve(hg, child, parent, served, run_hg, exe):

@@ -254,8 +254,11 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
     report.facts.append(f"merges: {merges} in child, {counts.get('merges', 0)} imported")
     if merges != counts.get("merges", 0):
         report.problem(f"merges: {merges} in child, {counts.get('merges', 0)} imported")
-    _check_tags(hg, repo, record, source, revmap, covered, report)
-    _check_bookmarks(hg, repo, record, source, revmap, covered, report)
+    tags = {t["tag"]: t["node"] for t in hg.json("tags", "-T", "json", repo=repo)}
+    _check_names("tag", source.tags, record.tag_prefix, tags, source, revmap, covered, report)
+    marks = {b["bookmark"]: b["node"] for b in hg.json("bookmarks", "-T", "json", repo=repo)}
+    _check_names("bookmark", source.bookmarks, record.branch_prefix, marks, source, revmap,
+                 covered, report)
     if guarded is not None:
         before, allowed = guarded
         changed = guard.compare(before, guard.take(hg, repo), allowed)
@@ -321,37 +324,21 @@ def _dest_tree(hg: Hg, repo: str, node: str, subdir: str) -> dict:
     return hg_tree(hg, repo, node, subdir)
 
 
-def _check_tags(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, str],
-                covered: set[str], report: Report) -> None:
-    have = {t["tag"]: t["node"] for t in hg.json("tags", "-T", "json", repo=repo)
-            if t["tag"] != "tip"}
+def _check_names(kind: str, child: dict[str, str], prefix: str, have: dict[str, str],
+                 source: Source, revmap: dict[str, str], covered: set[str],
+                 report: Report) -> None:
+    """Each child tag or bookmark (`kind`) under `prefix` on its image; for
+    bookmarks, none left under its bare name on it (as convert leaves them)."""
     checked = 0
-    for name, node in sorted(source.tags.items()):
+    for name, node in sorted(child.items()):
         if node not in covered:
             continue
-        want, target = image(source, revmap, node), record.tag_prefix + name
+        want, target = image(source, revmap, node), prefix + name
         checked += 1
         if have.get(target) != want:
-            report.problem(f"tag {target}: {str(have.get(target))[:12]}, expected {str(want)[:12]}"
-                           f" (child {name} is {node[:12]})")
-    namespace = record.tag_prefix or "(no prefix)"
-    report.facts.append(f"tags: {checked} child tags checked under {namespace}")
-
-
-def _check_bookmarks(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, str],
-                     covered: set[str], report: Report) -> None:
-    """Each child bookmark under the prefix on its image; none arrived bare."""
-    have = {b["bookmark"]: b["node"] for b in hg.json("bookmarks", "-T", "json", repo=repo)}
-    checked = 0
-    for name, node in sorted(source.bookmarks.items()):
-        if node not in covered:
-            continue
-        want, target = image(source, revmap, node), record.branch_prefix + name
-        checked += 1
-        if have.get(target) != want:
-            report.problem(f"bookmark {target}: {str(have.get(target))[:12]}, expected "
+            report.problem(f"{kind} {target}: {str(have.get(target))[:12]}, expected "
                            f"{str(want)[:12]} (child {name} is {node[:12]})")
-        if target != name and want is not None and have.get(name) == want:
+        if kind == "bookmark" and target != name and want and have.get(name) == want:
             report.problem(f"child bookmark {name} arrived bare, on {want[:12]}")
-    report.facts.append(f"bookmarks: {checked} child bookmarks checked under "
-                        f"{record.branch_prefix or '(no prefix)'}")
+    report.facts.append(f"{kind}s: {checked} child {kind}s checked under "
+                        f"{prefix or '(no prefix)'}")
