@@ -141,6 +141,7 @@ def _subtree_split(env: dict, work: Path, monorepo: Path) -> float:
     stream = re.sub(rb"^(commit|reset) refs/heads/child/", rb"\1 refs/heads/child-", stream,
                     flags=re.M)
     subprocess.run(["git", "fast-import", "--quiet"], cwd=gitmono, input=stream, check=True)
+    _git(gitmono, "checkout", "-q", "default")  # split wants the folder checked out
     start = time.perf_counter()
     _git(gitmono, "subtree", "split", "-q", "--prefix=child", "default")
     return time.perf_counter() - start

@@ -11,6 +11,9 @@ Inactive unless the convert command sets ``importrepo.messages``:
 
 ``importrepo.source`` (when set) is recorded in every converted changeset as the
 ``importrepo_source`` extra, beside convert's ``convert_revision``.
+``importrepo.citemap`` (a file of "source-node dest-node" lines) overrides the
+revision map for what cited hashes become (the export cites a child changeset
+by its own node where its revision map names the tag commit on top of it).
 """
 
 from __future__ import annotations
@@ -51,12 +54,37 @@ def _putcommit(orig, self, files, copies, parents, commit, source, revmap, *args
     origin = ui.config(b"importrepo", b"source")
     if origin:
         commit.extra = {**commit.extra, b"importrepo_source": origin}
+    citemap = ui.config(b"importrepo", b"citemap")
+    if citemap:
+        revmap = _Overlay(_load(citemap), revmap)
     saved = hgconvert.sha1re
     hgconvert.sha1re = _NEVER if mode == b"keep" else _SHORT
     try:
         return orig(self, files, copies, parents, commit, source, revmap, *args, **kwargs)
     finally:
         hgconvert.sha1re = saved
+
+
+class _Overlay:
+    """`first`, then `rest`, for the lookups putcommit makes."""
+
+    def __init__(self, first, rest):
+        self.first, self.rest = first, rest
+
+    def get(self, key, default=None):
+        found = self.first.get(key)
+        return found if found is not None else self.rest.get(key, default)
+
+
+_LOADED = {}
+
+
+def _load(path):
+    if path not in _LOADED:
+        with open(path, "rb") as fh:
+            _LOADED.clear()
+            _LOADED[path] = dict(line.split() for line in fh if line.strip())
+    return _LOADED[path]
 
 
 def _lookuprev(orig, self, rev):

@@ -113,3 +113,24 @@ def test_export_refusals(hg, tangled, parent, run_hg, tmp_path):
     result = run_hg("importrepo", *detailed, "--export", "g", str(tmp_path / "y"), cwd=p)
     assert result.returncode == 10 and "only Mercurial children can be exported" in \
         result.stderr
+
+
+def test_monorepo_work_lands_on_top_of_the_childs_tag_commits(hg, child, parent, run_hg,
+                                                              tmp_path):
+    """The child's head is a tag-only commit, which the import folds into the
+    changeset below it: the export puts the monorepo's work on top of the tag
+    commit, so a push into the child makes no new head."""
+    p, dest = parent.path, tmp_path / "exported"
+    ok(run_hg("importrepo", child.path, "lib", cwd=p))
+    with open(os.path.join(p, "lib", "src", "main.c"), "a") as fh:
+        fh.write("/* monorepo */\n")
+    hg.run("commit", "-m", "monorepo edit", repo=p)
+    ok(run_hg("importrepo", "--export", "lib", str(dest), cwd=p))
+    head = child.node(".")  # Added tag v1.1-final ...
+    assert hg.text("log", "-r", "tip", "-T", "{p1node}", repo=str(dest)) == head
+    clone = tmp_path / "child-clone"
+    hg.run("clone", "-q", "-U", child.path, str(clone))
+    heads = hg.lines("heads", "-T", "{node}\n", repo=str(clone))
+    ok(run_hg("push", "-R", str(dest), str(clone), cwd=tmp_path))
+    after = hg.lines("heads", "-T", "{node}\n", repo=str(clone))
+    assert len(after) == len(heads) and head not in after

@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import os
 
-from . import remote
 from .errors import InputAbort, RemoteAbort, StateAbort
 from .hg import Hg
-from .importer import Parent, normalize_subdir
+from .importer import Parent, normalize_subdir, open_child
 from .mapping import branch_target, filemap_word
 from .scratch import Scratch
-from .source import revset_string
+from .source import Source
 from .state import Record
 from .ui import UI
 
@@ -48,30 +47,36 @@ def export(hg: Hg, root: str, subdir: str, dest: str, ui: UI) -> int:
     dest = os.path.abspath(dest)
     _check_dest(root, subdir, dest)
     imported = {child: node for child, (node, _b) in parent.imported(record.sourcename).items()}
-    revset = f"heads(extra('convert_source', {revset_string(record.sourcename)}))"
-    heads = hg.lines("log", "-r", revset, "-T", '{get(extras, "convert_revision")}\n',
-                     repo=root)
+    if not imported:
+        raise StateAbort(f"nothing of {subdir} was imported")
     before = _count(hg, dest)
-    _bring_child(hg, root, record, dest, heads)
-    shamap = os.path.join(dest, ".hg", "shamap")
-    seen = set()
-    if os.path.exists(shamap):
-        with open(shamap, encoding="utf-8") as fh:
-            seen = {line.split()[0] for line in fh if line.strip()}
-    with open(shamap, "a", encoding="utf-8") as fh:
-        fh.writelines(f"{node} {child}\n" for child, node in sorted(imported.items())
-                      if node not in seen)
     with Scratch(None) as scratch:
+        source, _recorded = open_child(hg, root, record.source, root, scratch, ui)
+        stands = _standing(source, imported)
+        nodes = set(imported) | set(stands.values())
+        heads = sorted(nodes - {p for n in nodes for p in source.parent_map[n]})
+        _bring_child(hg, source.path, record, dest, heads)
+        shamap = os.path.join(dest, ".hg", "shamap")
+        seen = set()
+        if os.path.exists(shamap):
+            with open(shamap, encoding="utf-8") as fh:
+                seen = {line.split()[0] for line in fh if line.strip()}
+        with open(shamap, "a", encoding="utf-8") as fh:
+            fh.writelines(f"{node} {child}\n" for node, child in sorted(stands.items())
+                          if node not in seen)
         filemap = scratch.write("filemap", f"include {filemap_word(subdir)}\n"
                                            f"rename {filemap_word(subdir)} .\n")
         branchmap = scratch.write("branchmap", "".join(
             f"{mine} {theirs}\n" for theirs, mine in _branches(record, parent).items()
             if " " not in mine + theirs))
+        citemap = scratch.write("citemap", "".join(  # cited: the child's own node
+            f"{node} {child}\n" for child, node in sorted(imported.items())))
         hg.run("convert", "--source-type", "hg", "--dest-type", "hg", "--filemap", filemap,
                "--branchmap", branchmap, "--config", "convert.hg.saverev=False",
                "--config", "convert.skiptags=True",
                "--config", "convert.ignoreancestorcheck=True",
-               "--config", "importrepo.messages=rewrite", root, dest)
+               "--config", "importrepo.messages=rewrite",
+               "--config", "importrepo.citemap=" + citemap, root, dest)
     _bookmarks(hg, root, record, dest)
     with open(os.path.join(dest, ".hg", MARKER), "w", encoding="utf-8") as fh:
         json.dump({"monorepo": os.path.realpath(root), "subdir": subdir}, fh)
@@ -102,16 +107,26 @@ def _count(hg: Hg, dest: str) -> int:
     return int(hg.text("log", "-r", "tip", "-T", "{rev}", repo=dest)) + 1
 
 
-def _bring_child(hg: Hg, root: str, record: Record, dest: str, heads: list[str]) -> None:
-    """The child's own changesets up to the imported heads, from its source."""
-    if not heads:
-        raise StateAbort(f"nothing of {record.subdir} was imported")
-    if os.path.isdir(os.path.join(dest, ".hg")):
-        have = hg.run("log", "-r", "+".join(heads), "-T", "x", repo=dest, check=False)
-        if have.code == 0 and have.text.count("x") == len(heads):
-            return
-    where = record.source if remote.is_remote(record.source) or os.path.isabs(record.source) \
-        else os.path.normpath(os.path.join(root, record.source))
+def _standing(source: Source, imported: dict[str, str]) -> dict[str, str]:
+    """{imported node: the child changeset it stands for}: its own, or the last of
+    the tag-only commits on top of it (which the import folded into it), so that
+    work done on top of it in the monorepo lands on top of them in the export."""
+    top = {child: child for child in imported}
+    base: dict[str, str] = {}  # tag-only child node -> the imported child node below it
+    for change in source.changes:
+        if change.node in imported or change.files != (".hgtags",) or not change.parents:
+            continue
+        below = change.parents[0] if change.parents[0] in imported else \
+            base.get(change.parents[0])
+        if below is not None:
+            base[change.node] = below
+            top[below] = change.node
+    return {imported[child]: node for child, node in top.items()}
+
+
+def _bring_child(hg: Hg, where: str, record: Record, dest: str, heads: list[str]) -> None:
+    """The child's own changesets up to `heads`, from its source (a local path or
+    the scratch clone of a remote one)."""
     revs = [arg for head in heads for arg in ("-r", head)]
     if os.path.isdir(os.path.join(dest, ".hg")):
         result = hg.run("pull", "-q", *revs, where, repo=dest, check=False)
