@@ -40,6 +40,7 @@ class State:
     remotenames: dict[str, str]                  # .hg/logexchange file -> sha1
 
     def old(self, rev: int) -> bool:
+        """Whether revision `rev` was there when this state was taken."""
         return rev < self.count
 
 
@@ -97,7 +98,7 @@ def compare(before: State, after: State, allowed: Allowed) -> list[str]:
             continue
         was = set(before.heads.get(branch, {}))
         now = after.heads.get(branch, {})
-        kept = {n for n, rev in now.items() if after.old(rev) and before.old(rev)}
+        kept = {n for n, rev in now.items() if before.old(rev)}
         new = set(now) - kept
         expected = was - ({allowed.replaced} if allowed.commit in new else set())
         if kept != expected or new - {allowed.commit}:

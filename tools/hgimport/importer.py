@@ -1,6 +1,7 @@
 """Import a child repository into a subdirectory of the parent, or re-sync it.
 
-The whole import happens aside, in a clone of the parent under `.hg/`:
+The whole import happens aside, in a clone of the parent in the run's scratch
+folder under `.hg/` (scratch.py):
 
 1. `hg convert` with a filemap (child files under SUBDIR, `.hgtags` and the
    excludes dropped), a branchmap (child branches renamed so that they cannot
@@ -10,12 +11,15 @@ The whole import happens aside, in a clone of the parent under `.hg/`:
 2. One commit joins the result to the parent: the merge of the child head (or,
    with `--linear`/`--no-merge`, a commit on the child line) carrying the
    namespaced tags in `.hgtags`, `subinclude:SUBDIR/.hgignore` in `.hgignore`
-   and the import record in `.hgimports`.
+   and the import record in `.hgimports`; the child's bookmarks set under the
+   prefix and the parent's put back where convert moved them.
 3. Verification (see verify.py) and `hg verify` of the clone.
 4. Only then one `hg pull` from the clone into the parent (a single
    transaction) and an update of its working directory.
 
-A failure or Ctrl-C anywhere before step 4 leaves the parent as it was.
+A failure or Ctrl-C anywhere before step 4 leaves the parent as it was, and
+the pull itself is checked from inside its transaction (guard.py): if it would
+move anything of the parent's, Mercurial rolls it back.
 """
 
 from __future__ import annotations
