@@ -1,14 +1,17 @@
 """import another repository into a subdirectory, history and all (ionlab)
 
-``hg importrepo SOURCE SUBDIR`` brings every changeset of SOURCE (Mercurial or
-git) into SUBDIR of the current repository, with authors, dates, messages,
-merges, named branches and renames; ``hg log -f`` and ``hg annotate`` reach
-back into the child's history. The child's history is grafted onto the
-working directory's parent and its head merged into it. Child branches are
-renamed (default branch to SUBDIR, others to SUBDIR/NAME) and child tags
-namespaced (SUBDIR/v1.0). The child's ``.hgignore`` is included from the root
-``.hgignore``. What was imported is recorded in ``.hgimports``, so that
-``hg importrepo --sync SUBDIR`` later brings only what is new, from any clone.
+``hg importrepo SOURCE SUBDIR`` brings every changeset of SOURCE (a Mercurial
+or git repository, local or anything hg clone or git clone accepts) into
+SUBDIR of the current repository, with authors, dates, messages, every merge,
+named branches and renames; ``hg log -f`` and ``hg annotate`` reach back into
+the child's history. The child's history is grafted onto the working
+directory's parent and its head merged into it. Child branches are renamed
+(default branch to SUBDIR, others to SUBDIR/NAME), child bookmarks and tags
+namespaced (SUBDIR/master, SUBDIR/v1.0); the parent's bookmarks, tags, heads,
+phases and remote names never move. The child's ``.hgignore`` is included from
+the root ``.hgignore``. What was imported is recorded in ``.hgimports``, so that
+``hg importrepo --sync SUBDIR`` later brings only what is new, from any clone,
+and ``hg importrepo --export SUBDIR DEST`` gives SUBDIR back as a repository.
 
 All work happens in a scratch clone; the repository changes only once the
 import has been verified, so a failure or an interrupt leaves it as it was.
