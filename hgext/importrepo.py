@@ -117,7 +117,7 @@ def importrepo(ui, repo, *args, **opts):
 
     Child hashes cited in messages (7 hex digits or more) are rewritten to the
     imported ones (--keep-messages leaves them). Each imported changeset keeps
-    its child node and source: ``hg log -T '{importnode} {importsource}\n'``.
+    its child node and source: ``hg log -T '{importnode} {importsource}\\n'``.
 
     --sync brings in only what the children gained since the last import, as
     one more merge; it does nothing when nothing is new. --verify checks an
