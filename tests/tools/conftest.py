@@ -102,11 +102,22 @@ def parent(hg, tmp_path, templates) -> Builder:
     return Builder(hg, tmp_path / "parent", user="Pat <pat@example.org>")
 
 
-@pytest.fixture(params=["venv", "debian"])
-def exe(request, hg_client):
-    """The `hg` that runs the user-facing commands: the venv's, then Debian's."""
+def _venv_or_debian(request, venv: str) -> str:
     if request.param == "debian":
         require(os.path.exists(DEBIAN_HG), "Debian's mercurial (/usr/bin/hg)",
                 "apt-get install mercurial")
         return DEBIAN_HG
-    return hg_client
+    return venv
+
+
+@pytest.fixture(params=["venv", "debian"])
+def exe(request, hg_client):
+    """The `hg` that runs the user-facing commands: the venv's, then Debian's."""
+    return _venv_or_debian(request, hg_client)
+
+
+@pytest.fixture(params=["venv", "debian"])
+def direct_hg(request) -> str:
+    """The venv's `hg`, then Debian's, each run as its own process (no chg), so
+    that killing its process kills the import."""
+    return _venv_or_debian(request, VENV_HG)

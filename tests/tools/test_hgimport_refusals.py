@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.tools.hgrepos import ROOT, VENV_HG, settle, snapshot
+from tests.tools.hgrepos import ROOT, settle, snapshot
 
 DETAILED = ("--config", "ui.detailed-exit-code=yes")
 
@@ -45,19 +45,19 @@ REFUSALS = {
 
 
 def test_each_refusal_changes_nothing_and_exits_as_mercurial_does(hg, child, parent, run_hg,
-                                                                tmp_path):
+                                                                tmp_path, exe):
     fill = {"child": child.path, "parent": parent.path}
     for case, (setup, args, code, message, hint) in REFUSALS.items():
         if setup:
             subprocess.run(setup, shell=True, cwd=parent.path, check=True)
         before = settle(hg, tmp_path / "parent")
         argv = [a.format(**fill) for a in args]
-        result = run_hg("importrepo", *DETAILED, *argv, cwd=parent.path)
+        result = run_hg("importrepo", *DETAILED, *argv, cwd=parent.path, exe=exe)
         assert result.returncode == code, (case, result.stderr)
         assert message in result.stderr and hint in result.stderr, (case, result.stderr)
         assert "Traceback" not in result.stderr, case
         assert snapshot(tmp_path / "parent") == before, case
-        coarse = run_hg("importrepo", *argv, cwd=parent.path)  # without the setting: 255
+        coarse = run_hg("importrepo", *argv, cwd=parent.path, exe=exe)  # without: 255
         assert coarse.returncode == 255, case
         for name in (".hgimports", ".hgtags"):  # undo the setup
             if name in setup:
@@ -78,13 +78,13 @@ def test_untracked_hgtags_is_refused(hg, child, parent, run_hg, tmp_path):
     assert snapshot(tmp_path / "parent") == before
 
 
-def test_second_import_is_a_state_error_and_nothing_new_exits_1(child, parent, run_hg):
-    assert run_hg("importrepo", child.path, "lib", cwd=parent.path).returncode == 0
-    again = run_hg("importrepo", *DETAILED, child.path, "lib", cwd=parent.path)
+def test_second_import_is_a_state_error_and_nothing_new_exits_1(child, parent, run_hg, exe):
+    assert run_hg("importrepo", child.path, "lib", cwd=parent.path, exe=exe).returncode == 0
+    again = run_hg("importrepo", *DETAILED, child.path, "lib", cwd=parent.path, exe=exe)
     assert again.returncode == 20 and "lib is already imported from" in again.stderr
-    unknown = run_hg("importrepo", *DETAILED, "--sync", "nope", cwd=parent.path)
+    unknown = run_hg("importrepo", *DETAILED, "--sync", "nope", cwd=parent.path, exe=exe)
     assert unknown.returncode == 10 and "nope is not an import recorded" in unknown.stderr
-    nothing = run_hg("importrepo", *DETAILED, "--sync", cwd=parent.path)
+    nothing = run_hg("importrepo", *DETAILED, "--sync", cwd=parent.path, exe=exe)
     assert nothing.returncode == 1 and "lib: nothing new in" in nothing.stdout
 
 
@@ -103,9 +103,9 @@ def _scratch(parent: str) -> list[str]:
 
 
 def test_kill_during_the_conversion_leaves_a_scratch_clone_the_next_run_removes(
-        hg, child, parent, env, tmp_path, run_hg):
+        hg, child, parent, env, tmp_path, run_hg, direct_hg):
     before = settle(hg, tmp_path / "parent")
-    killed = subprocess.run([VENV_HG, "importrepo", child.path, "lib"], cwd=parent.path,
+    killed = subprocess.run([direct_hg, "importrepo", child.path, "lib"], cwd=parent.path,
                             env=_killing_hgrc(env, tmp_path, "convert"), capture_output=True,
                             text=True, timeout=120)
     assert killed.returncode == -9, killed.stderr
@@ -123,8 +123,8 @@ def _name(stdout: str) -> str:
 
 
 def test_kill_during_the_final_pull_asks_for_hg_recover(hg, child, parent, env, tmp_path,
-                                                        run_hg):
-    killed = subprocess.run([VENV_HG, "importrepo", child.path, "lib"], cwd=parent.path,
+                                                        run_hg, direct_hg):
+    killed = subprocess.run([direct_hg, "importrepo", child.path, "lib"], cwd=parent.path,
                             env=_killing_hgrc(env, tmp_path, "pull"), capture_output=True,
                             text=True, timeout=120)
     assert killed.returncode == -9, killed.stderr
