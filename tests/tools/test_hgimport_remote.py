@@ -122,3 +122,16 @@ def test_bad_urls_are_clear_aborts_that_change_nothing(hg, parent, served, run_h
         assert "(check the URL; SOURCE is a local path or anything hg clone or git clone " \
             "accepts)" in result.stderr
         assert snapshot(tmp_path / "parent") == before, url
+
+
+def test_manifest_keeps_urls_as_given_and_makes_paths_relative_to_itself(tmp_path):
+    from tools.hgimport import manifest
+    (tmp_path / "lab.toml").write_text(
+        'monorepo = "mono"\n'
+        '[[child]]\nsource = "git@example.org:lab/scope.git"\nsubdir = "scope"\n'
+        '[[child]]\nsource = "https://hg.example.org/wlm"\nsubdir = "wlm"\n'
+        '[[child]]\nsource = "../repos/laser"\nsubdir = "laser"\n')
+    loaded = manifest.load(str(tmp_path / "lab.toml"))
+    assert [c.source for c in loaded.children] == [
+        "git@example.org:lab/scope.git", "https://hg.example.org/wlm",
+        str(tmp_path.parent / "repos" / "laser")]

@@ -28,7 +28,7 @@ import tempfile
 import tomllib
 from dataclasses import replace
 
-from . import importer
+from . import importer, remote
 from .errors import ImportAbort, InputAbort, StateAbort
 from .hg import Hg, HgError
 from .ui import UI
@@ -86,8 +86,9 @@ def load(path: str) -> Manifest:
             raise InputAbort(f"{where}.subdir: {subdir!r} appears twice")
         seen.add(subdir)
         source = table["source"]
-        if "://" not in source:
-            source = os.path.normpath(os.path.join(base, source))
+        local = os.path.normpath(os.path.join(base, source))
+        if not remote.looks_like_url(source) or os.path.exists(local):
+            source = local
         children.append(importer.Options(
             subdir=subdir, source=source, rev=table.get("rev"), branch=table.get("branch"),
             branch_prefix=table.get("branch_prefix"), tag_prefix=table.get("tag_prefix"),

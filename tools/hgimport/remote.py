@@ -13,16 +13,21 @@ import subprocess
 from .errors import RemoteAbort
 from .hg import Hg
 
-__all__ = ["clone", "is_remote"]
+__all__ = ["clone", "is_remote", "looks_like_url"]
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP = re.compile(r"^[^/@:\s]+@[^/:\s]+:")  # git's user@host:path
 _GITISH = re.compile(r"^git://|^[^/@:\s]+@[^/:\s]+:|\.git/?$")
 
 
+def looks_like_url(source: str) -> bool:
+    """Whether `source` is written as a URL (scheme://... or git's user@host:path)."""
+    return bool(_SCHEME.match(source) or _SCP.match(source))
+
+
 def is_remote(source: str) -> bool:
     """Whether `source` is a URL rather than a path (an existing path wins)."""
-    return not os.path.exists(source) and bool(_SCHEME.match(source) or _SCP.match(source))
+    return not os.path.exists(source) and looks_like_url(source)
 
 
 def clone(hg: Hg, url: str, dest: str) -> None:
