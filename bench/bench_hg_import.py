@@ -9,13 +9,17 @@ every 100 changesets) and cached under build/bench/. Measured, wall time:
 - the manual recipe on the same child, run side by side: `hg convert
   --filemap --branchmap`, `hg pull -f`, `hg phase -f --draft`, `hg rebase`;
 - a re-sync after 10 new child changesets, against a bare incremental
-  `hg convert` of the same 10 (the least any re-sync must do).
+  `hg convert` of the same 10 (the least any re-sync must do);
+- `hg importrepo --export` of the imported child, against `git subtree split`
+  of the same monorepo history (given to git by `hg fastexport`), and an
+  incremental export of 10 new monorepo changesets against the full export.
 
 Full run: 2,000 changesets over 1,000 files; --quick: 200 over 100.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -115,6 +119,46 @@ def _sync(env: dict, work: Path, child: Path, imported: Path) -> tuple[float, fl
     return sync, floor
 
 
+def _git(cwd: Path, *args: str, stdin=None) -> str:
+    env = dict(plain_env(), GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.org",
+               GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.org")
+    result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                            stdin=stdin)
+    if result.returncode:
+        raise RuntimeError(f"git {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _subtree_split(env: dict, work: Path, monorepo: Path) -> float:
+    """`git subtree split --prefix=child` of the same monorepo given to git by
+    `hg fastexport` (no subtree metadata, so split walks the whole history, as it
+    does for a directory that was never added with `git subtree add`)."""
+    gitmono = work / "git-monorepo"
+    _git(work, "init", "-q", "-b", "master", str(gitmono))
+    stream = subprocess.run([HG, "--config", "extensions.fastexport=", "fastexport", "-R",
+                             str(monorepo)], env=env, capture_output=True, check=True).stdout
+    # git cannot hold both the branch child and child/NAME: name them child-NAME
+    stream = re.sub(rb"^(commit|reset) refs/heads/child/", rb"\1 refs/heads/child-", stream,
+                    flags=re.M)
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=gitmono, input=stream, check=True)
+    _git(gitmono, "checkout", "-q", "default")  # split wants the folder checked out
+    start = time.perf_counter()
+    _git(gitmono, "subtree", "split", "-q", "--prefix=child", "default")
+    return time.perf_counter() - start
+
+
+def _exports(env: dict, work: Path, imported: Path) -> tuple[float, float]:
+    """A full export of the imported child; then one of 10 new monorepo changesets."""
+    dest = work / "exported"
+    full = _timed(env, imported, "importrepo", "--export", "child", str(dest))
+    for n in range(10):
+        with open(imported / "child" / "src" / "mod1" / "file 1.txt", "a") as fh:
+            fh.write(f"monorepo {n}\n")
+        _hg(env, imported, "commit", "-q", "-m", f"monorepo change {n}")
+    incremental = _timed(env, imported, "importrepo", "--export", "child", str(dest))
+    return full, incremental
+
+
 def run(quick: bool) -> list[Row]:
     """Quick: everything on 200 changesets over 100 files. Full: ionlab on 2,000
     changesets over 1,000 files; the recipe (whose rebase alone would take a
@@ -145,7 +189,14 @@ def run(quick: bool) -> list[Row]:
         rows.append(Row(name, f"import {big} changesets, --linear",
                         _import(env, work, parent, child, "linear", "--linear"), recipe, label,
                         "s", higher_is_better=False))
-        sync, floor = _sync(env, work, child, work / ("big" if big != small else "small"))
+        imported = work / ("big" if big != small else "small")
+        sync, floor = _sync(env, work, child, imported)
         rows.append(Row(name, "re-sync 10 new changesets", sync, floor,
                         "bare incremental hg convert", "s", higher_is_better=False))
+        full, incremental = _exports(env, work, imported)
+        rows.append(Row(name, f"export {big} changesets", full,
+                        _subtree_split(env, work, imported), "git subtree split", "s",
+                        higher_is_better=False))
+        rows.append(Row(name, "export 10 new changesets", incremental, full,
+                        "full export", "s", higher_is_better=False))
     return rows

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
 from tests.tools.hgrepos import EXTENSION, VENV_HG, build_child, build_parent
 from tools.hgimport.hg import Hg
 from tools.hgimport.synth import Builder
 
+DEBIAN_HG = "/usr/bin/hg"
 HGRC = (f"[ui]\nusername = Lab <lab@example.org>\n[devel]\ndefault-date = 1700100000 0\n"
         f"[extensions]\nimportrepo = {EXTENSION}\n[chgserver]\nidletimeout = 10\n")
 
@@ -98,3 +100,24 @@ def child(hg, tmp_path, templates) -> Builder:
 def parent(hg, tmp_path, templates) -> Builder:
     shutil.copytree(templates / "parent", tmp_path / "parent", symlinks=True)
     return Builder(hg, tmp_path / "parent", user="Pat <pat@example.org>")
+
+
+def _venv_or_debian(request, venv: str) -> str:
+    if request.param == "debian":
+        require(os.path.exists(DEBIAN_HG), "Debian's mercurial (/usr/bin/hg)",
+                "apt-get install mercurial")
+        return DEBIAN_HG
+    return venv
+
+
+@pytest.fixture(params=["venv", "debian"])
+def exe(request, hg_client):
+    """The `hg` that runs the user-facing commands: the venv's, then Debian's."""
+    return _venv_or_debian(request, hg_client)
+
+
+@pytest.fixture(params=["venv", "debian"])
+def direct_hg(request) -> str:
+    """The venv's `hg`, then Debian's, each run as its own process (no chg), so
+    that killing its process kills the import."""
+    return _venv_or_debian(request, VENV_HG)

@@ -11,12 +11,18 @@ from pathlib import Path
 from tools.hgimport.hg import Hg
 from tools.hgimport.synth import Builder
 
-__all__ = ["BINARY", "EXTENSION", "ROOT", "VENV_HG", "build_child", "build_parent", "settle",
-           "snapshot"]
+__all__ = ["BINARY", "EXTENSION", "ROOT", "VENV_HG", "build_bookmarked_parent", "build_child",
+           "build_parent", "build_tangled_child", "ok", "settle", "snapshot"]
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_HG = str(Path(sys.executable).with_name("hg"))
 EXTENSION = ROOT / "hgext" / "importrepo.py"
+
+
+def ok(result) -> str:
+    """The output of a command that must have succeeded."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -104,3 +110,65 @@ def build_parent(hg: Hg, path: Path) -> Builder:
     return p
 
 
+
+
+def build_tangled_child(hg: Hg, path: Path) -> Builder:
+    """A child as real ones are: a `master` bookmark and a `feature` one, a merge
+    right after a tag-only commit, a --no-ff style merge of a named branch the main
+    line never left, a merge whose tree equals its first parent, and messages
+    citing other changesets by short and full hash."""
+    c = Builder(hg, path)
+    c.write("f.txt", "one\n")
+    c.write("g.txt", "gee\n")
+    root = c.commit("root")
+    tagged = c.tag("v1")
+    c.update(root)
+    c.append("f.txt", "feature\n")
+    feature = c.commit(f"feature on top of {root[:7]}")
+    c.update(tagged)
+    c.merge(feature, "merge feature after the tag")
+    c.append("f.txt", "topic\n")
+    topic = c.commit("topic work", branch="topic")
+    c.update("default")
+    c.merge(topic, f"no-ff merge of {topic[:12]}")
+    base = c.node(".")
+    c.append("g.txt", "side\n")
+    side = c.commit(f"side edit of g (not deadbeef1 nor 1234567; the tag is {tagged[:9]})")
+    c.update(base)
+    c.append("f.txt", "main\n")
+    c.commit("main edit of f")
+    c.hg.run("merge", "-r", side, "--tool", ":local", repo=c.path)
+    c.run("revert", "-r", ".", "--all", "--no-backup")
+    c.commit(f"merge {side} keeping ours")  # tree equals the first parent
+    c.run("bookmark", "-r", ".", "master")
+    c.run("bookmark", "-r", feature, "feature")
+    c.run("bookmark", "-i")
+    return c
+
+
+def build_bookmarked_parent(hg: Hg, path: Path) -> Builder:
+    """A parent as a bookmark user keeps one: public history pulled from an
+    upstream (with the remotenames extension on, so `.hg/logexchange` holds
+    remote/master), then its own `master` bookmark (active) and `other`, a tag,
+    a draft and a secret changeset."""
+    upstream = Builder(hg, path.with_name(path.name + "-upstream"), user="Pat <pat@example.org>")
+    upstream.write("README", "the parent\n")
+    upstream.commit("parent root")
+    upstream.tag("v1")
+    upstream.run("bookmark", "master")
+    p = Builder(hg, path, user="Pat <pat@example.org>")
+    # a server of its own: once loaded, remotenames hides the bookmarks of any repository
+    with Hg(hg.exe, config=("extensions.remotenames=",)) as own:
+        own.run("pull", "-q", "-u", upstream.path, repo=p.path)
+    with open(os.path.join(p.path, ".hg", "hgrc"), "a", encoding="utf-8") as fh:
+        fh.write("[extensions]\nremotenames =\n")
+    p.run("bookmark", "-r", "0", "other")
+    p.update("master")
+    p.append("README", "draft work\n")
+    p.commit("draft work")  # moves the active master
+    p.run("bookmark", "-i")
+    p.write("secret.txt", "not for sharing\n")
+    p.commit("secret work")
+    p.run("phase", "-f", "--secret", "-r", ".")
+    p.update("master")
+    return p

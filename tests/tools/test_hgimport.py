@@ -343,7 +343,7 @@ def test_manifest_builds_then_extends_a_monorepo(hg, child, tmp_path, env):
 
     before = settle(hg, tmp_path / "mono")
     again = consolidate()
-    assert again.returncode == 0 and again.stdout.count("nothing new") == 2
+    assert again.returncode == 1 and again.stdout.count("nothing new") == 2
     assert snapshot(tmp_path / "mono") == before
     assert consolidate("--verify").returncode == 0
 
@@ -356,7 +356,7 @@ def test_manifest_builds_then_extends_a_monorepo(hg, child, tmp_path, env):
 
     manifest.write_text('monorepo = "mono"\n[[child]]\nsource = "child"\nsubdir = "x"\nbogus = 1\n')
     bad = consolidate()
-    assert bad.returncode == 255
+    assert bad.returncode == 10
     assert f"abort: {manifest}: child[0].bogus: unknown key" in bad.stderr
 
 

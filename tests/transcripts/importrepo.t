@@ -46,12 +46,13 @@ What would happen:
     stable -> lib/stable
   tags to create: 1
     lib/v1.0 -> 92f2ae0570e7
+  bookmarks to set: 0
 
 Clear aborts that say what to do next, each leaving the parent alone:
 
   $ hg importrepo ../nowhere lib
   abort: source */nowhere does not exist (glob)
-  (give the path of a local Mercurial or git repository)
+  (give the path of a local Mercurial or git repository, or a URL)
   [255]
   $ hg importrepo -r nope ../child lib
   abort: unknown revision 'nope' in */child (glob)
@@ -80,14 +81,16 @@ The import, verified before the parent changes:
 
   $ hg importrepo ../child lib
   importing ../child into lib/ (4 changesets to convert)
-  merged lib at b16c218d1a26
+  merged lib at 482f46965c01
   verify lib/: ok
     changesets: 4 in child = 3 imported + 1 tag-only dropped
     contents: 3 changesets by diffs against the first parent, 0 in full
+    merges: 0 in child, 0 imported
     tags: 1 child tags checked under lib/
-    parent tags: 1 untouched
+    bookmarks: 0 child bookmarks checked under lib/
+    parent: 0 bookmarks, 1 tags, 2 branch heads, phases and remote names untouched
     hg verify: clean
-  lib: 3 changesets imported, head b16c218d1a26
+  lib: 3 changesets imported, head 482f46965c01
   $ hg log -G -T '{rev} {branch} {tags} {desc|firstline} ({author|user})\n'
   @    6 default tip import lib/ from ../child (lab)
   |\
@@ -104,8 +107,8 @@ The import, verified before the parent changes:
   o  0 default v1.0 parent root (lab)
   
   $ hg tags
-  tip                                6:b16c218d1a26
-  lib/v1.0                           3:10cfc4c08e6a
+  tip                                6:482f46965c01
+  lib/v1.0                           3:d2302e7748e5
   v1.0                               0:a1ce92c66142
   $ hg log -f -T '{rev} {desc}\n' lib/guide.txt
   5 rename the notes
@@ -113,7 +116,7 @@ The import, verified before the parent changes:
   $ cat .hgignore .hgtags
   subinclude:lib/.hgignore
   a1ce92c66142e130f6c17fdec8d7cca3a5dbeaf9 v1.0
-  10cfc4c08e6a27a27b6f278c39b12a07335a01d7 lib/v1.0
+  d2302e7748e5a3d18b34a285b47a90310ecf102a lib/v1.0
   $ touch lib/core.o
   $ hg status -i
   I lib/core.o
@@ -130,6 +133,7 @@ The import, verified before the parent changes:
   branches = {}
   exclude = []
   linear = false
+  keep_messages = false
   onto = "f25a8808b19f4ec39534e0ea208a904e88e763e3"
 
 A second import of the same subdirectory is refused; a sync with nothing new
@@ -152,14 +156,16 @@ New child changesets arrive with one more merge:
   $ cd ../parent
   $ hg importrepo --sync
   syncing ../child into lib/ (2 changesets to convert)
-  merged lib at a335aa5e6e84
+  merged lib at 96bf64106b76
   verify lib/: ok
     new changesets: 2 in child = 1 imported + 1 tag-only dropped
     contents: 1 changesets by diffs against the first parent, 0 in full
+    merges: 0 in child, 0 imported
     tags: 2 child tags checked under lib/
-    parent tags: 2 untouched
+    bookmarks: 0 child bookmarks checked under lib/
+    parent: 0 bookmarks, 2 tags, 4 branch heads, phases and remote names untouched
     hg verify: clean
-  lib: 1 changesets synced, head a335aa5e6e84
+  lib: 1 changesets synced, head 96bf64106b76
   $ hg log -l 3 -T '{rev} {branch} {tags} {desc|firstline}\n'
   8 default tip sync lib/ from ../child (1 new changesets)
   7 lib lib/v1.1 after the import
@@ -168,7 +174,9 @@ New child changesets arrive with one more merge:
   verify lib/: ok
     changesets: 6 in child = 4 imported + 2 tag-only dropped
     contents: 4 changesets by diffs against the first parent, 0 in full
+    merges: 0 in child, 0 imported
     tags: 2 child tags checked under lib/
+    bookmarks: 0 child bookmarks checked under lib/
     hg verify: clean
 
 Progress goes through Mercurial's progress bar:

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"abort: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"({exc.hint})", file=sys.stderr)
-        return 255
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; nothing half-imported was kept", file=sys.stderr)
         return 130

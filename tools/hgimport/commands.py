@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from . import export as exporting
 from . import importer
-from .errors import ImportAbort
+from .errors import ImportAbort, InputAbort, StateAbort
 from .hg import Hg, HgError
 from .ui import UI
 
@@ -19,7 +20,7 @@ def branch_pairs(items: list[str]) -> dict[str, str]:
     for item in items:
         old, sep, new = item.partition("=")
         if not sep or not old or not new:
-            raise ImportAbort(f"invalid branch mapping {item!r}", "write it as OLD=NEW")
+            raise InputAbort(f"invalid branch mapping {item!r}", "write it as OLD=NEW")
         pairs[old] = new
     return pairs
 
@@ -29,21 +30,29 @@ def _subdirs(hg: Hg, root: str, args: list[str]) -> list[str]:
         return args
     recorded = sorted(importer.Parent(hg, root).records)
     if not recorded:
-        raise ImportAbort("nothing imported here yet", "hg importrepo SOURCE SUBDIR")
+        raise StateAbort("nothing imported here yet", "hg importrepo SOURCE SUBDIR")
     return recorded
 
 
 def main(*, hg_exe: str | None, root: str, args: list[str], sync: bool, verify: bool,
-         options: importer.Options, ui: UI) -> int:
+         options: importer.Options, ui: UI, export: bool = False) -> int:
     """Run `hg importrepo` with parsed arguments; returns the exit status."""
-    if sync and verify:
-        raise ImportAbort("--sync and --verify cannot be combined",
-                          "--sync verifies what it brings in anyway")
+    if sync + verify + export > 1:
+        raise InputAbort("--sync, --verify and --export cannot be combined",
+                         "--sync verifies what it brings in anyway")
+    if export:
+        if len(args) != 2:
+            raise InputAbort("need SUBDIR and DEST", "hg importrepo --export SUBDIR DEST")
+        with Hg(hg_exe) as hg:
+            try:
+                return exporting.export(hg, root, args[0], args[1], ui)
+            except HgError as exc:
+                raise ImportAbort(str(exc)) from None
     if not (sync or verify) and len(args) != 2:
-        raise ImportAbort("need SOURCE and SUBDIR", "hg importrepo SOURCE SUBDIR (see hg help "
+        raise InputAbort("need SOURCE and SUBDIR", "hg importrepo SOURCE SUBDIR (see hg help "
                           "importrepo)")
     if (sync or verify) and (options.linear or options.rev):
-        raise ImportAbort("--linear and --rev apply to a first import only")
+        raise InputAbort("--linear and --rev apply to a first import only")
     config = (f"ui.username={options.username}",) if options.username else ()
     try:
         with Hg(hg_exe, config=config) as hg:

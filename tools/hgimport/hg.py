@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 __all__ = ["Hg", "HgError", "Result", "find_hg", "plain_env"]
 
+# convert as the import needs it (hash rewriting, extras); inactive unless asked
+CONVERT_EXTENSION = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "hgext", "importrepo_convert.py")
 _HEADER = struct.Struct(">cI")
 _INT = struct.Struct(">i")
 
@@ -76,7 +79,11 @@ class Hg:
     def __init__(self, exe: str | None = None, *, config: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, cwd: str | None = None):
         self.exe = exe or find_hg()
-        self._global = ["--config", "extensions.convert=", "--config", "ui.interactive=no"]
+        # remotenames off: its names are not bookmarks, and once a repository's hgrc
+        # loads it into the server it hides the bookmarks of every other repository
+        self._global = ["--config", "extensions.convert=", "--config", "ui.interactive=no",
+                        "--config", "extensions.remotenames=!",
+                        "--config", "extensions.importrepo_convert=" + CONVERT_EXTENSION]
         for item in config:
             self._global += ["--config", item]
         self._proc = subprocess.Popen(

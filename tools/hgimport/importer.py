@@ -1,6 +1,7 @@
 """Import a child repository into a subdirectory of the parent, or re-sync it.
 
-The whole import happens aside, in a clone of the parent under `.hg/`:
+The whole import happens aside, in a clone of the parent in the run's scratch
+folder under `.hg/` (scratch.py):
 
 1. `hg convert` with a filemap (child files under SUBDIR, `.hgtags` and the
    excludes dropped), a branchmap (child branches renamed so that they cannot
@@ -10,12 +11,15 @@ The whole import happens aside, in a clone of the parent under `.hg/`:
 2. One commit joins the result to the parent: the merge of the child head (or,
    with `--linear`/`--no-merge`, a commit on the child line) carrying the
    namespaced tags in `.hgtags`, `subinclude:SUBDIR/.hgignore` in `.hgignore`
-   and the import record in `.hgimports`.
+   and the import record in `.hgimports`; the child's bookmarks set under the
+   prefix and the parent's put back where convert moved them.
 3. Verification (see verify.py) and `hg verify` of the clone.
 4. Only then one `hg pull` from the clone into the parent (a single
    transaction) and an update of its working directory.
 
-A failure or Ctrl-C anywhere before step 4 leaves the parent as it was.
+A failure or Ctrl-C anywhere before step 4 leaves the parent as it was, and
+the pull itself is checked from inside its transaction (guard.py): if it would
+move anything of the parent's, Mercurial rolls it back.
 """
 
 from __future__ import annotations
@@ -23,14 +27,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 
-from . import state, verify
-from .errors import ImportAbort
+from . import guard, remote, state, verify
+from .errors import ImportAbort, InputAbort, StateAbort
 from .hg import Hg, HgError
 from .mapping import branch_target, excluded, filemap_word
+from .scratch import Scratch
 from .source import Source, open_source, revset_string
 from .ui import UI
 
@@ -53,6 +56,7 @@ class Options:
     branches: dict[str, str] = field(default_factory=dict)
     exclude: list[str] = field(default_factory=list)
     linear: bool = False
+    keep_messages: bool = False
     merge: bool = True
     sync: bool = False
     dry_run: bool = False
@@ -60,13 +64,24 @@ class Options:
     username: str | None = None
 
 
+# Names Mercurial gives a meaning at the root of a repository (or anywhere: .hg).
+_RESERVED = {".hgtags", ".hgignore", ".hgsub", ".hgsubstate", ".hgsigs", ".hgeol",
+             ".hgimports"}
+
+
 def normalize_subdir(subdir: str) -> str:
     """`subdir` as a clean relative path; aborts on anything else."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in subdir):
+        raise InputAbort(f"invalid subdirectory {subdir!r}: it holds a control character "
+                         "(a newline, a tab, ...)", "give a name of printable characters")
     clean = subdir.replace(os.sep, "/").strip("/")
     parts = clean.split("/")
-    if not clean or os.path.isabs(subdir) or any(p in ("", ".", "..", ".hg") for p in parts):
-        raise ImportAbort(f"invalid subdirectory {subdir!r}",
-                          "give a relative path inside the repository, such as 'wavemeter'")
+    if not clean or os.path.isabs(subdir) or any(p in ("", ".", "..") for p in parts):
+        raise InputAbort(f"invalid subdirectory {subdir!r}",
+                         "give a relative path inside the repository, such as 'wavemeter'")
+    if any(p.casefold() == ".hg" for p in parts) or parts[0].casefold() in _RESERVED:
+        raise InputAbort(f"invalid subdirectory {subdir!r}: Mercurial reserves that name",
+                         "choose another name (not .hg, .hgtags, .hgsub, .hgignore, ...)")
     return clean
 
 
@@ -76,16 +91,16 @@ class Parent:
     def __init__(self, hg: Hg, root: str, onto: str = "."):
         self.hg, self.root = hg, root
         if not os.path.isdir(os.path.join(root, ".hg")):
-            raise ImportAbort(f"{root} is not a Mercurial repository",
+            raise StateAbort(f"{root} is not a Mercurial repository",
                               "run the command inside the parent repository")
         try:
             self.onto, self.onto_branch = hg.lines("log", "-r", onto, "-T", "{node}\n{branch}\n",
                                                    repo=root)[:2]
         except (HgError, ValueError):
-            raise ImportAbort(f"unknown revision {onto!r} in the parent",
+            raise InputAbort(f"unknown revision {onto!r} in the parent",
                               "give an existing revision with --onto") from None
         if self.onto == "0" * 40:
-            raise ImportAbort(f"{root} has no changeset to attach the child to",
+            raise StateAbort(f"{root} has no changeset to attach the child to",
                               "commit something first (an .hgignore, a README)")
         self.wdir = self.text("log", "-r", ".", "-T", "{node}")
         text = hg.run("cat", "-r", self.onto, os.path.join(root, state.FILENAME), repo=root,
@@ -93,19 +108,28 @@ class Parent:
         self.records = state.loads(text.text, f"{state.FILENAME}@{self.onto[:12]}") \
             if text.code == 0 else {}
         self.branches = {b["branch"] for b in hg.json("branches", "-c", "-T", "json", repo=root)}
-        self.tags = tags(hg, root)
-        self.bookmarks = {b["bookmark"]: b["node"]
-                          for b in hg.json("bookmarks", "-T", "json", repo=root)}
+        self.state = guard.take(hg, root)  # what the import must leave as it is
+        self.tags, self.bookmarks = self.state.tags, self.state.bookmarks
 
     def text(self, *args: str) -> str:
         return self.hg.text(*args, repo=self.root)
 
-    def check_clean(self) -> None:
+    def check_ready(self) -> None:
+        """Abort unless an import may start: no interrupted transaction, nothing
+        uncommitted, no untracked file where the import writes one."""
+        if os.path.exists(os.path.join(self.root, ".hg", "store", "journal")):
+            raise StateAbort(f"an interrupted transaction was left in {self.root}",
+                             "run 'hg recover', then import again")
         status = self.text("status", "-mard")
         merging = self.text("log", "-r", "p2()", "-T", "x")
         if status or merging:
-            raise ImportAbort(f"uncommitted changes in {self.root}",
-                              "commit or shelve them (hg commit, hg shelve), then import again")
+            raise StateAbort(f"uncommitted changes in {self.root}",
+                             "commit or shelve them (hg commit, hg shelve), then import again")
+        names = (state.FILENAME, ".hgtags", ".hgignore")
+        untracked = self.hg.lines("status", "-uin", *names, repo=self.root)
+        if untracked:
+            raise StateAbort(f"untracked {', '.join(untracked)} in {self.root}, which the "
+                             "import writes", "add and commit it, or move it away")
 
     def has_files(self, subdir: str) -> bool:
         found = self.hg.run("files", "-r", self.onto, "path:" + subdir, repo=self.root,
@@ -123,12 +147,6 @@ class Parent:
         return result
 
 
-def tags(hg: Hg, repo: str) -> dict[str, str]:
-    """Global tags of `repo`, tip left out."""
-    return {t["tag"]: t["node"] for t in hg.json("tags", "-T", "json", repo=repo)
-            if t["tag"] != "tip" and t.get("type") != "local"}
-
-
 @dataclass
 class Plan:
     """Everything decided before anything is written."""
@@ -144,6 +162,7 @@ class Plan:
     excludes: set[str]
     splice: dict[str, str]             # child root -> parent node
     newtags: dict[str, str]            # namespaced tag -> child node
+    newmarks: dict[str, str]           # namespaced bookmark -> child node
     message: str | None = None
     username: str | None = None
 
@@ -169,6 +188,8 @@ class Plan:
         lines += [f"  {src} -> {dst}" for src, dst in sorted(self.branchmap.items())]
         lines.append(f"tags to create: {len(self.newtags)}")
         lines += [f"  {name} -> {node[:12]}" for name, node in sorted(self.newtags.items())]
+        lines.append(f"bookmarks to set: {len(self.newmarks)}")
+        lines += [f"  {name} -> {node[:12]}" for name, node in sorted(self.newmarks.items())]
         return lines
 
 
@@ -177,23 +198,23 @@ def _record(opts: Options, parent: Parent, subdir: str) -> state.Record:
     old = parent.records.get(subdir)
     if opts.sync:
         if old is None:
-            raise ImportAbort(f"{subdir} is not an import recorded in {state.FILENAME}",
+            raise InputAbort(f"{subdir} is not an import recorded in {state.FILENAME}",
                               "import it first: hg importrepo SOURCE " + subdir)
         changes = {k: v for k, v in (("source", opts.source),) if v}
         if opts.exclude:
             changes["exclude"] = sorted(set(old.exclude) | set(opts.exclude))
         return replace(old, **changes)
     if old is not None:
-        raise ImportAbort(f"{subdir} is already imported from {old.source}",
+        raise StateAbort(f"{subdir} is already imported from {old.source}",
                           f"bring in new changesets with: hg importrepo --sync {subdir}")
     if parent.has_files(subdir):
-        raise ImportAbort(f"{subdir} already exists in the parent and is not an import",
+        raise StateAbort(f"{subdir} already exists in the parent and is not an import",
                           "choose another subdirectory, or move the existing one away first")
     if os.path.lexists(os.path.join(parent.root, subdir)):
-        raise ImportAbort(f"{subdir} exists in the working directory (untracked files)",
+        raise StateAbort(f"{subdir} exists in the working directory (untracked files)",
                           "move it away or choose another subdirectory")
     if not opts.source:
-        raise ImportAbort("no source given", "hg importrepo SOURCE SUBDIR")
+        raise InputAbort("no source given", "hg importrepo SOURCE SUBDIR")
     linear = opts.linear
     return state.Record(
         subdir=subdir, source=opts.source, kind="",
@@ -201,7 +222,7 @@ def _record(opts: Options, parent: Parent, subdir: str) -> state.Record:
         branch_prefix=subdir + "/" if opts.branch_prefix is None else opts.branch_prefix,
         tag_prefix=subdir + "/" if opts.tag_prefix is None else opts.tag_prefix,
         branches=dict(opts.branches), exclude=sorted(set(opts.exclude)), linear=linear,
-        onto=parent.onto)
+        keep_messages=opts.keep_messages, onto=parent.onto)
 
 
 def _branchmap(record: state.Record, source: Source, parent: Parent,
@@ -212,29 +233,44 @@ def _branchmap(record: state.Record, source: Source, parent: Parent,
     seen: dict[str, str] = {}
     for name, target in mapping.items():
         if target in seen:
-            raise ImportAbort(f"child branches {seen[target]!r} and {name!r} would both become "
+            raise InputAbort(f"child branches {seen[target]!r} and {name!r} would both become "
                               f"{target!r}", "map one of them elsewhere (branches in the "
                               "manifest) or change --branch-prefix")
         seen[target] = name
         ours = target in owned or (record.linear and target == parent.onto_branch)
         if target in parent.branches and not ours:
-            raise ImportAbort(f"branch collision: child branch {name!r} would become "
+            raise InputAbort(f"branch collision: child branch {name!r} would become "
                               f"{target!r}, which exists in the parent",
                               "choose another name with --branch or --branch-prefix")
     return mapping
 
 
-def make_plan(hg: Hg, parent: Parent, opts: Options) -> Plan:
+def open_child(hg: Hg, root: str, given: str, base: str, scratch: Scratch, ui: UI,
+               rev: str | None = None) -> tuple[Source, str]:
+    """The child `given` by the user (a path relative to `base`, or a URL cloned
+    into `scratch` first), and how to record it: a URL as given, a relative path
+    relative to the root, an absolute path as it is."""
+    if remote.is_remote(given):
+        ui.status(f"cloning {given}")
+        dest = scratch.path("child")
+        remote.clone(hg, given, dest)
+        return open_source(hg, dest, rev, name=given), given
+    path = given if os.path.isabs(given) else os.path.normpath(os.path.join(base, given))
+    if os.path.realpath(path) == os.path.realpath(root):
+        raise InputAbort(f"source {given} is the parent repository itself",
+                         "give the path of the repository to import into it")
+    recorded = path if os.path.isabs(given) else os.path.relpath(path, root)
+    return open_source(hg, path, rev), recorded
+
+
+def make_plan(hg: Hg, parent: Parent, opts: Options, scratch: Scratch, ui: UI) -> Plan:
     subdir = normalize_subdir(opts.subdir)
     record = _record(opts, parent, subdir)
-    source_path = record.source if os.path.isabs(record.source) else \
-        os.path.normpath(os.path.join(parent.root if opts.sync else os.getcwd(), record.source))
-    source = open_source(hg, source_path, opts.rev)
+    source, recorded = open_child(hg, parent.root, record.source,
+                                  parent.root if opts.sync else os.getcwd(), scratch, ui,
+                                  opts.rev)
     if not opts.sync:
-        record.kind = source.kind
-        # as given: relative paths stay relative (to the root), for clones side by side
-        record.source = source_path if os.path.isabs(record.source) else \
-            os.path.relpath(source_path, parent.root)
+        record.kind, record.source = source.kind, recorded
     earlier = parent.imported(record.sourcename)
     done = {child: node for child, (node, _b) in earlier.items()}
     owned = {branch for _n, branch in earlier.values()}
@@ -248,45 +284,43 @@ def make_plan(hg: Hg, parent: Parent, opts: Options) -> Plan:
     for name, node in source.tags.items():
         target = record.tag_prefix + name
         if target in parent.tags and parent.tags[target] not in ours:
-            raise ImportAbort(f"tag collision: child tag {name!r} would become {target!r}, "
+            raise InputAbort(f"tag collision: child tag {name!r} would become {target!r}, "
                               "which the parent already has",
                               "choose a namespace with --tag-prefix")
         newtags[target] = node
+    newmarks = {}
+    for name, node in source.bookmarks.items():
+        target = record.branch_prefix + name
+        if target in parent.bookmarks and parent.bookmarks[target] not in ours:
+            raise InputAbort(f"bookmark collision: child bookmark {name!r} would become "
+                              f"{target!r}, which the parent already has",
+                              "choose a namespace with --branch-prefix")
+        newmarks[target] = node
     merge = opts.merge and (opts.sync or not record.linear)  # a sync always merges
     return Plan(record, source, parent, opts.sync, merge, done, todo,
-                branchmap, excludes, splice, newtags, opts.message, opts.username)
+                branchmap, excludes, splice, newtags, newmarks, opts.message, opts.username)
 
 
 class Aside:
-    """A clone of the parent under .hg/ where all the work happens; removed on exit."""
+    """A clone of the parent in the run's scratch folder, where all the work happens."""
 
-    def __init__(self, hg: Hg, parent: Parent):
-        self.hg = hg
-        self.dir = tempfile.mkdtemp(prefix="importrepo-", dir=os.path.join(parent.root, ".hg"))
-        self.repo = os.path.join(self.dir, "repo")
-        try:
-            hg.run("clone", "-U", "-q", "--config", "hooks.preoutgoing=", "--config",
-                   "hooks.outgoing=", parent.root, self.repo)
-            with open(os.path.join(self.repo, ".hg", "hgrc"), "w", encoding="utf-8") as fh:
-                fh.write("[phases]\npublish = False\n")
-        except BaseException:
-            self.close()
-            raise
+    def __init__(self, hg: Hg, parent: Parent, scratch: Scratch):
+        self.hg, self.scratch = hg, scratch
+        self.dir, self.repo = scratch.dir, scratch.path("repo")
+        # non-publishing, so that the parent's draft changesets stay draft here
+        hg.run("clone", "-U", "-q", "--config", "hooks.preoutgoing=", "--config",
+               "hooks.outgoing=", "--config", "phases.publish=False", parent.root, self.repo)
+        with open(os.path.join(self.repo, ".hg", "hgrc"), "w", encoding="utf-8") as fh:
+            fh.write("[phases]\npublish = False\n")
 
     def write(self, name: str, text: str) -> str:
-        path = os.path.join(self.dir, name)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        return path
+        return self.scratch.write(name, text)
 
     def run(self, *args: str, **kw):
         return self.hg.run(*args, repo=self.repo, **kw)
 
     def text(self, *args: str) -> str:
         return self.hg.text(*args, repo=self.repo)
-
-    def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
@@ -303,8 +337,13 @@ def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
             "--splicemap", aside.write("splicemap", "".join(
                 f"{c} {p}\n" for c, p in plan.splice.items())),
             "--config", "convert.skiptags=True", "--config", "convert.hg.saverev=True",
+            # keep merges whose parent is an ancestor of the other (a --no-ff merge)
+            "--config", "convert.ignoreancestorcheck=True",
             "--config", "convert.git.saverev=True",
-            "--config", "convert.hg.sourcename=" + r.sourcename]
+            "--config", "convert.hg.sourcename=" + r.sourcename,
+            # hashes cited in messages (7 digits on) rewritten, or messages kept as they are
+            "--config", "importrepo.messages=" + ("keep" if r.keep_messages else "rewrite"),
+            "--config", "importrepo.source=" + r.source]
     if plan.source.rev:
         args += ["--rev", plan.source.rev]
     counting: dict[str, int] = {}  # convert prints "converting..." then N-1 ... 0
@@ -330,21 +369,29 @@ def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
     return revmap
 
 
-def _prefix_bookmarks(aside: Aside, plan: Plan) -> None:
-    """Convert turns git branches into bookmarks: namespace them like branches and
-    put back any parent bookmark that a same-named git branch moved."""
+def _set_bookmarks(aside: Aside, plan: Plan, revmap: dict[str, str]) -> dict[str, str]:
+    """Undo whatever bookmarks convert wrote (it copies the child's under their own
+    names, moving the parent's), then set the child's under the prefix. Returns
+    {bookmark: node} of the child's bookmarks as set."""
     before = plan.parent.bookmarks
-    for mark in json.loads(aside.run("bookmarks", "-T", "json").out or b"[]"):
-        name, node = mark["bookmark"], mark["node"]
-        if before.get(name) == node:
-            continue
-        target = plan.record.branch_prefix + name
-        if name in before:
-            aside.run("bookmark", "-f", "-r", before[name], name)
-        else:
-            aside.run("bookmark", "-d", name)
-        if target not in before:
-            aside.run("bookmark", "-f", "-r", node, target)
+    marks = {}
+    for name, child in plan.newmarks.items():
+        node = verify.image(plan.source, {**plan.done, **revmap}, child)
+        if node:
+            marks[name] = node
+    want = {**before, **marks}
+    have = {m["bookmark"]: m["node"] for m in json.loads(aside.run("bookmarks", "-T", "json")
+                                                          .out or b"[]")}
+    extra = sorted(set(have) - set(want))
+    if extra:
+        aside.run("bookmark", "-d", *extra)
+    by_node: dict[str, list[str]] = {}
+    for name, node in want.items():
+        if have.get(name) != node:
+            by_node.setdefault(node, []).append(name)
+    for node, names in sorted(by_node.items()):
+        aside.run("bookmark", "-f", "-r", node, *sorted(names))
+    return marks
 
 
 def _is_ancestor(aside: Aside, a: str, b: str) -> bool:
@@ -358,7 +405,7 @@ def _join(aside: Aside, plan: Plan, revmap: dict[str, str], ui: UI) -> tuple[str
     new = sorted(set(revmap.values()) - set(plan.done.values()) - {parent.onto})
     head = verify.image(plan.source, {**plan.done, **revmap}, plan.source.head)
     if head is None:
-        raise ImportAbort(f"the child head {plan.source.head[:12]} has no imported changeset",
+        raise InputAbort(f"the child head {plan.source.head[:12]} has no imported changeset",
                           "it touches only excluded files; import up to another --rev")
     onto = parent.onto
     if _is_ancestor(aside, head, onto):
@@ -376,7 +423,7 @@ def _join(aside: Aside, plan: Plan, revmap: dict[str, str], ui: UI) -> tuple[str
         if result.code:
             conflicts = [line[2:] for line in aside.text("resolve", "-l").splitlines()
                          if line.startswith("U ")]
-            raise ImportAbort(
+            raise StateAbort(
                 f"merging {r.subdir} conflicts with the parent in: {', '.join(conflicts)}",
                 f"import with --no-merge, then: hg merge {r.branch} and resolve")
     wdir = aside.repo
@@ -430,51 +477,88 @@ def _append(path: str, lines: list[str]) -> None:
 def run(hg: Hg, root: str, opts: Options, ui: UI) -> int:
     """Import or sync one child; returns 0, or 1 when there was nothing to do."""
     parent = Parent(hg, root, opts.onto)
+    dot_hg = os.path.join(root, ".hg")
     if not opts.dry_run:
-        parent.check_clean()
-    plan = make_plan(hg, parent, opts)
+        Scratch.sweep(dot_hg, ui)
+        parent.check_ready()
+    # a dry run clones a remote child outside the parent: it writes nothing there
+    with Scratch(None if opts.dry_run else dot_hg) as scratch:
+        log.debug("working in %s", scratch.dir)
+        try:
+            return _run(hg, parent, opts, scratch, ui)
+        except HgError as exc:
+            raise ImportAbort(f"{exc}", "the parent is unchanged") from None
+
+
+def _run(hg: Hg, parent: Parent, opts: Options, scratch: Scratch, ui: UI) -> int:
+    plan = make_plan(hg, parent, opts, scratch, ui)
     if opts.dry_run:
         for line in plan.describe():
             ui.status(line)
         return 0
-    if plan.sync and not plan.todo and not _tags_changed(plan):
+    if plan.sync and not plan.todo and not _news(plan):
         ui.status(f"{plan.record.subdir}: nothing new in {plan.record.source}")
         return 1
     ui.status(f"{'syncing' if plan.sync else 'importing'} {plan.record.source} into "
               f"{plan.record.subdir}/ ({len(plan.todo)} changesets to convert)")
-    aside = Aside(hg, parent)
-    log.debug("working in %s", aside.dir)
-    try:
-        revmap = _convert(aside, plan, ui)
-        if plan.source.kind == "git":
-            _prefix_bookmarks(aside, plan)
-        node, count = _join(aside, plan, revmap, ui)
-        if node is None:
-            ui.status(f"{plan.record.subdir}: nothing new in {plan.record.source}")
-            return 1
-        report = verify.check(hg, aside.repo, plan.record, plan.source, {**plan.done, **revmap},
-                              only=set(plan.todo) if plan.sync else None,
-                              parent_tags=parent.tags, ui=ui)
-        for line in report.lines():
-            ui.status(line)
-        if not report.ok:
-            raise ImportAbort(f"verification of {plan.record.subdir} failed; "
-                              "the parent is unchanged", "report the problems listed above")
-        hg.run("pull", "-q", aside.repo, repo=root)
-        if parent.wdir == parent.onto and (plan.merge or plan.record.linear):
-            hg.run("update", "-q", "-r", node, repo=root)
-        ui.status(f"{plan.record.subdir}: {count} changesets "
-                  f"{'synced' if plan.sync else 'imported'}, head {node[:12]}")
-        return 0
-    except HgError as exc:
-        raise ImportAbort(f"{exc}", "the parent is unchanged") from None
-    finally:
-        aside.close()
+    aside = Aside(hg, parent, scratch)
+    cloned = guard.take(hg, aside.repo)  # the parent as far as a clone sees it
+    revmap = _convert(aside, plan, ui)
+    marks = _set_bookmarks(aside, plan, revmap)
+    moved = sorted(m for m, n in marks.items() if parent.bookmarks.get(m) != n)
+    node, count = _join(aside, plan, revmap, ui)
+    if node is None and not moved:
+        ui.status(f"{plan.record.subdir}: nothing new in {plan.record.source}")
+        return 1
+    allowed = guard.Allowed(bookmarks=marks, tag_prefix=plan.record.tag_prefix,
+                            branches=set(plan.branchmap.values()), replaced=parent.onto,
+                            commit=node or "")
+    report = verify.check(hg, aside.repo, plan.record, plan.source, {**plan.done, **revmap},
+                          only=set(plan.todo) if plan.sync else None,
+                          guarded=(cloned, allowed), ui=ui)
+    for line in report.lines():
+        ui.status(line)
+    if not report.ok:
+        raise ImportAbort(f"verification of {plan.record.subdir} failed; "
+                          "the parent is unchanged", "report the problems listed above")
+    _pull(hg, aside, parent, allowed, moved)
+    if node and parent.wdir == parent.onto and (plan.merge or plan.record.linear):
+        hg.run("update", "-q", "-r", node, repo=parent.root)
+    ui.status(f"{plan.record.subdir}: {count} changesets "
+              f"{'synced' if plan.sync else 'imported'}, head {(node or parent.onto)[:12]}")
+    return 0
 
 
-def _tags_changed(plan: Plan) -> bool:
-    return any(plan.parent.tags.get(name) != verify.image(plan.source, plan.done, node)
-               for name, node in plan.newtags.items())
+def _pull(hg: Hg, aside: Aside, parent: Parent, allowed: guard.Allowed,
+          moved: list[str]) -> None:
+    """The one change to the parent: a pull from the scratch clone (every head, the
+    child's bookmarks that moved), checked by the guard hook inside its transaction."""
+    spec = os.path.join(aside.dir, "guard.json")
+    guard.write_spec(spec, hg.exe, parent.state, allowed)
+    args = ["pull", "-q", "--config", "experimental.remotenames=false",
+            "--config", "hooks.pretxnclose.importrepo-guard=" + guard.hook_command(spec)]
+    for head in aside.text("log", "-r", "heads(all())", "-T", "{node}\n").split():
+        args += ["-r", head]
+    for mark in moved:
+        args += ["-B", mark]
+    result = hg.run(*args, aside.repo, repo=parent.root, check=False)
+    if result.code:
+        found = os.path.join(spec + ".problems")
+        problems = open(found, encoding="utf-8").read().split("\n") \
+            if os.path.exists(found) else []
+        detail = "; ".join(p for p in problems if p) or \
+            result.err.decode("utf-8", "replace").strip()
+        raise ImportAbort(f"the final pull would have changed the parent ({detail}); "
+                          "it was rolled back, the parent is unchanged",
+                          "report this; nothing was imported")
+
+
+def _news(plan: Plan) -> bool:
+    """Whether the child's tags or bookmarks moved since the last sync."""
+    return any(have.get(name) != verify.image(plan.source, plan.done, node)
+               for have, wanted in ((plan.parent.tags, plan.newtags),
+                                    (plan.parent.bookmarks, plan.newmarks))
+               for name, node in wanted.items())
 
 
 def verify_subdir(hg: Hg, root: str, subdir: str, ui: UI) -> bool:
@@ -483,12 +567,11 @@ def verify_subdir(hg: Hg, root: str, subdir: str, ui: UI) -> bool:
     subdir = normalize_subdir(subdir)
     record = parent.records.get(subdir)
     if record is None:
-        raise ImportAbort(f"{subdir} is not an import recorded in {state.FILENAME}")
-    path = record.source if os.path.isabs(record.source) else \
-        os.path.normpath(os.path.join(root, record.source))
-    source = open_source(hg, path)
-    done = {child: node for child, (node, _b) in parent.imported(record.sourcename).items()}
-    report = verify.check(hg, root, record, source, done, ui=ui)
+        raise InputAbort(f"{subdir} is not an import recorded in {state.FILENAME}")
+    with Scratch(None) as scratch:
+        source, _recorded = open_child(hg, root, record.source, root, scratch, ui)
+        done = {child: node for child, (node, _b) in parent.imported(record.sourcename).items()}
+        report = verify.check(hg, root, record, source, done, ui=ui)
     for line in report.lines():
         ui.status(line)
     return report.ok

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 
-from .errors import ImportAbort
+from .errors import ImportAbort, InputAbort
 from .hg import Hg, HgError
 
 __all__ = ["Change", "GitSource", "HgSource", "Source", "open_source", "revset_string"]
@@ -48,10 +48,12 @@ class Source:
 
     kind = ""
 
-    def __init__(self, path: str, rev: str | None):
+    def __init__(self, path: str, rev: str | None, name: str | None = None):
         self.path, self.rev = path, rev
+        self.name = name or path  # as the user gave it (a URL for a remote source)
         self.changes: list[Change] = []  # topological order
         self.tags: dict[str, str] = {}   # name -> node, global tags in range only
+        self.bookmarks: dict[str, str] = {}  # name -> node in range (git: branches)
         self.head = ""                   # the changeset merged into the parent
 
     def __repr__(self) -> str:
@@ -117,15 +119,15 @@ def hg_tree(hg: Hg, repo: str, node: str, subdir: str = "") -> dict[str, tuple[s
 class HgSource(Source):
     kind = "hg"
 
-    def __init__(self, hg: Hg, path: str, rev: str | None):
-        super().__init__(path, rev)
+    def __init__(self, hg: Hg, path: str, rev: str | None, name: str | None = None):
+        super().__init__(path, rev, name)
         self.hg = hg
         if rev:
             try:
                 self.rev = hg.text("log", "-r", rev, "-T", "{node}\n", repo=path).split()[-1]
             except (HgError, IndexError):
-                raise ImportAbort(f"unknown revision {rev!r} in {path}",
-                                  f"check it with: hg log -R {path} -r \"{rev}\"") from None
+                raise InputAbort(f"unknown revision {rev!r} in {self.name}",
+                                 f"check it with: hg log -R {self.name} -r \"{rev}\"") from None
         revset = self.revset = f"::{self.rev}" if rev else "all()"
         for line in hg.lines("log", "-r", revset, "-T", _LOG_TEMPLATE, repo=path):
             node, p1, p2, branch, files = json.loads(line)
@@ -135,6 +137,9 @@ class HgSource(Source):
         for entry in hg.json("tags", "-T", "json", repo=path):
             if entry["tag"] != "tip" and entry.get("type") != "local" and entry["node"] in inrange:
                 self.tags[entry["tag"]] = entry["node"]
+        self.bookmarks = {b["bookmark"]: b["node"] for b in hg.json("bookmarks", "-T", "json",
+                                                                    repo=path)
+                          if b["node"] in inrange}
         if rev:
             self.head = self.rev
         else:  # the checked-out head if there is one, else the tip of default
@@ -151,13 +156,13 @@ class HgSource(Source):
 class GitSource(Source):
     kind = "git"
 
-    def __init__(self, path: str, rev: str | None):
-        super().__init__(path, rev)
+    def __init__(self, path: str, rev: str | None, name: str | None = None):
+        super().__init__(path, rev, name)
         if rev:
             found = self._git("rev-parse", "--verify", "--quiet", rev + "^{commit}", check=False)
             if not found:
-                raise ImportAbort(f"unknown revision {rev!r} in {path}",
-                                  f"check it with: git -C {path} log -1 {rev}")
+                raise InputAbort(f"unknown revision {rev!r} in {self.name}",
+                                 f"check it with: git -C {path} log -1 {rev}")
             self.head, heads = found.strip(), [found.strip()]
         else:
             heads = ["--branches", "--remotes"]
@@ -176,12 +181,18 @@ class GitSource(Source):
             name = ref.removeprefix("refs/tags/").removesuffix("^{}")
             if sha in inrange and (ref.endswith("^{}") or name not in self.tags):
                 self.tags[name] = sha
+        for line in self._git("for-each-ref", "--format=%(objectname) %(refname)",
+                              "refs/heads", "refs/remotes/origin").splitlines():
+            sha, ref = line.split(" ", 1)  # named as convert names them
+            name = ref.removeprefix("refs/heads/").replace("refs/remotes/origin/", "remote/")
+            if sha in inrange and name != "remote/HEAD":
+                self.bookmarks[name] = sha
 
     def _git(self, *args: str, check: bool = True) -> str:
         proc = subprocess.run(["git", "-C", self.path, *args], capture_output=True, text=True,
                               errors="surrogateescape")
         if check and proc.returncode:
-            raise ImportAbort(f"git {' '.join(args)} failed in {self.path}: {proc.stderr.strip()}")
+            raise ImportAbort(f"git {' '.join(args)} failed in {self.name}: {proc.stderr.strip()}")
         return proc.stdout if proc.returncode == 0 else ""
 
     def paths(self) -> set[str]:
@@ -208,20 +219,22 @@ def _is_git(path: str) -> bool:
         os.path.exists(os.path.join(path, part)) for part in ("HEAD", "objects", "refs"))
 
 
-def open_source(hg: Hg, path: str, rev: str | None = None) -> Source:
-    """The child at `path`, read up to `rev` (default: everything)."""
+def open_source(hg: Hg, path: str, rev: str | None = None, name: str | None = None) -> Source:
+    """The child at `path`, read up to `rev` (default: everything); `name` is how
+    messages call it (default: `path`)."""
+    name = name or path
     if os.path.isdir(os.path.join(path, ".hg")):
-        source: Source = HgSource(hg, path, rev)
+        source: Source = HgSource(hg, path, rev, name)
     elif os.path.isdir(path) and _is_git(path):
         if not shutil.which("git"):
-            raise ImportAbort(f"{path} is a git repository but the git program is not on PATH",
+            raise ImportAbort(f"{name} is a git repository but the git program is not on PATH",
                               "install git (e.g. apt-get install git) and run the import again")
-        source = GitSource(path, rev)
+        source = GitSource(path, rev, name)
     else:
         what = "does not exist" if not os.path.exists(path) else \
             "is not a Mercurial or git repository"
-        raise ImportAbort(f"source {path} {what}",
-                          "give the path of a local Mercurial or git repository")
+        raise InputAbort(f"source {name} {what}",
+                         "give the path of a local Mercurial or git repository, or a URL")
     if not source.changes:
-        raise ImportAbort(f"source {path} has no changesets to import")
+        raise InputAbort(f"source {name} has no changesets to import")
     return source

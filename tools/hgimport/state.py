@@ -17,7 +17,7 @@ import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 
-from .errors import ImportAbort
+from .errors import StateAbort
 
 __all__ = ["FILENAME", "Record", "dumps", "loads"]
 
@@ -39,6 +39,7 @@ class Record:
     branches: dict[str, str] = field(default_factory=dict)
     exclude: list[str] = field(default_factory=list)
     linear: bool = False
+    keep_messages: bool = False
     onto: str = ""
 
     @property
@@ -71,13 +72,13 @@ def loads(text: str, where: str = FILENAME) -> dict[str, Record]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ImportAbort(f"{where}: {exc}", "fix the file or restore it from history") from None
+        raise StateAbort(f"{where}: {exc}", "fix the file or restore it from history") from None
     known = {f.name for f in fields(Record)} - {"subdir"}
     records = {}
     for subdir, table in data.get("imports", {}).items():
         unknown = set(table) - known
         if unknown or "source" not in table:
             problem = f"unknown key {sorted(unknown)[0]!r}" if unknown else "missing 'source'"
-            raise ImportAbort(f"{where}: imports.{subdir}: {problem}")
+            raise StateAbort(f"{where}: imports.{subdir}: {problem}")
         records[subdir] = Record(subdir=subdir, **table)
     return records

@@ -2,17 +2,21 @@
 
 For every child changeset the import covers:
 
-- kept ones: same author, date, message (hashes in it may be rewritten),
+- kept ones: same author, date, message (with the child hashes it cites
+  rewritten to imported ones, unless the import keeps messages),
   mapped branch, parents that are the images of the child's parents, and the
   same files under SUBDIR. Files are compared by induction: the root's parent
   has nothing under SUBDIR, and each changeset's git-style diff against its
   first parent equals the child's (paths prefixed, excluded files left out);
   where the diffs differ, the two trees are compared in full.
-- dropped ones (tag-only commits, merges convert pruned, changesets touching
-  only excluded files): the child's tree equals the tree of the changeset that
-  stands for it, compared in full. Counts must add up.
-- tags: every child tag exists, namespaced, on the image of its changeset; the
-  parent's own tags are untouched.
+- dropped ones (tag-only commits, changesets touching only excluded files):
+  the child's tree equals the tree of the changeset that stands for it,
+  compared in full. Counts must add up; no merge may be dropped (the child's
+  merges and the imported ones are counted).
+- tags and bookmarks: every child tag and bookmark exists, namespaced, on the
+  image of its changeset; no child bookmark arrived under its bare name.
+- the parent (given its state before the import): its bookmarks, tags, branch
+  heads, phases and remote names are as they were (see guard.py).
 - `hg verify` is clean.
 
 Git children are checked the same way except that diffs are not comparable
@@ -22,10 +26,12 @@ tagged commit and every dropped commit, metadata is not compared.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass, field
 
+from . import guard
 from .hg import Hg
 from .mapping import branch_target, excluded
 from .source import NULL, Source, hg_tree, revset_string
@@ -34,7 +40,7 @@ from .ui import UI
 
 __all__ = ["Report", "check", "image"]
 
-_HASH = re.compile(r"\b[0-9a-f]{12,40}\b")
+_HASH = re.compile(r"\b[0-9a-f]{7,40}\b")
 _FEW = 400  # up to this many changesets are named one by one in a revset
 _MARK = "\x01"
 
@@ -72,8 +78,8 @@ class Report:
 
     def lines(self) -> list[str]:
         c = self.counts
-        dropped = ", ".join(f"{c[k]} {k}" for k in ("tag-only", "pruned merges",
-                                                   "empty after excludes") if c.get(k))
+        dropped = ", ".join(f"{c[k]} {k}" for k in ("tag-only", "empty after excludes")
+                            if c.get(k))
         out = [f"verify {self.subdir}/: {'ok' if self.ok else 'FAILED'}",
                f"  {self.scope}changesets: {c.get('child', 0)} in child = "
                f"{c.get('kept', 0)} imported"
@@ -123,11 +129,14 @@ def _diffs(hg: Hg, repo: str, revset: str, prefix: bytes) -> dict[str, dict[byte
 
 
 def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, str], *,
-          only: set[str] | None = None, parent_tags: dict[str, str] | None = None,
+          only: set[str] | None = None,
+          guarded: tuple[guard.State, guard.Allowed] | None = None,
           ui: UI | None = None) -> Report:
     """Verify the import of `source` into `repo`; `revmap` maps child nodes to
     imported ones (as convert left it, or rebuilt from the changesets' extras).
-    `only` limits the changeset checks to those child nodes (what a sync brought)."""
+    `only` limits the changeset checks to those child nodes (what a sync brought).
+    `guarded` is the parent's state before the import and the changes allowed:
+    `repo` must differ from it in nothing else."""
     ui = ui or UI()
     report = Report(record.subdir, "new " if only is not None else "")
     subdir = record.subdir
@@ -162,6 +171,7 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
                 child_meta[entry["node"]] = entry
         child_diffs = _diffs(hg, source.path, child_set, b"") if child_set else {}
         dest_diffs = _diffs(hg, repo, dest_set, (subdir + "/").encode()) if dest_set else {}
+    cite = _citations(source, revmap)
     counts = report.counts
     counts.update(child=len(changes), kept=0)
     bases, full, total = set(), 0, len(changes)
@@ -171,8 +181,10 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
             ui.progress("verifying", n, total, "changesets")
         entry = kept.get(change.node)
         if entry is None:
-            kind = ("tag-only" if change.files == (".hgtags",) else
-                    "pruned merges" if len(change.parents) == 2 else "empty after excludes")
+            if len(change.parents) == 2 and len({image(source, revmap, p)
+                                                 for p in change.parents}) == 2:
+                report.problem(f"merge {change.node[:12]} of the child was not imported")
+            kind = "tag-only" if change.files == (".hgtags",) else "empty after excludes"
             counts[kind] = counts.get(kind, 0) + 1
             target = revmap.get(change.node) or image(source, revmap, change.node)
             if hgchild and change.parents and target == image(
@@ -193,6 +205,10 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
         counts["kept"] += 1
         node = entry["node"]
         dest_parents = [p for p in (entry["p1"], entry["p2"]) if p != NULL]
+        if len(change.parents) == 2:
+            counts["merges"] = counts.get("merges", 0) + 1
+            if len(dest_parents) != 2:
+                report.problem(f"{node[:12]}: child {change.node[:12]} is a merge, this is not")
         want_parents = list(dict.fromkeys(image(source, revmap, p) for p in change.parents))
         if change.parents:
             if set(dest_parents) - set(want_parents) or not dest_parents:
@@ -206,8 +222,11 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
             for key in ("user", "date"):
                 if meta[key] != entry[key]:
                     report.problem(f"{node[:12]}: {key} {entry[key]!r}, child has {meta[key]!r}")
-            if _HASH.sub("#", meta["desc"]) != _HASH.sub("#", entry["desc"]):
-                report.problem(f"{node[:12]}: message differs from child {change.node[:12]}")
+            want = meta["desc"] if record.keep_messages else rewrite(meta["desc"], cite)
+            if want != entry["desc"]:
+                report.problem(f"{node[:12]}: message differs from child {change.node[:12]}"
+                               + ("" if record.keep_messages else
+                                  " (with the hashes it cites rewritten)"))
         if entry["branch"] != branchmap.get(change.branch, entry["branch"]):
             report.problem(f"{node[:12]}: branch {entry['branch']!r}, expected "
                            f"{branchmap[change.branch]!r}")
@@ -231,7 +250,25 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
     how = "diffs against the first parent" if hgchild else \
         "full trees at heads, tags and dropped commits"
     report.facts.append(f"contents: {counts['kept']} changesets by {how}, {full} in full")
-    _check_tags(hg, repo, record, source, revmap, covered, parent_tags, report)
+    merges = sum(len(c.parents) == 2 for c in changes)
+    report.facts.append(f"merges: {merges} in child, {counts.get('merges', 0)} imported")
+    if merges != counts.get("merges", 0):
+        report.problem(f"merges: {merges} in child, {counts.get('merges', 0)} imported")
+    tags = {t["tag"]: t["node"] for t in hg.json("tags", "-T", "json", repo=repo)}
+    _check_names("tag", source.tags, record.tag_prefix, tags, source, revmap, covered, report)
+    marks = {b["bookmark"]: b["node"] for b in hg.json("bookmarks", "-T", "json", repo=repo)}
+    _check_names("bookmark", source.bookmarks, record.branch_prefix, marks, source, revmap,
+                 covered, report)
+    if guarded is not None:
+        before, allowed = guarded
+        changed = guard.compare(before, guard.take(hg, repo), allowed)
+        for problem in changed:
+            report.problem("parent " + problem)
+        if not changed:
+            heads = sum(len(h) for h in before.heads.values())
+            report.facts.append(
+                f"parent: {len(before.bookmarks)} bookmarks, {len(before.tags)} tags, "
+                f"{heads} branch heads, phases and remote names untouched")
     result = hg.run("verify", "-q", repo=repo, check=False)
     if result.code:
         report.problem("hg verify: " + (result.err or result.out).decode(errors="replace")
@@ -239,6 +276,32 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
     else:
         report.facts.append("hg verify: clean")
     return report
+
+
+def rewrite(text: str, cite) -> str:
+    """`text` with each hexadecimal word of 7 to 40 digits that `cite` maps replaced
+    by as many digits of what it maps to."""
+    for word in dict.fromkeys(_HASH.findall(text)):
+        new = cite(word)
+        if new:
+            text = text.replace(word, new[:len(word)])
+    return text
+
+
+def _citations(source: Source, revmap: dict[str, str]):
+    """word -> the imported node standing for the one child changeset whose node
+    starts with it (None when none or several do)."""
+    nodes = sorted(c.node for c in source.changes)
+
+    def cite(word: str) -> str | None:
+        at = bisect.bisect_left(nodes, word)
+        found = nodes[at:at + 2]
+        if not found or not found[0].startswith(word) or (
+                len(found) == 2 and found[1].startswith(word)):
+            return None
+        return image(source, revmap, found[0])
+
+    return cite
 
 
 def _changed(hg: Hg, source: Source, a: str, b: str, excludes: set[str]) -> list[str]:
@@ -261,25 +324,21 @@ def _dest_tree(hg: Hg, repo: str, node: str, subdir: str) -> dict:
     return hg_tree(hg, repo, node, subdir)
 
 
-def _check_tags(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, str],
-                covered: set[str], parent_tags: dict[str, str] | None, report: Report) -> None:
-    have = {t["tag"]: t["node"] for t in hg.json("tags", "-T", "json", repo=repo)
-            if t["tag"] != "tip"}
+def _check_names(kind: str, child: dict[str, str], prefix: str, have: dict[str, str],
+                 source: Source, revmap: dict[str, str], covered: set[str],
+                 report: Report) -> None:
+    """Each child tag or bookmark (`kind`) under `prefix` on its image; for
+    bookmarks, none left under its bare name on it (as convert leaves them)."""
     checked = 0
-    for name, node in sorted(source.tags.items()):
+    for name, node in sorted(child.items()):
         if node not in covered:
             continue
-        want, target = image(source, revmap, node), record.tag_prefix + name
+        want, target = image(source, revmap, node), prefix + name
         checked += 1
         if have.get(target) != want:
-            report.problem(f"tag {target}: {str(have.get(target))[:12]}, expected {str(want)[:12]}"
-                           f" (child {name} is {node[:12]})")
-    namespace = record.tag_prefix or "(no prefix)"
-    report.facts.append(f"tags: {checked} child tags checked under {namespace}")
-    if parent_tags is not None:
-        moved = [n for n, node in parent_tags.items() if have.get(n) != node
-                 and not n.startswith(record.tag_prefix or "\0")]
-        for name in moved:
-            report.problem(f"parent tag {name} changed")
-        report.facts.append(f"parent tags: {len(parent_tags)} untouched" if not moved else
-                            "parent tags: changed")
+            report.problem(f"{kind} {target}: {str(have.get(target))[:12]}, expected "
+                           f"{str(want)[:12]} (child {name} is {node[:12]})")
+        if kind == "bookmark" and target != name and want and have.get(name) == want:
+            report.problem(f"child bookmark {name} arrived bare, on {want[:12]}")
+    report.facts.append(f"{kind}s: {checked} child {kind}s checked under "
+                        f"{prefix or '(no prefix)'}")

@@ -1,0 +1,105 @@
+"""convert as `hg importrepo` needs it (loaded into its command server)
+
+Inactive unless the convert command sets ``importrepo.messages``:
+
+- ``rewrite``: every hexadecimal word of 7 to 40 digits in a description that
+  names exactly one changeset of the source (a node prefix, never a revision
+  number, tag or bookmark) is replaced by the same length of its converted
+  node (convert itself rewrites only words of 12 digits or more, and resolves
+  them as any revision symbol);
+- ``keep``: descriptions are left exactly as they are.
+
+``importrepo.source`` (when set) is recorded in every converted changeset as the
+``importrepo_source`` extra, beside convert's ``convert_revision``.
+``importrepo.citemap`` (a file of "source-node dest-node" lines) overrides the
+revision map for what cited hashes become (the export cites a child changeset
+by its own node where its revision map names the tag commit on top of it).
+"""
+
+from __future__ import annotations
+
+import re
+
+from mercurial import error, extensions, scmutil
+from mercurial.node import hex
+
+testedwith = b"6.3 7.2"
+minimumhgversion = b"6.3"
+
+_SHORT = re.compile(rb"\b[0-9a-f]{7,40}\b")
+_NEVER = re.compile(rb"(?!)")
+
+
+def extsetup(ui):
+    from hgext.convert import git as gitconvert
+    from hgext.convert import hg as hgconvert
+
+    extensions.wrapfunction(hgconvert.mercurial_sink, "putcommit", _putcommit)
+    extensions.wrapfunction(hgconvert.mercurial_source, "lookuprev", _lookuprev)
+    if "lookuprev" not in vars(gitconvert.convert_git):
+        gitconvert.convert_git.lookuprev = _git_lookuprev
+
+
+def _mode(ui):
+    return ui.config(b"importrepo", b"messages")
+
+
+def _putcommit(orig, self, files, copies, parents, commit, source, revmap, *args, **kwargs):
+    ui = self.repo.ui
+    mode = _mode(ui)
+    if mode is None:
+        return orig(self, files, copies, parents, commit, source, revmap, *args, **kwargs)
+    from hgext.convert import hg as hgconvert
+
+    origin = ui.config(b"importrepo", b"source")
+    if origin:
+        commit.extra = {**commit.extra, b"importrepo_source": origin}
+    citemap = ui.config(b"importrepo", b"citemap")
+    if citemap:
+        revmap = _Overlay(_load(citemap), revmap)
+    saved = hgconvert.sha1re
+    hgconvert.sha1re = _NEVER if mode == b"keep" else _SHORT
+    try:
+        return orig(self, files, copies, parents, commit, source, revmap, *args, **kwargs)
+    finally:
+        hgconvert.sha1re = saved
+
+
+class _Overlay:
+    """`first`, then `rest`, for the lookups putcommit makes."""
+
+    def __init__(self, first, rest):
+        self.first, self.rest = first, rest
+
+    def get(self, key, default=None):
+        found = self.first.get(key)
+        return found if found is not None else self.rest.get(key, default)
+
+
+_LOADED = {}
+
+
+def _load(path):
+    if path not in _LOADED:
+        with open(path, "rb") as fh:
+            _LOADED.clear()
+            _LOADED[path] = dict(line.split() for line in fh if line.strip())
+    return _LOADED[path]
+
+
+def _lookuprev(orig, self, rev):
+    if _mode(self.repo.ui) is None:
+        return orig(self, rev)
+    try:
+        node = scmutil.resolvehexnodeidprefix(self.repo, rev)
+    except (error.LookupError, error.RepoLookupError, error.WdirUnsupported):
+        return None
+    return hex(node) if node else None
+
+
+def _git_lookuprev(self, rev):
+    if _mode(self.ui) is None:
+        return None
+    out, code = self.gitrun(b"rev-parse", b"--verify", b"--quiet", rev + b"^{commit}")
+    node = out.strip()
+    return node if code == 0 and node.startswith(rev) else None

@@ -1,0 +1,136 @@
+"""`hg importrepo --export`: the round trip gives the child back changeset for
+changeset, monorepo changes land on top of it and `hg push` into a clone of the
+child takes them; incremental and deterministic."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.conftest import require
+from tests.tools.hgrepos import build_tangled_child, ok
+
+
+@pytest.fixture
+def tangled(hg, tmp_path):
+    return build_tangled_child(hg, tmp_path / "tangled")
+
+
+
+def history(hg, repo) -> list[str]:
+    """Every changeset as node, parents, branch, user, date and message."""
+    return sorted(hg.lines("log", "-r", "all()", "-T",
+                           "{node} {p1node} {p2node} {branch} {user} {date|hgdate} "
+                           "{desc|json}\n", repo=str(repo)))
+
+
+def test_round_trip_gives_the_child_back_and_monorepo_changes_push_into_it(
+        hg, tangled, parent, run_hg, exe, tmp_path):
+    p, dest = parent.path, tmp_path / "exported"
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
+    out = ok(run_hg("importrepo", "--export", "lib", str(dest), cwd=p, exe=exe))
+    assert f"exported lib/ to {dest}: 9 new changesets (0 made in the monorepo" in out
+    assert history(hg, dest) == history(hg, tangled.path)  # every hash the child's
+    for rev in hg.lines("log", "-r", "all()", "-T", "{node}\n", repo=tangled.path):
+        assert hg.text("manifest", "--debug", "-r", rev, repo=str(dest)) == \
+            hg.text("manifest", "--debug", "-r", rev, repo=tangled.path)
+    assert hg.lines("tags", repo=str(dest)) == hg.lines("tags", repo=tangled.path)
+    assert hg.lines("bookmarks", repo=str(dest)) == hg.lines("bookmarks", repo=tangled.path)
+
+    # work in the monorepo under lib/, citing an imported hash
+    root_image = hg.text("log", "-r", "extra('convert_source') and desc(root)", "-T",
+                         "{node|short}", repo=p)
+    with open(os.path.join(p, "lib", "f.txt"), "a") as fh:
+        fh.write("from the monorepo\n")
+    with open(os.path.join(p, "README"), "a") as fh:
+        fh.write("not the child's\n")
+    hg.run("commit", "-m", f"monorepo fix, see {root_image}", repo=p)
+    out = ok(run_hg("importrepo", "--export", "lib", str(dest), cwd=p, exe=exe))
+    assert "1 new changesets (1 made in the monorepo on top of the child's)" in out
+    top = hg.text("log", "-r", "tip", "-T", "{p1node} {branch} {files} {desc}", repo=str(dest))
+    assert top == (f"{tangled.node('master')} default f.txt monorepo fix, see "
+                   f"{tangled.node('0')[:12]}")
+    clone = tmp_path / "child-clone"
+    hg.run("clone", "-q", tangled.path, str(clone))
+    pushed = run_hg("push", "-R", str(dest), str(clone), cwd=tmp_path, exe=exe)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr  # no -f: on top of the child
+    assert "added 1 changesets with 1 changes to 1 files" in pushed.stdout
+    assert hg.text("log", "-r", "head() and branch(default)", "-T", "{desc}\n",
+                   repo=str(clone)) == f"monorepo fix, see {tangled.node('0')[:12]}\n"
+
+
+def test_export_is_incremental_and_deterministic(hg, tangled, parent, run_hg, exe, tmp_path):
+    p = parent.path
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
+    first, second = tmp_path / "one", tmp_path / "two"
+    ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe))
+    for n in range(10):
+        with open(os.path.join(p, "lib", "g.txt"), "a") as fh:
+            fh.write(f"change {n}\n")
+        hg.run("commit", "-m", f"monorepo change {n}", "-d", f"{1700200000 + n} 0", repo=p)
+    # the child moves on too, and is synced in between
+    tangled.update("master")
+    tangled.append("f.txt", "child later\n")
+    tangled.commit("child later")
+    ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
+    out = ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe))
+    assert "12 new changesets (11 made in the monorepo on top of the child's)" in out
+    ok(run_hg("importrepo", "--export", "lib", str(second), cwd=p, exe=exe))
+    assert history(hg, first) == history(hg, second)
+    again = run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe)
+    assert again.returncode == 1 and "0 new changesets" in again.stdout
+    child_nodes = set(hg.lines("log", "-r", "all()", "-T", "{node}\n", repo=tangled.path))
+    assert child_nodes <= set(hg.lines("log", "-r", "all()", "-T", "{node}\n",
+                                       repo=str(first)))
+    # its head is the monorepo's sync merge: the child's later work and the monorepo's
+    assert hg.text("log", "-r", "tip", "-T", "{p1.desc}|{p2.desc}", repo=str(first)) == \
+        "monorepo change 9|child later"
+    for name in ("f.txt", "g.txt"):
+        assert hg.text("cat", "-r", "tip", name, repo=str(first)) == \
+            hg.text("cat", "-r", ".", f"lib/{name}", repo=p)
+
+
+def test_export_refusals(hg, tangled, parent, run_hg, tmp_path):
+    p = parent.path
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "file").write_text("x")
+    detailed = ("--config", "ui.detailed-exit-code=yes")
+    result = run_hg("importrepo", *detailed, "--export", "lib", str(busy), cwd=p)
+    assert result.returncode == 20 and f"{busy} exists and is not an export of lib" in \
+        result.stderr
+    result = run_hg("importrepo", *detailed, "--export", "nope", str(tmp_path / "x"), cwd=p)
+    assert result.returncode == 10 and "nope is not an import recorded" in result.stderr
+    result = run_hg("importrepo", *detailed, "--export", "lib", cwd=p)
+    assert result.returncode == 10 and "need SUBDIR and DEST" in result.stderr
+    require(bool(shutil.which("git")), "git", "apt-get install git")
+    from tools.hgimport.synth import git_child
+    git_child(tmp_path / "gitchild")
+    ok(run_hg("importrepo", str(tmp_path / "gitchild"), "g", cwd=p))
+    result = run_hg("importrepo", *detailed, "--export", "g", str(tmp_path / "y"), cwd=p)
+    assert result.returncode == 10 and "only Mercurial children can be exported" in \
+        result.stderr
+
+
+def test_monorepo_work_lands_on_top_of_the_childs_tag_commits(hg, child, parent, run_hg,
+                                                              tmp_path):
+    """The child's head is a tag-only commit, which the import folds into the
+    changeset below it: the export puts the monorepo's work on top of the tag
+    commit, so a push into the child makes no new head."""
+    p, dest = parent.path, tmp_path / "exported"
+    ok(run_hg("importrepo", child.path, "lib", cwd=p))
+    with open(os.path.join(p, "lib", "src", "main.c"), "a") as fh:
+        fh.write("/* monorepo */\n")
+    hg.run("commit", "-m", "monorepo edit", repo=p)
+    ok(run_hg("importrepo", "--export", "lib", str(dest), cwd=p))
+    head = child.node(".")  # Added tag v1.1-final ...
+    assert hg.text("log", "-r", "tip", "-T", "{p1node}", repo=str(dest)) == head
+    clone = tmp_path / "child-clone"
+    hg.run("clone", "-q", "-U", child.path, str(clone))
+    heads = hg.lines("heads", "-T", "{node}\n", repo=str(clone))
+    ok(run_hg("push", "-R", str(dest), str(clone), cwd=tmp_path))
+    after = hg.lines("heads", "-T", "{node}\n", repo=str(clone))
+    assert len(after) == len(heads) and head not in after
