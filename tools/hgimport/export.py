@@ -10,7 +10,9 @@ lands on top of the child's head, and `hg push` into a clone of the child takes
 it. Hashes cited in those messages are rewritten back to the child's.
 
 Incremental: DEST keeps convert's revision map, so the next export converts only
-what the monorepo gained; the same monorepo gives the same changesets.
+what the monorepo gained, and what the last export saw (LastRun), so it looks
+only at the monorepo's changesets since and reads the child only when a sync
+imported more of it; the same monorepo gives the same changesets.
 """
 
 from __future__ import annotations
