@@ -4,6 +4,7 @@ child takes them; incremental and deterministic."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -134,3 +135,72 @@ def test_monorepo_work_lands_on_top_of_the_childs_tag_commits(hg, child, parent,
     ok(run_hg("push", "-R", str(dest), str(clone), cwd=tmp_path))
     after = hg.lines("heads", "-T", "{node}\n", repo=str(clone))
     assert len(after) == len(heads) and head not in after
+
+
+def _monorepo_work(hg, p, name: str, count: int) -> None:
+    for n in range(count):
+        with open(os.path.join(p, "lib", name), "a") as fh:
+            fh.write(f"{name} {n}\n")
+        hg.run("commit", "-m", f"monorepo {name} {n}", "-d", f"{1700300000 + n} 0", repo=p)
+
+
+def test_an_export_of_monorepo_work_alone_needs_no_child(hg, tangled, parent, run_hg, exe,
+                                                         tmp_path):
+    """Nothing new imported since the last export: DEST already holds the child's
+    changesets, so the export neither reads nor pulls the child (gone here), and
+    gives what a fresh full export gives."""
+    p, first, fresh = parent.path, tmp_path / "one", tmp_path / "fresh"
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
+    ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe))
+    _monorepo_work(hg, p, "g.txt", 3)
+    ok(run_hg("importrepo", "--export", "lib", str(fresh), cwd=p, exe=exe))
+    os.rename(tangled.path, tmp_path / "moved-away")
+    out = ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe))
+    assert "3 new changesets (3 made in the monorepo on top of the child's)" in out
+    assert history(hg, first) == history(hg, fresh)
+    assert hg.text("log", "-r", "tip", "-T", "{p1.p1.p1node}", repo=str(first)) == \
+        hg.text("log", "-r", "master", "-T", "{node}", repo=str(first))
+    again = run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe)
+    assert again.returncode == 1 and "0 new changesets" in again.stdout
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not json", "wrong shape", "missing"])
+def test_a_damaged_record_of_the_last_export_only_makes_it_read_everything(
+        hg, tangled, parent, run_hg, tmp_path, damage):
+    p, first, fresh = parent.path, tmp_path / "one", tmp_path / "fresh"
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p))
+    ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p))
+    last = first / ".hg" / "importrepo-export-last"
+    text = last.read_text()
+    assert json.loads(text)["heads"] == [tangled.node("master")]
+    if damage == "missing":
+        last.unlink()
+    else:
+        last.write_text({"truncated": text[:len(text) // 2], "not json": "\0\xff garbage",
+                         "wrong shape": '{"monoheads": 3, "imported": [], "heads": null}'
+                         }[damage])
+    _monorepo_work(hg, p, "f.txt", 2)
+    out = ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p))
+    assert "2 new changesets (2 made in the monorepo on top of the child's)" in out
+    ok(run_hg("importrepo", "--export", "lib", str(fresh), cwd=p))
+    assert history(hg, first) == history(hg, fresh)
+    assert json.loads(last.read_text())["heads"] == [tangled.node("master")]
+
+
+def test_a_stripped_monorepo_head_makes_the_export_read_everything(hg, tangled, parent,
+                                                                    run_hg, exe, tmp_path):
+    """The last export's monorepo head is gone: the export looks at the whole
+    monorepo again, and still brings the child's changesets a later sync imported."""
+    p, first = parent.path, tmp_path / "one"
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
+    _monorepo_work(hg, p, "g.txt", 1)
+    ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe))
+    hg.run("debugstrip", "-q", "-r", "tip", repo=p)
+    tangled.update("master")
+    tangled.append("f.txt", "child later\n")
+    later = tangled.commit("child later")
+    ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
+    out = ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe))
+    assert "2 new changesets (2 made in the monorepo on top of the child's)" in out
+    assert hg.text("log", "-r", later, "-T", "{desc}", repo=str(first)) == "child later"
+    assert hg.text("log", "-r", "tip", "-T", "{p2node}", repo=str(first)) == later

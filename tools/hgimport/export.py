@@ -10,16 +10,19 @@ lands on top of the child's head, and `hg push` into a clone of the child takes
 it. Hashes cited in those messages are rewritten back to the child's.
 
 Incremental: DEST keeps convert's revision map, so the next export converts only
-what the monorepo gained; the same monorepo gives the same changesets.
+what the monorepo gained, and what the last export saw (LastRun), so it looks
+only at the monorepo's changesets since and reads the child only when a sync
+imported more of it; the same monorepo gives the same changesets.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 
 from .errors import InputAbort, RemoteAbort, StateAbort
-from .hg import Hg
+from .hg import Hg, HgError
 from .importer import Parent, normalize_subdir, open_child
 from .mapping import branch_target, filemap_word
 from .scratch import Scratch
@@ -30,6 +33,7 @@ from .ui import UI
 __all__ = ["export"]
 
 MARKER = "importrepo-export"  # in DEST/.hg: what DEST is an export of
+LAST_RUN = "importrepo-export-last"  # in DEST/.hg: what the last export saw (LastRun)
 
 
 def export(hg: Hg, root: str, subdir: str, dest: str, ui: UI) -> int:
@@ -46,28 +50,22 @@ def export(hg: Hg, root: str, subdir: str, dest: str, ui: UI) -> int:
                          "children can be exported")
     dest = os.path.abspath(dest)
     _check_dest(root, subdir, dest)
-    imported = {child: node for child, (node, _b) in parent.imported(record.sourcename).items()}
-    if not imported:
-        raise StateAbort(f"nothing of {subdir} was imported")
     before = _count(hg, dest)
+    monoheads = hg.lines("log", "-r", "heads(all())", "-T", "{node}\n", repo=root)
+    last = _last_run(dest)
+    found, new = _imported(parent, record, monoheads, last)
+    if not found:
+        raise StateAbort(f"nothing of {subdir} was imported")
+    imported = {child: node for child, (node, _b) in found.items()}
     with Scratch(None) as scratch:
-        source, _recorded = open_child(hg, root, record.source, root, scratch, ui)
-        stands = _standing(source, imported)
-        nodes = set(imported) | set(stands.values())
-        heads = sorted(nodes - {p for n in nodes for p in source.parent_map[n]})
-        _bring_child(hg, source.path, record, dest, heads)
-        shamap = os.path.join(dest, ".hg", "shamap")
-        seen = set()
-        if os.path.exists(shamap):
-            with open(shamap, encoding="utf-8") as fh:
-                seen = {line.split()[0] for line in fh if line.strip()}
-        with open(shamap, "a", encoding="utf-8") as fh:
-            fh.writelines(f"{node} {child}\n" for node, child in sorted(stands.items())
-                          if node not in seen)
+        if new:
+            heads = _bring_child(hg, root, record, dest, imported, scratch, ui)
+        else:  # DEST holds every imported child changeset already
+            heads = last.heads
         filemap = scratch.write("filemap", f"include {filemap_word(subdir)}\n"
                                            f"rename {filemap_word(subdir)} .\n")
         branchmap = scratch.write("branchmap", "".join(
-            f"{mine} {theirs}\n" for theirs, mine in _branches(record, parent).items()
+            f"{mine} {theirs}\n" for theirs, mine in _branches(record, found).items()
             if " " not in mine + theirs))
         citemap = scratch.write("citemap", "".join(  # cited: the child's own node
             f"{node} {child}\n" for child, node in sorted(imported.items())))
@@ -80,12 +78,63 @@ def export(hg: Hg, root: str, subdir: str, dest: str, ui: UI) -> int:
     _bookmarks(hg, root, record, dest)
     with open(os.path.join(dest, ".hg", MARKER), "w", encoding="utf-8") as fh:
         json.dump({"monorepo": os.path.realpath(root), "subdir": subdir}, fh)
+    _save_run(dest, LastRun(monoheads, found, heads))
     added = _count(hg, dest) - before
     mine = len(hg.lines("log", "-r", "not ::(" + "+".join(heads) + ")", "-T", "x\n",
                         repo=dest)) if heads else 0
     ui.status(f"exported {subdir}/ to {dest}: {added} new changesets "
               f"({mine} made in the monorepo on top of the child's)")
     return 0 if added else 1
+
+
+@dataclass
+class LastRun:
+    """What the last export saw: the monorepo's heads, the imported changesets
+    ({child node: (node, branch)}) and the child's heads it brought into DEST."""
+
+    monoheads: list[str]
+    imported: dict[str, tuple[str, str]]
+    heads: list[str]
+
+
+def _last_run(dest: str) -> LastRun | None:
+    """The last export's LastRun; None when there is none or it cannot be read
+    (the export then reads everything again)."""
+    try:
+        with open(os.path.join(dest, ".hg", LAST_RUN), encoding="utf-8") as fh:
+            data = json.load(fh)
+        return LastRun(list(data["monoheads"]),
+                       {child: (node, branch) for child, (node, branch)
+                        in data["imported"].items()}, list(data["heads"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _save_run(dest: str, run: LastRun) -> None:
+    path = os.path.join(dest, ".hg", LAST_RUN)
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump({"monoheads": run.monoheads, "imported": run.imported,
+                   "heads": run.heads}, fh)
+    os.replace(path + ".tmp", path)
+
+
+def _imported(parent: Parent, record: Record, monoheads: list[str], last: LastRun | None
+              ) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+    """Every imported changeset, and those the last export did not see: of the
+    monorepo (up to `monoheads`), only what is not below the last export's heads
+    is looked at (all of it when there was no last export, or one of its heads
+    is gone)."""
+    if last is not None and last.monoheads:
+        since = f"only({'+'.join(monoheads)}, {'+'.join(last.monoheads)})"
+        try:
+            new = parent.imported(record.sourcename, since)
+        except HgError:  # one was stripped or hidden
+            pass
+        else:
+            new = {child: v for child, v in new.items() if child not in last.imported}
+            return {**last.imported, **new}, new
+    found = parent.imported(record.sourcename)
+    return found, found
 
 
 def _check_dest(root: str, subdir: str, dest: str) -> None:
@@ -124,24 +173,39 @@ def _standing(source: Source, imported: dict[str, str]) -> dict[str, str]:
     return {imported[child]: node for child, node in top.items()}
 
 
-def _bring_child(hg: Hg, where: str, record: Record, dest: str, heads: list[str]) -> None:
-    """The child's own changesets up to `heads`, from its source (a local path or
-    the scratch clone of a remote one)."""
+def _bring_child(hg: Hg, root: str, record: Record, dest: str, imported: dict[str, str],
+                 scratch: Scratch, ui: UI) -> list[str]:
+    """The child's own changesets, from its source (a local path or a scratch clone
+    of a remote one), into DEST, and into convert's revision map as what the
+    imported changesets stand for; returns the child heads brought."""
+    source, _recorded = open_child(hg, root, record.source, root, scratch, ui)
+    stands = _standing(source, imported)
+    nodes = set(imported) | set(stands.values())
+    heads = sorted(nodes - {p for n in nodes for p in source.parent_map[n]})
     revs = [arg for head in heads for arg in ("-r", head)]
     if os.path.isdir(os.path.join(dest, ".hg")):
-        result = hg.run("pull", "-q", *revs, where, repo=dest, check=False)
+        result = hg.run("pull", "-q", *revs, source.path, repo=dest, check=False)
     else:
-        result = hg.run("clone", "-U", "-q", *revs, where, dest, check=False)
+        result = hg.run("clone", "-U", "-q", *revs, source.path, dest, check=False)
     if result.code:
         raise RemoteAbort(f"cannot bring the child's changesets from {record.source}: "
                           + result.err.decode("utf-8", "replace").strip(),
                           "the export takes the imported changesets from the child itself; "
                           "edit source in .hgimports if it moved")
+    shamap = os.path.join(dest, ".hg", "shamap")
+    seen = set()
+    if os.path.exists(shamap):
+        with open(shamap, encoding="utf-8") as fh:
+            seen = {line.split()[0] for line in fh if line.strip()}
+    with open(shamap, "a", encoding="utf-8") as fh:
+        fh.writelines(f"{node} {child}\n" for node, child in sorted(stands.items())
+                      if node not in seen)
+    return heads
 
 
-def _branches(record: Record, parent: Parent) -> dict[str, str]:
+def _branches(record: Record, imported: dict[str, tuple[str, str]]) -> dict[str, str]:
     """{child branch: monorepo branch} for the branches the import made."""
-    names = {branch for _n, branch in parent.imported(record.sourcename).values()}
+    names = {branch for _n, branch in imported.values()}
     result = {"default": branch_target(record, "default")}
     for name in names:
         if name.startswith(record.branch_prefix) and name != result["default"]:
