@@ -1,8 +1,9 @@
 """The alarm service: reads the hub like any subscriber, keeps every alarm's state.
 
-It follows ``logger/<sensor>`` (every stored reading), ``lock/<n>`` and
-``wavemeter/status`` from the hub, in bursts (one wake-up per IO-loop
-iteration however many events came), and asks the logger's status every
+It takes every reading the logger accepts as it is accepted (`LoggerService.listen`,
+before the spool and the database; without a logger, ``logger/<sensor>`` from the
+hub), follows ``lock/<n>`` and ``wavemeter/status`` from the hub, in bursts (one
+wake-up per IO-loop iteration however many events came), and asks the logger's status every
 `tick_s` for the spool events. Each alarm's changes are published as
 ``alarm/<name>``, stored through `AlarmHistory` (its own thread) and, when
 they notify, handed to the outboxes of the rule's channels (each its own
@@ -197,7 +198,10 @@ class AlarmService:
                 outbox.start()
         patterns = []
         if any(r.sensor for r in self.rules):
-            patterns.append("logger/*")
+            if self.logger is not None:  # at once, not after the spool and the database
+                self.logger.listen(self._on_rows)
+            else:
+                patterns.append("logger/*")
         if any(r.event in LOCK_EVENTS for r in self.rules):
             patterns.append("lock/*")
         if any(r.event == "wavemeter missing" for r in self.rules):
@@ -299,6 +303,20 @@ class AlarmService:
                        if a.rule.event == "wavemeter missing"] or None
         self._targets[channel] = targets
         return targets
+
+    def _on_rows(self, rows) -> None:
+        """Readings the logger has just taken (sensor, unit, µs, value): feed them all, then
+        act on what changed."""
+        changes: list[Change] = []
+        targets_of, route = self._targets, self._route
+        for sensor, unit, t_us, value in rows:
+            channel = "logger/" + sensor
+            watch = targets_of[channel] if channel in targets_of else route(channel)
+            if watch is not None:
+                watch.unit = unit
+                watch.feed(t_us / 1e6, value, changes)
+        if changes:
+            self._apply(changes)
 
     def _on_ready(self) -> None:
         """A burst of hub events: feed them all, then act on what changed."""
@@ -477,13 +495,13 @@ class AlarmService:
                 "readings": self.readings()}
 
     def readings(self) -> dict:
-        """Readings the alarms never saw: `coalesced` (a newer one of the sensor came
-        before the alarms drained the hub), `dropped` by the hub, `unpublished` by the
-        logger (its backlog to the hub was full)."""
+        """Readings the alarms never saw: `unheard` by the logger (its backlog to the alarms
+        was full); without a logger, what they missed on the hub: `coalesced` (a newer one
+        of the sensor came before the alarms drained the hub) and `dropped`."""
         sub = self._subscription
         return {"coalesced": sub.coalesced if sub is not None else 0,
                 "dropped": sub.dropped if sub is not None else 0,
-                "unpublished": getattr(self.logger, "unpublished", 0)}
+                "unheard": getattr(self.logger, "unheard", 0)}
 
     # -- operations (HTTP and RPC) ------------------------------------------------------
 

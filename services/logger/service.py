@@ -31,6 +31,8 @@ knows the sensor: at start for every sensor of a polled device and every one
 the database or ``[logger.sensors]`` names, else (pushed by an agent) when its
 first reading comes in. Since an agent may push any name, a stream may ask
 for any ``logger/...`` channel from the start, before its first reading.
+What cannot wait for storage (the alarms) takes readings as they are accepted,
+before the spool, through `listen`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +71,8 @@ SERVED_ELSEWHERE = ("highfinesse",)
 OPEN_RETRY_S = (0.5, 10.0)  # backoff between attempts to open a device
 PUBLISH_CHUNK = 100  # stored readings published on the hub per IO-loop callback
 PUBLISH_BACKLOG = 200_000  # stored readings waiting to be published at most (oldest go)
+LISTEN_BACKLOG = 200_000  # accepted readings waiting for the listeners at most (oldest go)
+LISTEN_EVERY_S = 0.005  # accepted readings are handed to the listeners this often at most
 
 
 class _DeviceState:
@@ -116,6 +122,11 @@ class LoggerService:
             self.store, Spool(s.spool_dir, int(s.spool_max_mb * 2**20)),
             batch_s=s.batch_s, max_batch=s.max_batch, retry_s=s.retry_s,
             on_stored=self._on_stored, retention=(s.retention, s.per_sensor_retention))
+        self.writer.on_accepted = self._on_accepted
+        self._listeners: list[Callable[[list[Row]], None]] = []
+        self._heard: list[Row] = []  # accepted rows for the listeners' next callback
+        self._heard_lock = threading.Lock()
+        self.unheard = 0  # accepted rows the listeners never got: LISTEN_BACKLOG was full
         self.queries = ThreadPoolExecutor(2, thread_name_prefix="ionlab-query")
         self.receiver = Receiver(self)  # what agents push (line protocol, MQTT)
         self._metrics = LoggerMetrics(self)
@@ -161,6 +172,36 @@ class LoggerService:
         if self._loop is not None:
             self._announced.update(sensors)
             self._loop.add_callback(self.hub.declare, *(f"logger/{s}" for s in sensors))
+
+    def listen(self, listener: Callable[[list[Row]], None]) -> None:
+        """Call `listener(rows)` on the IO loop with the readings `Writer.add` takes, within
+        `LISTEN_EVERY_S` of their arrival, before the spool: what must react at once (the
+        alarms) need not wait for ``batch_s`` and the database."""
+        self._listeners.append(listener)
+
+    def _on_accepted(self, rows: list[Row]) -> None:
+        # any thread -> IO loop, one callback for whatever accumulates until it runs
+        if self._loop is None or not self._listeners:
+            return
+        with self._heard_lock:
+            first = not self._heard
+            self._heard.extend(rows)
+            over = len(self._heard) - LISTEN_BACKLOG
+            if over > 0:  # the loop cannot keep up: the oldest go unheard (they are stored)
+                del self._heard[:over]
+                if not self.unheard:
+                    log.warning("the IO loop falls behind the readings: the oldest beyond %d "
+                                "are stored but not shown to the alarms (counted in "
+                                "unheard)", LISTEN_BACKLOG)
+                self.unheard += over
+        if first:  # one wake-up of the loop per LISTEN_EVERY_S, however many readings come
+            self._loop.add_callback(self._loop.call_later, LISTEN_EVERY_S, self._tell_listeners)
+
+    def _tell_listeners(self) -> None:
+        with self._heard_lock:
+            rows, self._heard = self._heard, []
+        for listener in self._listeners:
+            listener(rows)
 
     def _on_stored(self, rows: list[Row]) -> None:
         # writer thread -> IO loop: the hub is not thread-safe

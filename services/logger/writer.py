@@ -78,6 +78,7 @@ class Writer:
         self.accepted = 0  # readings ever queued: `add` returns this as its ticket
         self.handled = 0  # of those, how many were spooled, stored or dropped (in order)
         self.on_write: Callable[[float, int], None] | None = None  # (seconds, rows) per write
+        self.on_accepted: Callable[[list[Row]], None] | None = None  # rows, as `add` takes them
         self.last_write: datetime | None = None
         self.last_error: str | None = None
         self.spool_error: str | None = None  # why the disk does not take batches, while so
@@ -130,6 +131,8 @@ class Writer:
                 self._cond.notify_all()
         if over > 0:
             self._handle(over)
+        if self.on_accepted is not None:
+            self.on_accepted(rows)
         return ticket
 
     def wait_handled(self, ticket: int, timeout: float) -> bool:

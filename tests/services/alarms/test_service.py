@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drivers.base import Reading
-from services.alarms.service import AlarmService
+from services.alarms.history import AlarmHistory
+from services.alarms.service import AlarmService, catalog_of
 from services.config import parse
 from services.logger.service import LoggerService
 from services.web.rpc import UNAUTHORIZED
@@ -66,13 +67,20 @@ def db_url(request, tmp_path):
 
 
 class Lab:
-    def __init__(self, server_thread, api, config):
-        self.api, self.config = api, config
+    """A logger and the alarms; with `from_hub` the alarms take readings from the hub's
+    ``logger/*`` channels, as they do with no logger of their own."""
+
+    def __init__(self, server_thread, api, config, from_hub=False):
+        self.api, self.config, self.from_hub = api, config, from_hub
         self.srv = server_thread(self.services)
 
     def services(self, hub):
         self.logger = LoggerService(self.config, hub)
-        self.alarms = AlarmService(self.config, hub, self.logger, tick_s=0.05)
+        if self.from_hub:
+            self.alarms = AlarmService(self.config, hub, catalog=catalog_of(self.config, self.logger),
+                                       history=AlarmHistory(self.logger.store), tick_s=0.05)
+        else:
+            self.alarms = AlarmService(self.config, hub, self.logger, tick_s=0.05)
         self.events = []
         return [self.logger, self.alarms]
 
@@ -279,12 +287,27 @@ def test_a_spike_inside_a_big_written_batch_fires_and_resolves(mailbox, server_t
     assert "chamber at 3.00e-09 mbar" in body and "chamber at 1.00e-10 mbar" in body
 
 
+def test_a_reading_fires_its_alarm_before_the_logger_has_spooled_or_stored_it(
+        server_thread, api, tmp_path):
+    # A batch interval of an hour: the reading waits in the writer's buffer all that time.
+    lab = Lab(server_thread, api, lab_config(tmp_path, str(tmp_path / "lab.sqlite"), for_s=0,
+                                             batch_s=3600))
+    lab.read("chamber", 3e-9)
+    lab.wait_state("chamber pressure", "firing")
+    assert lab.alarm("chamber pressure")["value"] == 3e-9
+    status = lab.logger.writer.status()
+    assert (status["spooled"], status["written"]) == (0, 0)
+    assert lab.srv.call(lambda: lab.srv.hub.latest("logger/chamber")) is None  # not yet
+
+
 def test_readings_the_hub_coalesced_are_counted_and_the_latest_is_seen(server_thread, api,
                                                                        tmp_path, caplog):
-    # More readings in one IO-loop callback than the alarms' hub buffer holds (the logger
-    # never does this: it publishes in chunks): the alarms see the latest of each sensor.
+    # Alarms without a logger of their own read the hub. More readings in one IO-loop
+    # callback than their hub buffer holds (the logger never publishes so: it publishes in
+    # chunks): the alarms see the latest of each sensor.
     caplog.set_level(logging.WARNING, logger="services.alarms")
-    lab = Lab(server_thread, api, lab_config(tmp_path, str(tmp_path / "lab.sqlite"), for_s=0))
+    lab = Lab(server_thread, api, lab_config(tmp_path, str(tmp_path / "lab.sqlite"), for_s=0),
+              from_hub=True)
     start = datetime.now(UTC)
 
     def burst(values):
@@ -296,7 +319,7 @@ def test_readings_the_hub_coalesced_are_counted_and_the_latest_is_seen(server_th
     lab.srv.call(burst, [3e-9 if i == 10 else 1e-10 for i in range(999)] + [2e-9])
     lab.wait_state("chamber pressure", "firing")
     readings = lab.get("/api/v1/alarms")["readings"]
-    assert readings["coalesced"] > 0 and readings["dropped"] == readings["unpublished"] == 0
+    assert readings["coalesced"] > 0 and readings["dropped"] == readings["unheard"] == 0
     lab.alarms.history.flush()
     query = urllib.parse.urlencode({"start": (start - timedelta(hours=1)).isoformat(),
                                     "end": (start + timedelta(hours=1)).isoformat(),
