@@ -20,7 +20,8 @@ network where not every client is well-behaved:
 this server's names (`HostAllowList`, against DNS rebinding), the target must
 not hold a NUL, and the body may not exceed the handler's ``max_body_bytes``
 (`MAX_BODY_BYTES` unless it says otherwise). A refused request gets a JSON
-answer (421, 400, 413) and a closed connection; what it still sends is read
+answer (421, 400, 413) and a closed connection, and so does one whose request
+line or headers Tornado cannot parse (it would answer a bare 400); what it still sends is read
 and discarded for a moment first, so the client sees the answer rather than
 a reset connection.
 """
@@ -99,6 +100,20 @@ def refusal(status: int, message: str, field: str | None = None, retry_after: in
         head.append(f"Retry-After: {retry_after}")
     head += [f"{k}: {v}" for k, v in (extra or {}).items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+#: what Tornado answers to a request line or header line it cannot parse: no body at all
+_BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+_MALFORMED = refusal(400, "malformed request: the request line or a header line cannot be "
+                          "parsed as HTTP/1.1 (RFC 9112: METHOD target HTTP/1.1, then "
+                          "Name: value lines)")
+
+
+def _with_json_400(write):
+    """A stream's `write` that turns Tornado's bodiless 400 into one with a JSON body."""
+    def written(data, *args, **kwargs):
+        return write(_MALFORMED if data == _BARE_400 else data, *args, **kwargs)
+    return written
 
 
 async def _answer_and_close(stream: IOStream, response: bytes, linger_s: float) -> None:
@@ -275,6 +290,7 @@ class Listener(tornado.httpserver.HTTPServer):
 
     def handle_stream(self, stream: IOStream, address: tuple) -> None:
         self._clients[address[0] if isinstance(address, tuple) else ""] += 1
+        stream.write = _with_json_400(stream.write)
         super().handle_stream(stream, address)
 
     def on_close(self, server_conn) -> None:

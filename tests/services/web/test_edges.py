@@ -143,6 +143,24 @@ def test_a_host_header_that_is_not_utf8_or_missing_is_a_json_400_but_http_1_0_ne
     assert status == 200 and json.loads(body)["ok"] is True
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"G\x00T /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon in this line\r\n\r\n",
+    b"\xff\xfe\x00garbage\r\n\r\n",
+    b"GET /healthz HTTP/7\r\nHost: 127.0.0.1\r\n\r\n",
+])
+def test_a_request_that_is_not_http_gets_a_json_400_and_the_server_goes_on(edge, api,
+                                                                           request_bytes):
+    srv = edge()
+    sock = connect(srv.port)
+    sock.sendall(request_bytes)
+    status, headers, body = answer(sock)
+    assert status == 400 and headers["Content-Type"].startswith("application/json")
+    assert json.loads(body)["error"].startswith("malformed request: the request line or a "
+                                                "header line cannot be parsed as HTTP/1.1")
+    assert api.http("GET", srv.url + "/healthz")[0] == 200
+
+
 # -- malformed targets, bodies, methods ----------------------------------------------------
 
 
