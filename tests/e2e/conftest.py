@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
+from tests.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -83,20 +83,6 @@ def get_json(url: str, timeout: float = 10):
         return json.load(response)
 
 
-def wait_for(condition, timeout: float, what, interval: float = 0.1):
-    """Poll `condition` until it returns something truthy; fail naming `what` (or what()
-    returns, so the message can say how things stood at the end)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for "
-                        f"{what() if callable(what) else what}")
-        time.sleep(interval)
-
-
 class Lab:
     """`ionlab run` on a free port, in `folder`, with the test lab's config (or the demo's)."""
 
@@ -125,7 +111,7 @@ class Lab:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
                                             cwd=self.folder, env=env)
-        wait_for(self._serving, START_TIMEOUT_S, f"ionlab run to serve {self.url}")
+        wait_until(self._serving, START_TIMEOUT_S, f"ionlab run to serve {self.url}")
 
     def _serving(self) -> bool:
         if self.process.poll() is not None:

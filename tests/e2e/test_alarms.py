@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.services.alarms.conftest import Mailbox, Receiver
+from tests.waiting import wait_until
 
-from .conftest import LAB, TOKEN, Lab, wait_for
+from .conftest import LAB, TOKEN, Lab
 
 pytestmark = pytest.mark.e2e
 
@@ -92,8 +93,8 @@ def test_a_leak_fires_once_is_acknowledged_on_the_page_and_resolves(
 
     done = run_cli("simulate", "--url", lab.url, "--token", TOKEN, "leak", "chamber")
     assert done.returncode == 0, done.stderr
-    wait_for(lambda: alarm(lab, "chamber pressure")["state"] == "firing", 30, "the alarm")
-    wait_for(lambda: mailbox.messages and receiver.posts, 30, "the e-mail and the webhook")
+    wait_until(lambda: alarm(lab, "chamber pressure")["state"] == "firing", 30, "the alarm")
+    wait_until(lambda: mailbox.messages and receiver.posts, 30, "the e-mail and the webhook")
     firing = alarm(lab, "chamber pressure")
     history = run_cli("alarms", "--url", lab.url, "history", "chamber pressure", "--json")
     assert history.returncode == 0, history.stderr
@@ -121,7 +122,7 @@ def test_a_leak_fires_once_is_acknowledged_on_the_page_and_resolves(
     page.wait_for_selector(f"{row} .badge:text-is('firing')")
     assert page.locator(f"{row} button.ack").is_disabled()
     # Repeats come every repeat_s until someone acknowledges.
-    wait_for(lambda: len(mailbox.messages) >= 2, 30, "a reminder")
+    wait_until(lambda: len(mailbox.messages) >= 2, 30, "a reminder")
     assert mailbox.messages[1][1]["Subject"].startswith(
         "[ionlab CRITICAL] STILL FIRING chamber pressure")
     page.fill("#token", TOKEN)
@@ -146,11 +147,11 @@ def test_a_leak_fires_once_is_acknowledged_on_the_page_and_resolves(
 
     done = run_cli("simulate", "--url", lab.url, "--token", TOKEN, "leak", "chamber", "--stop")
     assert done.returncode == 0, done.stderr
-    wait_for(lambda: alarm(lab, "chamber pressure")["state"] == "resolved", 60, "the resolution")
-    wait_for(lambda: len(mailbox.messages) == sent + 1, 30, "the resolution e-mail")
+    wait_until(lambda: alarm(lab, "chamber pressure")["state"] == "resolved", 60, "the resolution")
+    wait_until(lambda: len(mailbox.messages) == sent + 1, 30, "the resolution e-mail")
     assert mailbox.messages[-1][1]["Subject"].startswith("[ionlab CRITICAL] RESOLVED chamber "
                                                          "pressure")
-    wait_for(lambda: receiver.bodies()[-1]["alarms"][0]["notice"] == "resolved", 30,
+    wait_until(lambda: receiver.bodies()[-1]["alarms"][0]["notice"] == "resolved", 30,
              "the resolution webhook")
     page.wait_for_selector(f"{row} .badge:text-is('resolved')")
     page.wait_for_selector("#alarm-banner", state="hidden")
@@ -176,18 +177,18 @@ def test_a_mode_hop_raises_the_lock_alarm_with_its_reason(alarm_lab, receivers, 
     lab = alarm_lab
     frequency = lab.api("/api/v1/channels/1")["frequency_thz"]
     assert rpc(lab, "lock", channel=1, setpoint_thz=frequency)["state"] != "unlocked"
-    wait_for(lambda: lab.api("/api/v1/locks/1")["state"] == "locked", 30, "the lock")
+    wait_until(lambda: lab.api("/api/v1/locks/1")["state"] == "locked", 30, "the lock")
     assert alarm(lab, "lock lost/1")["state"] == "ok"
     done = run_cli("simulate", "--url", lab.url, "--token", TOKEN, "mode-hop", "1", "--ghz", "20")
     assert done.returncode == 0, done.stderr
-    wait_for(lambda: alarm(lab, "lock lost/1")["state"] == "firing", 30, "the lock alarm")
+    wait_until(lambda: alarm(lab, "lock lost/1")["state"] == "firing", 30, "the lock alarm")
     assert lab.api("/api/v1/locks/1")["reason"] == "mode hop"
     assert alarm(lab, "lock lost/1")["message"] == "lock 1: mode hop"
-    wait_for(lambda: any(a["alarm"] == "lock lost/1" for b in receiver.bodies()
+    wait_until(lambda: any(a["alarm"] == "lock lost/1" for b in receiver.bodies()
                          for a in b["alarms"]), 30, "the lock alarm's webhook")
     # Unlocked on request: the fault is over, the alarm resolves.
     rpc(lab, "unlock", channel=1)
-    wait_for(lambda: alarm(lab, "lock lost/1")["state"] == "resolved", 30, "the resolution")
+    wait_until(lambda: alarm(lab, "lock lost/1")["state"] == "resolved", 30, "the resolution")
 
     silenced = run_cli("alarms", "--url", lab.url, "--token", TOKEN, "silence", "lock lost",
                        "--for", "1h", "--who", "ben", "--why", "realigning")

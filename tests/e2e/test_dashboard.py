@@ -13,7 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from .conftest import TOKEN, Lab, wait_for
+from tests.waiting import wait_until
+
+from .conftest import TOKEN, Lab
 
 pytestmark = pytest.mark.e2e
 
@@ -111,7 +113,7 @@ def test_page_loads_live_without_console_errors(page, lab, artifacts, run_cli):
 
 
 def test_plots_have_labelled_axes_units_and_distinct_ticks(page, lab, artifacts):
-    wait_for(lambda: {"chamber", "power397", "table", "wavemeter/1"} <= {
+    wait_until(lambda: {"chamber", "power397", "table", "wavemeter/1"} <= {
         s["sensor"] for s in lab.api("/api/v1/sensors")["sensors"]}, 30, "the lab's sensors")
     open_dashboard(page, lab)
     plot_history(page, ["chamber", "power397", "table", "wavemeter/1"])
@@ -280,7 +282,7 @@ def test_nm_setpoint_locks_the_laser_steps_and_settings(page, lab, artifacts):
                            "document.querySelector('#lock-3 .badge').textContent)")
     status = rpc_status(lab, 3)
     assert status["setpoint_thz"] == pytest.approx(C_NM_THZ / nm, rel=1e-15)
-    wait_for(lambda: abs(rpc_status(lab, 3)["error_mhz"] or 99) < 5, 30,
+    wait_until(lambda: abs(rpc_status(lab, 3)["error_mhz"] or 99) < 5, 30,
              "the simulated laser to sit within 5 MHz of the nm setpoint")
     assert toggle.inner_text() == "Unlock"
 
@@ -312,7 +314,7 @@ def test_nm_setpoint_locks_the_laser_steps_and_settings(page, lab, artifacts):
         values = json.loads(saved.read_text())["channels"]["3"] if saved.exists() else {}
         return {k: values.get(k) for k in ("p", "capture_mhz", "max_v")}
 
-    wait_for(lambda: persisted() == {"p": 0.002, "capture_mhz": 150, "max_v": 3.5}, 10,
+    wait_until(lambda: persisted() == {"p": 0.002, "capture_mhz": 150, "max_v": 3.5}, 10,
              lambda: f"the lock settings in {saved}: {persisted()}")
 
     # Error and output over time, per lock.
@@ -389,7 +391,7 @@ def png_pixels(data: bytes) -> tuple[int, int, bytes]:
 
 def test_history_exports_csv_and_png_and_a_permalink_reopens_it(page, lab, browser, tmp_path):
     open_dashboard(page, lab)
-    wait_for(lambda: len(lab.api("/api/v1/series?sensor=chamber&start=-1h&end=now")["points"])
+    wait_until(lambda: len(lab.api("/api/v1/series?sensor=chamber&start=-1h&end=now")["points"])
              >= 6, 30, "six stored chamber samples")
     plot_history(page, ["chamber", "table"])
     plots = history_plots(page)
@@ -546,7 +548,7 @@ def test_server_restart_reconnects_and_leaves_no_gap(page, tmp_path, artifacts):
         assert f"at {lab.url}" in lab.output()  # `ionlab run` prints where it serves
         page.wait_for_function("() => ionlab.traces.get(1).t.length >= 10")
         first = page.evaluate("() => ionlab.traces.get(1).t[0]")
-        wait_for(lambda: len(stored_since(lab, first)) >= 10, 30, "ten stored readings")
+        wait_until(lambda: len(stored_since(lab, first)) >= 10, 30, "ten stored readings")
 
         stopped_at = datetime.now(UTC)
         assert lab.stop() == 0
@@ -572,7 +574,7 @@ def test_server_restart_reconnects_and_leaves_no_gap(page, tmp_path, artifacts):
             after = sum(t > _ms(restarted_at.isoformat()) for t in stored)
             return before >= 10 and after >= 10 and not missing
 
-        wait_for(complete, 30, lambda: f"the trace to hold every stored reading, ten from "
+        wait_until(complete, 30, lambda: f"the trace to hold every stored reading, ten from "
                  f"each run: {len(missing)} of {len(stored)} missing, e.g. {missing[:5]}")
         screenshot(page, artifacts / "dashboard-after-restart.png")
     finally:

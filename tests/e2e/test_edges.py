@@ -25,8 +25,9 @@ import pytest
 from services.config import load
 from services.run import build_services
 from services.web.hub import Hub
+from tests.waiting import wait_until
 
-from .conftest import TOKEN, Lab, wait_for
+from .conftest import TOKEN, Lab
 
 pytestmark = pytest.mark.e2e
 
@@ -98,7 +99,7 @@ def test_head_answers_like_get_on_every_get_route(lab):
     patterns = {spec[0] for s in services for spec in s.routes()}
     made_by_the_app = {"/healthz", "/api/v1/stream", "/api/v1/rpc", "/metrics"}
     assert patterns | made_by_the_app == set(GET_PATHS) | POST_ONLY  # a new route needs a path
-    wait_for(lambda: any(s["sensor"] == "chamber" for s in lab.api("/api/v1/sensors")["sensors"]),
+    wait_until(lambda: any(s["sensor"] == "chamber" for s in lab.api("/api/v1/sensors")["sensors"]),
              30, "the chamber to be logged")
     for path in GET_PATHS.values():
         head_status, head_headers, head_body = request(lab, "HEAD", path)
@@ -187,7 +188,7 @@ def test_tokens_come_only_from_the_header_and_never_reach_the_log(lab):
                               {"Authorization": "Bearer wrong"})
     assert status == 401 and "the token sent is not this server's" in json.loads(body)["error"]
     assert lab.api("/api/v1/channels/1")["name"] == "397 cooling"
-    wait_for(lambda: "token=***" in lab.output(), 10, "the access log line")
+    wait_until(lambda: "token=***" in lab.output(), 10, "the access log line")
     assert TOKEN not in lab.output()
 
 
@@ -217,9 +218,9 @@ def test_a_database_password_never_reaches_the_log_or_the_status_page(tmp_path, 
                 assert proc.poll() is None, log.read_text()
                 return None
 
-        shown = wait_for(status, 60, "ionlab logger to serve")
+        shown = wait_until(status, 60, "ionlab logger to serve")
         assert shown["store"].endswith("?password=***&connect_timeout=5")
-        wait_for(lambda: status()["written"] > 0, 60, "a write")
+        wait_until(lambda: status()["written"] > 0, 60, "a write")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -239,7 +240,7 @@ def test_a_logger_stream_outlives_a_restart_in_a_spec_following_client(tmp_path)
 
     lab = Lab(tmp_path)
     lab.start()
-    wait_for(lambda: {"chamber", "table"} <= {s["sensor"] for s in
+    wait_until(lambda: {"chamber", "table"} <= {s["sensor"] for s in
                                               lab.api("/api/v1/sensors")["sensors"]},
              30, "both sensors logged (a new one is streamable from its first reading)")
     received = []
@@ -267,7 +268,7 @@ def test_a_logger_stream_outlives_a_restart_in_a_spec_following_client(tmp_path)
 def test_logger_channels_are_streamable_as_soon_as_the_server_listens(tmp_path):
     lab = Lab(tmp_path)
     lab.start()
-    wait_for(lambda: {"chamber", "table"} <= {s["sensor"] for s in
+    wait_until(lambda: {"chamber", "table"} <= {s["sensor"] for s in
                                               lab.api("/api/v1/sensors")["sensors"]},
              30, "both sensors logged")
     lab.stop()
@@ -285,7 +286,7 @@ def test_logger_channels_are_streamable_as_soon_as_the_server_listens(tmp_path):
             except OSError:  # not listening yet
                 return None
 
-        response = wait_for(first_answer, 60, "the server to listen", interval=0.01)
+        response = wait_until(first_answer, 60, "the server to listen", interval=0.01)
         assert getattr(response, "status", None) == 200, response  # never a 404 first
         response.close()
     finally:

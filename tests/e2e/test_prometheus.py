@@ -11,8 +11,9 @@ import urllib.request
 import pytest
 
 from tests.conftest import require
+from tests.waiting import wait_until
 
-from .conftest import Lab, free_port, wait_for
+from .conftest import Lab, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -49,13 +50,13 @@ scrape_configs:
         [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
     try:
-        result = wait_for(lambda: query(port, 'ionlab_wavemeter_frequency_thz{channel="1"}'), 90,
+        result = wait_until(lambda: query(port, 'ionlab_wavemeter_frequency_thz{channel="1"}'), 90,
                           lambda: "a scraped wavemeter frequency: "
                           + (tmp_path / "prometheus.log").read_text(errors="replace")[-2000:])
         (series,) = result
         assert series["metric"]["job"] == "ionlab" and series["metric"]["name"] == "397 cooling"
         assert 754 < float(series["value"][1]) < 756  # 397 nm is 755.2 THz
-        up = wait_for(lambda: query(port, 'ionlab_service_up{service="wavemeter"}'), 30,
+        up = wait_until(lambda: query(port, 'ionlab_service_up{service="wavemeter"}'), 30,
                       "the wavemeter's health")
         assert up[0]["value"][1] == "1"
     finally:

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import services.run
+from tests.waiting import wait_until
 
-from .conftest import Lab, wait_for
+from .conftest import Lab
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +36,7 @@ def test_demo_lab_without_config_writes_under_var_and_stops_on_ctrl_c(tmp_path, 
             assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
             assert b'<script type="module" src="/static/app.js">' in response.read()
         # Every device is logged, and the wavemeter's channels too (as THz).
-        wait_for(lambda: {"chamber", "table", "wavemeter/1", "wavemeter/8"} <= {
+        wait_until(lambda: {"chamber", "table", "wavemeter/1", "wavemeter/8"} <= {
             s["sensor"] for s in lab.api("/api/v1/sensors")["sensors"]}, 30,
             "the demo's sensors and wavemeter channels to be stored")
         units = {s["sensor"]: s["unit"] for s in lab.api("/api/v1/sensors")["sensors"]}

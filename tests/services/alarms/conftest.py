@@ -27,19 +27,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate, timeout: float = 20.0, what: str = "condition"):
-    """Poll until `predicate()` is truthy (returned); fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for "
-                        f"{what() if callable(what) else what}")
-        time.sleep(0.02)
-
-
 class Mailbox:
     """An aiosmtpd server; `messages` holds (envelope recipients, parsed message, whether it
     came over TLS). With `tls` (a server SSLContext) it offers STARTTLS and takes a login

@@ -12,10 +12,10 @@ from services.alarms.service import AlarmService, catalog_of
 from services.config import parse
 from services.wavemeter.locks import Controller, LockSettings
 from services.wavemeter.service import WavemeterService
+from tests.waiting import wait_until
 
 from ..wavemeter.test_locks_controller import SP, T0, at
 from ..wavemeter.test_locks_controller import thz as mhz
-from .conftest import wait_until
 
 
 def controller(**settings) -> Controller:

@@ -9,8 +9,9 @@ import pytest
 
 from services.alarms.channels import ChannelSettings, Email, Webhook
 from services.alarms.outbox import Outbox
+from tests.waiting import wait_until
 
-from .conftest import Mailbox, free_port, wait_until
+from .conftest import Mailbox, free_port
 
 
 def notice(alarm="chamber pressure", kind="firing", value=4.2e-8, severity="critical"):

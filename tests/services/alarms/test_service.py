@@ -17,8 +17,9 @@ from services.alarms.service import AlarmService, catalog_of
 from services.config import parse
 from services.logger.service import LoggerService
 from services.web.rpc import UNAUTHORIZED
+from tests.waiting import wait_until
 
-from .conftest import Mailbox, wait_until
+from .conftest import Mailbox
 
 LAB = """
 [logger]

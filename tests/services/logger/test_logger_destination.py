@@ -11,9 +11,10 @@ import psycopg2
 from services.logger.spool import Destination, Spool
 from services.logger.store import open_store
 from services.logger.writer import Writer
+from tests.waiting import wait_until
 
 from .test_logger_spool import rows, stored_values
-from .test_logger_writer import upgraded, wait_for
+from .test_logger_writer import upgraded
 
 
 def spool_outage(url: str, folder, first: int, n: int, cut) -> Writer:
@@ -25,7 +26,7 @@ def spool_outage(url: str, folder, first: int, n: int, cut) -> Writer:
     assert writer.flush(30)
     cut()
     writer.add(rows(first + 10, n))
-    wait_for(lambda: writer.database_ok is False and writer.spool.readings == n, 30,
+    wait_until(lambda: writer.database_ok is False and writer.spool.readings == n, 30,
              "the outage to be spooled")
     writer.stop(2)
     return writer
@@ -56,7 +57,7 @@ def test_a_spool_for_database_a_stays_out_of_b_and_reaches_a_when_it_is_back(
     caplog.clear()
     writer = Writer(open_store(url_a), Spool(folder, 10**7), batch_s=0.05)
     writer.start()
-    wait_for(lambda: writer.spool.readings == 0, 30, "the replay into A")
+    wait_until(lambda: writer.spool.readings == 0, 30, "the replay into A")
     assert writer.stop()
     assert stored_values(open_store(direct_a), "k") == list(range(210))
     assert stored_values(open_store(direct_a), "b") == []

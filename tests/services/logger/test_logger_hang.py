@@ -20,8 +20,9 @@ import pytest
 from services.logger.spool import Spool
 from services.logger.store import StoreUnavailable, open_store
 from services.logger.writer import Writer
+from tests.waiting import wait_until
 
-from .test_logger_writer import upgraded, wait_for
+from .test_logger_writer import upgraded
 
 ROOT = Path(__file__).resolve().parents[3]
 BATCH_S = 1.0
@@ -78,7 +79,7 @@ def test_a_hung_database_is_detected_and_kill_9_in_the_hang_loses_one_interval(p
     proxy.resume()
     writer = Writer(open_store(url), Spool(spool_dir, 50 * 2**20), batch_s=0.05)
     writer.start()
-    wait_for(lambda: writer.spool.readings == 0 and writer.database_ok, 60, "the replay")
+    wait_until(lambda: writer.spool.readings == 0 and writer.database_ok, 60, "the replay")
     assert writer.stop()
     with psycopg2.connect(direct) as conn, conn.cursor() as cur:
         cur.execute("SELECT time, value FROM readings WHERE sensor = 'k' ORDER BY time")

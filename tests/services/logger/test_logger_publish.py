@@ -12,8 +12,7 @@ from services.config import parse
 from services.logger import service as logger_service
 from services.logger.queries import to_us
 from services.logger.service import PUBLISH_CHUNK, LoggerService
-
-from .test_logger_writer import wait_for
+from tests.waiting import wait_until
 
 SENSORS = ("chamber", "loadlock", "table")
 
@@ -50,7 +49,7 @@ def test_a_batch_of_5000_is_published_whole_in_order_a_chunk_per_iteration(logge
     sent = [(SENSORS[i % 3], float(i), start + timedelta(milliseconds=i)) for i in range(5000)]
     for sensor, value, at in sent:
         service.ingest(Reading(sensor, value, "mbar", at))
-    wait_for(lambda: service.writer.status()["written"] == 5000, what="one batch of 5000 stored")
+    wait_until(lambda: service.writer.status()["written"] == 5000, what="one batch of 5000 stored")
     srv.wait_for(lambda: sum(map(len, bursts)) == 5000, what="5000 readings published")
     events = [e for burst in bursts for e in burst]
     assert [(e.data["sensor"], e.data["value"]) for e in events] == \

@@ -20,8 +20,7 @@ from services.logger.service import LoggerService
 from services.logger.settings import LoggerSettings
 from services.logger.sqlite import SqliteStore
 from services.logger.store import open_store
-
-from .test_logger_writer import wait_for
+from tests.waiting import wait_until
 
 
 class SlowDevice(Device):
@@ -273,11 +272,11 @@ batch_s = 0.05
 
     DyingDevice.dying = True
     try:
-        wait_for(lambda: health()[0] == 503, what="the poller to die")
+        wait_until(lambda: health()[0] == 503, what="the poller to die")
         assert "poller of dying died (SystemExit: the driver called exit)" in health()[1]["problems"]
     finally:
         DyingDevice.dying = False
-    wait_for(lambda: health()[0] == 200, what="the poller to run again")
+    wait_until(lambda: health()[0] == 200, what="the poller to run again")
     reads = service.status()["devices"]["dying"]["reads"]
     srv.wait_for(lambda: service.status()["devices"]["dying"]["reads"] > reads, what="reads")
 

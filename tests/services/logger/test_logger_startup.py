@@ -21,9 +21,10 @@ import pytest
 
 from services.logger.spool import Destination, Spool, encode
 from services.logger.store import open_store
+from tests.waiting import wait_until
 
 from .test_logger_spool import rows, stored_values, undecodable
-from .test_logger_writer import upgraded, wait_for
+from .test_logger_writer import upgraded
 
 EXE = shutil.which("ionlab") or str(Path(sys.executable).with_name("ionlab"))
 GAUGE = """
@@ -70,7 +71,7 @@ class Running:
             self.port = int(found[1]) if found else None
             return self.port
 
-        wait_for(serving, 60, f"{args} to serve")
+        wait_until(serving, 60, f"{args} to serve")
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -174,7 +175,7 @@ def test_a_database_away_at_start_is_an_outage_the_readings_wait_in_the_spool(
         tmp_path, running):
     logger = running("logger", "--config", str(lab(tmp_path, spool=str(tmp_path / "spool"))),
                      "--db", "postgresql://127.0.0.1:1/lab", cwd=tmp_path)
-    wait_for(lambda: logger.get("/api/v1/logger/status")["spooled_readings"] >= 5, 30,
+    wait_until(lambda: logger.get("/api/v1/logger/status")["spooled_readings"] >= 5, 30,
              "readings to wait in the spool")
     status, health = logger.get("/api/v1/logger/status"), logger.health()
     assert status["database"] == "unreachable" and status["written"] == 0
@@ -192,7 +193,7 @@ def test_a_second_logger_or_lab_on_the_same_store_and_spool_is_refused_while_the
     config = lab(tmp_path, db=str(tmp_path / "var/lab.sqlite"), spool=str(tmp_path / "var/spool"),
                  extra=WAVEMETER)
     first = running("logger", "--config", str(config), cwd=tmp_path)
-    wait_for(lambda: first.get("/api/v1/logger/status")["written"] > 0, 30, "first writes")
+    wait_until(lambda: first.get("/api/v1/logger/status")["written"] > 0, 30, "first writes")
     pid = first.proc.pid
     line = refused(run_cli, "logger", "--config", str(config))
     assert line.startswith(f"ionlab: config error: {config}: logger.spool_dir: {tmp_path}/var/"
@@ -206,7 +207,7 @@ def test_a_second_logger_or_lab_on_the_same_store_and_spool_is_refused_while_the
     assert line.startswith(f"ionlab: config error: {own_spool}: logger.db: {tmp_path}/var/"
                            f"lab.sqlite.lock is held by another running ionlab (PID {pid}, ")
     before = first.get("/api/v1/logger/status")["written"]
-    wait_for(lambda: first.get("/api/v1/logger/status")["written"] > before, 30,
+    wait_until(lambda: first.get("/api/v1/logger/status")["written"] > before, 30,
              "the first logger to go on writing")
     assert first.health()["ok"] and first.stop() == 0
 
@@ -215,8 +216,8 @@ def test_a_wavemeter_server_beside_a_logger_in_one_folder_both_run(tmp_path, run
     config = lab(tmp_path, name="lab", extra=WAVEMETER)  # var/ionlab.sqlite, spool, locks.json
     logger = running("logger", "--config", str(config), cwd=tmp_path)
     wavemeter = running("wavemeter", "--config", str(config), cwd=tmp_path)
-    wait_for(lambda: logger.get("/api/v1/logger/status")["written"] > 0, 30, "the logger writes")
-    wait_for(lambda: wavemeter.get("/api/v1/channels")[0]["status"] == "ok", 30, "a reading")
+    wait_until(lambda: logger.get("/api/v1/logger/status")["written"] > 0, 30, "the logger writes")
+    wait_until(lambda: wavemeter.get("/api/v1/channels")[0]["status"] == "ok", 30, "a reading")
     assert logger.health()["ok"] and wavemeter.health()["ok"]
     line = refused(run_cli, "wavemeter", "--config", str(config), "--port", "0", cwd=tmp_path,
                    alone=False)  # the wavemeter service has started (and logged) by then
@@ -234,7 +235,7 @@ def test_many_loggers_share_one_postgresql_each_with_its_own_spool(pg_database, 
                                name=f"pc{k}", sensor=f"gauge{k}")), cwd=tmp_path)
                for k in range(3)]
     store = open_store(pg_database)
-    wait_for(lambda: {"gauge0", "gauge1", "gauge2"} <= {s["sensor"] for s in store.latest()}, 30,
+    wait_until(lambda: {"gauge0", "gauge1", "gauge2"} <= {s["sensor"] for s in store.latest()}, 30,
              "every logger's gauge stored")
     assert all(r.health()["ok"] for r in loggers)
     assert len({r.get("/api/v1/logger/status")["store_id"] for r in loggers}) == 1
@@ -257,7 +258,7 @@ def test_a_bad_record_is_set_aside_another_stores_kept_and_the_logger_runs(tmp_p
     (folder / "000000000002.spool").write_bytes(encode(rows(100, 4, "theirs"), elsewhere))
     logger = running("logger", "--config", str(lab(tmp_path, db=str(db), spool=str(folder))),
                      cwd=tmp_path)
-    wait_for(lambda: logger.get("/api/v1/logger/status")["spool_quarantined"] == 1, 30,
+    wait_until(lambda: logger.get("/api/v1/logger/status")["spool_quarantined"] == 1, 30,
              "the bad record to be set aside")
     assert stored_values(store, "k") == list(range(10))
     assert [p.suffix for p in (folder / "quarantine").iterdir()] == [".undecodable"]
@@ -282,7 +283,7 @@ def test_a_spool_an_older_ionlab_wrote_is_kept_until_an_operator_adopts_it(tmp_p
         old.append(rows(k * 25, 25, "older"))
     config = lab(tmp_path, db=str(db), spool=str(folder))
     logger = running("logger", "--config", str(config), cwd=tmp_path)
-    wait_for(lambda: logger.get("/api/v1/logger/status")["written"] > 0, 30, "the logger writes")
+    wait_until(lambda: logger.get("/api/v1/logger/status")["written"] > 0, 30, "the logger writes")
     assert logger.get("/api/v1/logger/status")["spool_foreign_readings"] == 100
     assert (f"spool {folder} holds 100 readings for another store, an older ionlab's spool, "
             f"which recorded no store: they are kept (store them with `ionlab spool replay "

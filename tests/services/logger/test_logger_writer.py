@@ -17,6 +17,7 @@ from services.logger.queries import from_us, make_query
 from services.logger.spool import Destination, Spool
 from services.logger.store import open_store
 from services.logger.writer import Writer
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 T0_US = 1_790_000_000 * 10**6
@@ -24,14 +25,6 @@ T0_US = 1_790_000_000 * 10**6
 
 def rows(start: int, n: int, sensor: str = "k") -> list[tuple]:
     return [(sensor, "V", T0_US + i * 1000, float(i)) for i in range(start, start + n)]
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def upgraded(url: str) -> str:
@@ -145,15 +138,15 @@ def run_outage(url: str, spool_dir: Path, interrupt, restore,
         writer.add(rows(n, 25))
         n += 25
         if step == 15:
-            wait_for(lambda: writer.written > 0, what="first writes")
+            wait_until(lambda: writer.written > 0, what="first writes")
             interrupt()
         if step == 30 and spools:
-            wait_for(lambda: writer.database_ok is False and writer.spool.readings > 0,
+            wait_until(lambda: writer.database_ok is False and writer.spool.readings > 0,
                      what="spooling")
         if step == 40:
             restore()
         time.sleep(0.02)
-    wait_for(lambda: writer.flush(1) and not writer.spool.readings, what="spool replayed")
+    wait_until(lambda: writer.flush(1) and not writer.spool.readings, what="spool replayed")
     assert writer.stop()
     return writer, n
 
@@ -194,7 +187,7 @@ def test_replaying_what_is_already_stored_changes_nothing(pg_database, tmp_path)
     store.write(rows(0, 200))
     writer = Writer(store, spool, batch_s=0.02)
     writer.start()
-    wait_for(lambda: not spool.readings, what="replay")
+    wait_until(lambda: not spool.readings, what="replay")
     writer.stop()
     values, rolled = stored_indices(pg_database)
     assert values == list(range(300)) and rolled == 300
@@ -207,7 +200,7 @@ def test_a_replay_joins_spooled_batches_into_few_writes(pg_database, tmp_path):
         spool.append(rows(k * 100, 100), Destination(None, store.address))
     writer = Writer(store, spool, batch_s=0.02, max_batch=1000)
     writer.start()
-    wait_for(lambda: not spool.readings, what="replay")
+    wait_until(lambda: not spool.readings, what="replay")
     writer.stop()
     values, rolled = stored_indices(pg_database)
     assert values == list(range(5000)) and rolled == 5000
@@ -242,7 +235,7 @@ def test_kill_9_then_restart_loses_at_most_the_current_batch(pg_proxy, tmp_path)
     proxy.restore()
     writer = Writer(open_store(url), Spool(spool_dir, 50 * 2**20), batch_s=0.05)
     writer.start()
-    wait_for(lambda: not writer.spool.readings, what="replay after restart")
+    wait_until(lambda: not writer.spool.readings, what="replay after restart")
     writer.stop()
     values, rolled = stored_indices(direct)
     assert values[: acked + 1] == list(range(acked + 1))  # every acknowledged reading
