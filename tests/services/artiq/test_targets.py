@@ -20,8 +20,8 @@ from drivers.thorlabs.pm100 import PM100, SimPM100
 from services.wavemeter.acquisition import C_NM_THZ
 from services.wavemeter.reads import WavemeterReads
 from services.wavemeter.service import WavemeterService
+from tests.waiting import wait_until
 
-from .conftest import wait_for
 from .wire import RemoteError
 
 
@@ -102,7 +102,7 @@ def test_frequency_fresh_answers_at_once_when_young_and_waits_otherwise(artiq_la
     wm = lab.client("wavemeter")
     assert wm.call("frequency_fresh", 1, 60.0) == wm.call("frequency", 1)
     # The clock is stopped: no new reading comes until the test advances it.
-    wait_for(lambda: wm.call("channel", 1)["age_s"] > 0.2, "the reading to age")
+    wait_until(lambda: wm.call("channel", 1)["age_s"] > 0.2, what="the reading to age")
     answer = {}
     called = datetime.now(UTC)
     subscribers = lab.srv.call(lambda: lab.srv.hub.subscriber_count)
@@ -113,8 +113,8 @@ def test_frequency_fresh_answers_at_once_when_young_and_waits_otherwise(artiq_la
 
     waiter = threading.Thread(target=fresh)
     waiter.start()
-    wait_for(lambda: lab.srv.call(lambda: lab.srv.hub.subscriber_count) > subscribers,
-             "the call to wait on the channel")
+    wait_until(lambda: lab.srv.call(lambda: lab.srv.hub.subscriber_count) > subscribers,
+               what="the call to wait on the channel")
     assert "value" not in answer  # nothing new can have come: the clock has not moved
     lab.measured()
     waiter.join(30)
