@@ -126,7 +126,7 @@ def build_services(config: Config, hub: Hub, token: str | None = None) -> list:
     logger's devices; `token` is what their ``authenticate`` accepts)."""
     logger = LoggerService(config, hub)
     wavemeter = WavemeterService(config, hub)
-    locks = LockService(config, hub, wavemeter)
+    locks = LockService(config, hub, wavemeter, owner=logger)
     alarms = AlarmService(config, hub, logger,
                           catalog=catalog_of(config, logger, lock_names(config, locks)))
     services = [logger, alarms, WavemeterRecorder(hub, logger), wavemeter, locks, Dashboard()]

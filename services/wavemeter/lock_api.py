@@ -59,17 +59,22 @@ class LockService:
 
     `wavemeter` is the wavemeter service: its acquisition's device gives the
     deviation-signal ports (once it is open), its `executor` runs every
-    output call. `state_file` overrides the config's (tests use a temporary
-    folder); `tick_s` is how often staleness and signal loss are checked.
+    output call. `owner` (the logger in ``ionlab run``) already polls some
+    devices: an output among its ``devices`` is used through its
+    ``device_call``, between two polls, so one connection serves both and the
+    logged voltage is the one the lock wrote. `state_file` overrides the
+    config's (tests use a temporary folder); `tick_s` is how often staleness
+    and signal loss are checked.
     """
 
     name = "locks"
 
-    def __init__(self, config: Config, hub: Hub, wavemeter, *, state_file=None,
+    def __init__(self, config: Config, hub: Hub, wavemeter, *, owner=None, state_file=None,
                  tick_s: float = 0.25):
         self.config = config
         self.hub = hub
         self.wavemeter = wavemeter
+        self.owner = owner
         self.tick_s = tick_s
         device_name, _ = settings_from_config(config)
         names = config.devices[device_name].options.get("channels") or {}
@@ -216,7 +221,7 @@ class LockService:
             settings = settings.replace(min_v=max(settings.min_v, low),
                                         max_v=min(settings.max_v, high))
         try:
-            present = await self._run(output.voltage, settings.port)
+            present = await self._io(output, "voltage", settings.port)
         except (DeviceError, ValueError) as exc:
             raise ApiError(502, f"lock {channel}: cannot read {output.name} port "
                            f"{settings.port}: {exc}") from None
@@ -290,6 +295,11 @@ class LockService:
             if self._own is None or self._own.wavemeter is not device:
                 self._own = WavemeterOutputs(device)
             output = self._own
+        elif self.owner is not None and name in self.owner.devices:
+            try:
+                output = await self.owner.device_call(name, lambda device: device)
+            except DeviceError as exc:
+                raise ApiError(503, f"cannot use output {name!r}: {exc}") from None
         else:
             if name not in self._devices:
                 try:
@@ -297,9 +307,9 @@ class LockService:
                 except DeviceError as exc:
                     raise ApiError(503, f"cannot open output {name!r}: {exc}") from None
             output = self._devices[name]
-            if not isinstance(output, AnalogOutput):
-                raise ApiError(409, str(self.lock_config.error(
-                    channel, "output", f"{name!r} is not an analog output")), "channel")
+        if not isinstance(output, AnalogOutput):
+            raise ApiError(409, str(self.lock_config.error(
+                channel, "output", f"{name!r} is not an analog output")), "channel")
         if settings.port not in output.ports():
             raise ApiError(409, f"lock {channel}: {output.name} has no port {settings.port} "
                            f"(ports {', '.join(map(str, output.ports()))}); set output and "
@@ -322,6 +332,14 @@ class LockService:
     async def _run(self, func, *args):
         return await asyncio.get_running_loop().run_in_executor(self.wavemeter.executor,
                                                                 func, *args)
+
+    async def _io(self, output: AnalogOutput, method: str, *args):
+        """``output.method(*args)`` off the loop: on the poll thread of a device the owner
+        polls, else on the wavemeter's executor."""
+        if self.owner is not None and output.name in self.owner.devices:
+            return await self.owner.device_call(output.name,
+                                                lambda device: getattr(device, method)(*args))
+        return await self._run(getattr(output, method), *args)
 
     async def _follow(self, subscription) -> None:
         with subscription:
@@ -364,7 +382,7 @@ class LockService:
             output = await self._output(channel)
             while channel in self._pending:
                 volts = self._pending.pop(channel)
-                await self._run(output.set_voltage, controller.settings.port, volts)
+                await self._io(output, "set_voltage", controller.settings.port, volts)
         except (ApiError, DeviceError, ValueError) as exc:
             message = exc.message if isinstance(exc, ApiError) else str(exc)
             log.error("lock %d: output write failed: %s", channel, message)

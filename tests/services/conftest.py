@@ -12,7 +12,6 @@ import concurrent.futures
 import json
 import socket
 import threading
-import time
 import types
 import urllib.error
 import urllib.request
@@ -21,6 +20,7 @@ import pytest
 
 from services.web.app import ServerConfig, serve
 from services.web.hub import Hub
+from tests.waiting import wait_until
 
 TOKEN = "s3cret-token"
 
@@ -87,12 +87,7 @@ class ServerThread:
 
     def wait_for(self, predicate, timeout=20.0, what="condition"):
         """Poll `predicate()` (run on the loop) until true; fail after `timeout` s."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.call(predicate):
-                return
-            time.sleep(0.01)
-        pytest.fail(f"timed out waiting for {what}")
+        wait_until(lambda: self.call(predicate), timeout, what)
 
 
 def http(method, url, body=None, token=None, headers=None, raw=None):

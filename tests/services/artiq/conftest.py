@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,12 @@ from services.config import parse
 from services.run import build_services
 from services.web.pcrpc import PcRpcServer, Target
 from services.web.rpc import Method, Param
+from tests.waiting import wait_until
 
 from ..conftest import TOKEN
 from .wire import Client
 
 VISA_SIM = Path(__file__).resolve().parents[2] / "drivers" / "visa_sim.yaml"
-WAIT_S = 20.0  # an upper bound on waits for the server, never a measured figure
 
 LAB = """
 [server]
@@ -99,16 +98,6 @@ bind_localhost = false
 """
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.01)
-
-
 class Lab:
     """The running lab: its pc_rpc port, the simulation, clients of both protocols."""
 
@@ -140,7 +129,7 @@ class Lab:
 
     def device(self, name: str):
         """The logger's open device `name` (once it has opened it)."""
-        wait_for(lambda: name in self.logger._open, f"{name} to be opened by the logger")
+        wait_until(lambda: name in self.logger._open, what=f"{name} to be opened by the logger")
         return self.srv.call(self.logger.device_call, name, lambda device: device)
 
     def close(self) -> None:

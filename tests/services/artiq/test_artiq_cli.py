@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import wait_for
+from tests.waiting import wait_until
+
 from .wire import Client, RemoteError
 
 TOKEN = "cli-token"
@@ -102,7 +103,7 @@ class Process:
             assert self.process.poll() is None, f"exited {self.process.returncode}:\n" \
                                                 f"{self.output()}"
             return re.search(pattern, self.output())
-        return wait_for(found, f"{pattern!r} in the output", timeout=60)
+        return wait_until(found, what=f"{pattern!r} in the output", timeout=60)
 
     def wait(self, timeout: float = 30) -> int:
         return self.process.wait(timeout)
@@ -148,8 +149,8 @@ def test_standalone_controller_serves_pings_and_stops_on_terminate(tmp_path, pro
     first = Client(port, targets[0])  # what artiq_ctlmgr pings
     assert first.call("ping") is True
     wm = Client(port, "wavemeter")
-    wait_for(lambda: wm.call("status")["state"] == "ok", "the wavemeter")
-    frequency = wait_for(lambda: _ok(wm, "frequency", 1), "a first reading")
+    wait_until(lambda: wm.call("status")["state"] == "ok", what="the wavemeter")
+    frequency = wait_until(lambda: _ok(wm, "frequency", 1), what="a first reading")
     assert 755.0 < frequency < 755.5  # 397 nm
     dac = Client(port, "dac", v2=False)
     with pytest.raises(RemoteError, match="PermissionError"):
@@ -288,7 +289,7 @@ def test_ionlab_run_serves_the_targets_from_the_lab_process(tmp_path, processes)
         health = json.load(r)
     assert health["services"]["artiq"]["listening"] == [f"127.0.0.1:{port}"]
     # The device targets use the logger's connection: its readings are the logger's devices'.
-    wait_for(lambda: _ok(Client(port, "chamber"), "value"), "a pressure")
+    wait_until(lambda: _ok(Client(port, "chamber"), "value"), what="a pressure")
     proc.process.send_signal(signal.SIGINT)
     assert proc.wait() == 0
     assert "Traceback" not in proc.output()

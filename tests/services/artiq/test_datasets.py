@@ -9,8 +9,7 @@ import pytest
 from services.artiq.datasets import value_of
 from services.artiq.settings import ArtiqSettings
 from services.config import ConfigError, parse
-
-from .conftest import wait_for
+from tests.waiting import wait_until
 
 KEYS = """
 [artiq.datasets]
@@ -40,16 +39,16 @@ def test_chosen_channels_reach_the_master(artiq_lab, master):
     stand_in = master()
     lab = artiq_lab(datasets(stand_in.port, persist="true"))
     wm, locks = lab.client("wavemeter"), lab.writer("locks")
-    wait_for(lambda: stand_in.values("vacuum.chamber_mbar"), "a pressure")
+    wait_until(lambda: stand_in.values("vacuum.chamber_mbar"), what="a pressure")
     assert 1e-11 < stand_in.values("vacuum.chamber_mbar")[-1] < 1e-9
     lab.measured()
     latest = wm.call("frequency", 1)
-    wait_for(lambda: stand_in.values("lasers.397.frequency_thz")[-1:] == [latest],
-             "the newest frequency")
+    wait_until(lambda: stand_in.values("lasers.397.frequency_thz")[-1:] == [latest],
+               what="the newest frequency")
     assert stand_in.values("lasers.866.frequency_thz")[-1] == wm.call("frequency", 2)
     assert stand_in.values("lasers.397.lock")[-1] == "unlocked"
     locks.call("lock", 1, latest)
-    wait_for(lambda: stand_in.values("lasers.397.lock")[-1:] == ["locked"], "the lock state")
+    wait_until(lambda: stand_in.values("lasers.397.lock")[-1:] == ["locked"], what="the lock state")
     assert {persist for _, _, persist in stand_in.calls} == {True}
     assert updater(lab).status()["connected"] is True
     assert lab.srv.call(lambda: lab.artiq.health())["datasets"]["sent"] >= 5
@@ -58,12 +57,12 @@ def test_chosen_channels_reach_the_master(artiq_lab, master):
 def test_at_most_one_set_per_dataset_per_interval_the_newest_waiting(artiq_lab, master):
     stand_in = master()
     lab = artiq_lab(datasets(stand_in.port, interval=3600))
-    wait_for(lambda: stand_in.values("lasers.397.frequency_thz"), "the first frequency")
+    wait_until(lambda: stand_in.values("lasers.397.frequency_thz"), what="the first frequency")
     first = stand_in.values("lasers.397.frequency_thz")
     for _ in range(3):
         lab.measured()  # new readings, each published on the hub
-    wait_for(lambda: lab.srv.call(lambda: updater(lab).status()["pending"]) >= 2,
-             "newer values to wait for their turn")
+    wait_until(lambda: lab.srv.call(lambda: updater(lab).status()["pending"]) >= 2,
+               what="newer values to wait for their turn")
     assert stand_in.values("lasers.397.frequency_thz") == first  # still only the first set
     assert len(first) == 1 and len(stand_in.values("lasers.866.frequency_thz")) == 1
 
@@ -72,15 +71,15 @@ def test_readings_that_are_not_ok_are_not_pushed(artiq_lab, master):
     stand_in = master()
     lab = artiq_lab(datasets(stand_in.port))
     wm = lab.client("wavemeter")
-    wait_for(lambda: stand_in.values("lasers.866.frequency_thz"), "channel 2's frequency")
+    wait_until(lambda: stand_in.values("lasers.866.frequency_thz"), what="channel 2's frequency")
     lab.sim.set_signal(2, 0)  # no light on channel 2
     lab.measured()
-    wait_for(lambda: wm.call("channel", 2)["status"] == "no signal", "channel 2 to lose it")
+    wait_until(lambda: wm.call("channel", 2)["status"] == "no signal", what="channel 2 to lose it")
     sent_for_866 = len(stand_in.values("lasers.866.frequency_thz"))
     lab.measured()
     newest = wm.call("frequency", 1)
-    wait_for(lambda: stand_in.values("lasers.397.frequency_thz")[-1:] == [newest],
-             "a later reading of channel 1 to be pushed")
+    wait_until(lambda: stand_in.values("lasers.397.frequency_thz")[-1:] == [newest],
+               what="a later reading of channel 1 to be pushed")
     assert len(stand_in.values("lasers.866.frequency_thz")) == sent_for_866
     assert None not in stand_in.values("lasers.866.frequency_thz")
 
@@ -90,28 +89,28 @@ def test_the_updater_reconnects_after_the_master_restarts(artiq_lab, master):
     port = stand_in.port
     lab = artiq_lab(datasets(port))
     wm = lab.client("wavemeter")
-    wait_for(lambda: stand_in.values("lasers.397.frequency_thz"), "a first push")
+    wait_until(lambda: stand_in.values("lasers.397.frequency_thz"), what="a first push")
     stand_in.stop()
     lab.measured()  # a new reading while the master is down
-    wait_for(lambda: lab.srv.call(lambda: updater(lab).status()["connected"]) is False,
-             "the updater to notice")
+    wait_until(lambda: lab.srv.call(lambda: updater(lab).status()["connected"]) is False,
+               what="the updater to notice")
     assert lab.srv.call(lambda: updater(lab).status()["last_error"])
     assert wm.call("ping") is True  # the lab carries on meanwhile
     restarted = master(port)
     newest = wm.call("frequency", 1)
-    wait_for(lambda: restarted.values("lasers.397.frequency_thz")[-1:] == [newest],
-             "the newest value at the restarted master")
+    wait_until(lambda: restarted.values("lasers.397.frequency_thz")[-1:] == [newest],
+               what="the newest value at the restarted master")
     assert lab.srv.call(lambda: updater(lab).status()["connected"]) is True
 
 
 def test_a_refused_dataset_does_not_stop_the_others(artiq_lab, master):
     stand_in = master(refuse=("lasers.866.frequency_thz",))
     lab = artiq_lab(datasets(stand_in.port))
-    wait_for(lambda: lab.srv.call(lambda: updater(lab).status()["refused"]) >= 1, "a refusal")
+    wait_until(lambda: lab.srv.call(lambda: updater(lab).status()["refused"]) >= 1, what="a refusal")
     lab.measured()
     newest = lab.client("wavemeter").call("frequency", 1)
-    wait_for(lambda: stand_in.values("lasers.397.frequency_thz")[-1:] == [newest],
-             "the other datasets to go on")
+    wait_until(lambda: stand_in.values("lasers.397.frequency_thz")[-1:] == [newest],
+               what="the other datasets to go on")
     assert lab.srv.call(lambda: updater(lab).status()["connected"]) is True
 
 
@@ -132,13 +131,13 @@ def test_a_master_that_never_answers_holds_up_nothing(artiq_lab):
     thread.start()
     try:
         lab = artiq_lab(datasets(hung.getsockname()[1], timeout=0.3))
-        wait_for(lambda: accepted, "the updater to connect")
+        wait_until(lambda: accepted, what="the updater to connect")
         wm = lab.client("wavemeter")
         for _ in range(10):
             assert wm.call("ping") is True
             lab.measured()  # readings keep flowing
-        wait_for(lambda: lab.srv.call(lambda: updater(lab).status()["last_error"]),
-                 "the updater to give up on the silent master")
+        wait_until(lambda: lab.srv.call(lambda: updater(lab).status()["last_error"]),
+                   what="the updater to give up on the silent master")
         assert "TimeoutError" in lab.srv.call(lambda: updater(lab).status()["last_error"])
     finally:
         stop.set()

@@ -11,8 +11,9 @@ import threading
 
 import pytest
 
+from tests.waiting import wait_until
+
 from ..conftest import TOKEN
-from .conftest import wait_for
 from .wire import INIT, Client, Wire, v1_decode, v2_decode
 
 MIB = 1 << 20
@@ -310,9 +311,9 @@ def test_a_client_that_leaves_mid_call_costs_only_its_own_reply(artiq_lab, wlm_l
         assert bystander.call("ping") is True
     finally:
         lab.sim.release()
-    wait_for(lambda: bystander.call("exposure", 2) == 44, "the call to finish all the same")
-    wait_for(lambda: lab.srv.call(lambda: lab.artiq.server.clients) == connected - 1,
-             "the connection to be closed")
+    wait_until(lambda: bystander.call("exposure", 2) == 44, what="the call to finish all the same")
+    wait_until(lambda: lab.srv.call(lambda: lab.artiq.server.clients) == connected - 1,
+               what="the connection to be closed")
     bystander_ok(lab, bystander)
 
 
@@ -323,5 +324,5 @@ def test_at_most_max_clients_connections(artiq_lab):
     assert refused.closed_by_server()
     assert all(c.call("ping") is True for c in clients)
     clients[0].close()
-    wait_for(lambda: lab.srv.call(lambda: lab.artiq.server.clients) == 2, "a free slot")
+    wait_until(lambda: lab.srv.call(lambda: lab.artiq.server.clients) == 2, what="a free slot")
     assert Client(lab.port, "chamber").call("ping") is True

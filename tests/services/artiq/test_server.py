@@ -9,8 +9,9 @@ import pytest
 
 from services.web.pcrpc import GenericRemoteException, PcRpcClient, Target
 from services.web.rpc import Method, Param
+from tests.waiting import wait_until
 
-from .conftest import PcRpcThread, wait_for
+from .conftest import PcRpcThread
 from .wire import INIT, Client, RemoteError, Wire
 
 
@@ -145,7 +146,7 @@ def test_many_connections_are_served_concurrently(echo):
     assert [c.decode(c.wire.line())["ret"] for c in clients] == [50] * 50  # all in at once
     for client in clients:
         client.close()
-    wait_for(lambda: echo.call(lambda: echo.server.clients) == 0, "every connection closed")
+    wait_until(lambda: echo.call(lambda: echo.server.clients) == 0, what="every connection closed")
 
 
 def test_targets_refuse_reserved_names():

@@ -20,8 +20,8 @@ from drivers.thorlabs.pm100 import PM100, SimPM100
 from services.wavemeter.acquisition import C_NM_THZ
 from services.wavemeter.reads import WavemeterReads
 from services.wavemeter.service import WavemeterService
+from tests.waiting import wait_until
 
-from .conftest import wait_for
 from .wire import RemoteError
 
 
@@ -102,7 +102,7 @@ def test_frequency_fresh_answers_at_once_when_young_and_waits_otherwise(artiq_la
     wm = lab.client("wavemeter")
     assert wm.call("frequency_fresh", 1, 60.0) == wm.call("frequency", 1)
     # The clock is stopped: no new reading comes until the test advances it.
-    wait_for(lambda: wm.call("channel", 1)["age_s"] > 0.2, "the reading to age")
+    wait_until(lambda: wm.call("channel", 1)["age_s"] > 0.2, what="the reading to age")
     answer = {}
     called = datetime.now(UTC)
     subscribers = lab.srv.call(lambda: lab.srv.hub.subscriber_count)
@@ -113,8 +113,8 @@ def test_frequency_fresh_answers_at_once_when_young_and_waits_otherwise(artiq_la
 
     waiter = threading.Thread(target=fresh)
     waiter.start()
-    wait_for(lambda: lab.srv.call(lambda: lab.srv.hub.subscriber_count) > subscribers,
-             "the call to wait on the channel")
+    wait_until(lambda: lab.srv.call(lambda: lab.srv.hub.subscriber_count) > subscribers,
+               what="the call to wait on the channel")
     assert "value" not in answer  # nothing new can have come: the clock has not moved
     lab.measured()
     waiter.join(30)
@@ -166,6 +166,30 @@ def test_locks_lock_move_the_setpoint_and_unlock(artiq_lab):
         locks.call("status", 12)
     assert info.value.cls == "ValueError"
     assert "no lock on channel 12; lockable channels: 1, 2" in info.value.message
+
+
+def test_a_dac_that_drives_a_lock_is_the_loggers_connection_and_logs_what_the_lock_wrote(
+        artiq_lab):
+    """In the lab the logger polls the piezo DAC that drives lock 2: the lock writes through
+    the logger's connection (one per instrument), so the logged voltage is the lock's."""
+    lab = artiq_lab()
+    locks = next(s for s in lab.srv.services if s.name == "locks")
+    piezo = lab.device("piezo")
+    there = lab.client("wavemeter").call("frequency", 2)
+    lab.writer("locks").call("lock", 2, setpoint_thz=there + 10e-6)  # 10 MHz low: more volts
+    for _ in range(3):
+        lab.measured()
+    lab.srv.wait_for(lambda: 2 not in locks._writers, what="the lock's last write")
+    written = lab.srv.call(lambda: locks.controllers[2].output_v)
+    assert written > 0.0 and "piezo" not in locks._devices  # the lock opened no second one
+    assert lab.srv.call(lab.logger.device_call, "piezo", lambda device: device) is piezo
+    assert lab.srv.call(lab.logger.device_call, "piezo", lambda device: device.voltage(1)) \
+        == written
+    def logged():
+        event = lab.srv.call(lambda: lab.srv.hub.latest("logger/piezo/1"))
+        return event is not None and event.data["value"] == written
+
+    wait_until(logged, what="the logger to log the voltage the lock wrote")
 
 
 def test_device_targets_read_now_and_set(artiq_lab):

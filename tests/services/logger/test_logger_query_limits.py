@@ -6,7 +6,6 @@ locks the samples table in PostgreSQL, so every series query waits on the databa
 """
 
 import concurrent.futures
-import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -16,6 +15,7 @@ import pytest
 from drivers.base import Reading
 from services.config import parse
 from services.logger.service import LoggerService
+from tests.waiting import wait_until
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -77,14 +77,6 @@ def waiting_on_locks(admin) -> list[int]:
         return [pid for (pid,) in cur.fetchall()]
 
 
-def until(condition, what, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.02)
-    return result
-
-
 def test_latest_is_answered_while_heavy_queries_wait_and_a_cancelled_one_is_a_422(
         server_thread, pg_logger_db, tmp_path, api):
     srv = logger(server_thread, pg_logger_db, tmp_path)
@@ -97,8 +89,8 @@ def test_latest_is_answered_while_heavy_queries_wait_and_a_cancelled_one_is_a_42
         try:
             heavy = [pool.submit(series, api, srv, **day, every=every)
                      for every in ("90s", "7min", "5min")]
-            waiting = until(lambda: len(waiting_on_locks(admin)) == 2 and waiting_on_locks(admin),
-                            "two series queries to wait on the lock")
+            waiting = wait_until(lambda: len(waiting_on_locks(admin)) == 2 and waiting_on_locks(admin),
+                                 what="two series queries to wait on the lock", timeout=60)
             assert not any(f.done() for f in heavy)  # the third waits for a query thread
             code, body, _ = api.http("GET", srv.url + "/api/v1/latest")
             assert code == 200
@@ -108,7 +100,8 @@ def test_latest_is_answered_while_heavy_queries_wait_and_a_cancelled_one_is_a_42
             assert api.http("GET", srv.url + "/healthz")[0] == 200
             with admin.cursor() as cur:  # what a statement timeout does: SQLSTATE 57014
                 cur.execute("SELECT pg_cancel_backend(%s)", (waiting[0],))
-            cancelled = until(lambda: [f for f in heavy if f.done()], "the cancelled query")[0]
+            cancelled = wait_until(lambda: [f for f in heavy if f.done()], what="the cancelled query",
+                                   timeout=60)[0]
             code, body, _ = cancelled.result()
             assert code == 422
             assert body["error"] == ("the query ran longer than the database allows; ask for "

@@ -10,7 +10,6 @@ fast or busy this machine is.
 
 import dataclasses
 import json
-import time
 import urllib.request
 from datetime import timedelta
 
@@ -24,6 +23,7 @@ from services.wavemeter.client import RpcError, Wavemeter
 from services.wavemeter.lock_api import LockService
 from services.wavemeter.service import WavemeterService
 from services.web.rpc import UNAUTHORIZED
+from tests.waiting import wait_until
 
 CYCLE_S = 8 * 0.022  # one round of the switch over 8 lasers (10 ms exposure + 12 ms each)
 TEN_CYCLE_S = 10 * 0.022
@@ -85,13 +85,6 @@ class Lab:
         self.srv.stop()
 
 
-def wait_for(predicate, what):
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        assert time.monotonic() < deadline, f"waited {WAIT_S} s for {what}"
-        time.sleep(0.005)
-
-
 @pytest.fixture
 def lab(server_thread, api, wlm_sim, wlm_library, tmp_path):
     """(start(extra_config) -> Lab, the simulation, a probe on the analog ports)."""
@@ -116,8 +109,8 @@ def step(lab, sim, channel, cycle_s=CYCLE_S):
     has written the output it asked for (the next measurement sees that voltage)."""
     before = lab.client().call("lock_status", channel)["timestamp"]
     sim.advance(cycle_s)
-    wait_for(lambda: lab.client().call("lock_status", channel)["timestamp"] != before,
-             f"a new reading of channel {channel}")
+    wait_until(lambda: lab.client().call("lock_status", channel)["timestamp"] != before,
+               what=f"a new reading of channel {channel}")
     locks = lab.srv.services[1]
     lab.srv.wait_for(lambda: channel not in locks._writers,
                      what=f"the lock's write to channel {channel}'s output")
@@ -127,7 +120,7 @@ def test_lock_pulls_the_laser_in_and_reports_on_rpc_http_and_the_stream(lab):
     start, sim, probe = lab
     server = start()
     client = server.client()
-    wait_for(lambda: client.call("lock_status", 3)["timestamp"] is not None, "a reading")
+    wait_until(lambda: client.call("lock_status", 3)["timestamp"] is not None, what="a reading")
     setpoint = sim.true_frequency(3) + 20e-6  # 20 MHz above the laser
     status = client.call("lock", 3, setpoint)
     assert status["state"] == "locked" and status["setpoint_thz"] == setpoint
@@ -143,8 +136,8 @@ def test_lock_pulls_the_laser_in_and_reports_on_rpc_http_and_the_stream(lab):
     assert {"state", "error_mhz", "output_v", "reason", "setpoint_thz"} <= set(status)
     assert status["state"] == "locked" and status["reason"] == ""
     assert abs(status["error_mhz"]) < 3.0  # the measured error: true error plus noise
-    wait_for(lambda: probe.deviation_signal(3) / 1000 == pytest.approx(status["output_v"], abs=1e-12),
-             "the last write")  # V -> mV -> V may differ in the last bit
+    wait_until(lambda: probe.deviation_signal(3) / 1000 == pytest.approx(status["output_v"], abs=1e-12),
+               what="the last write")  # V -> mV -> V may differ in the last bit
     assert status["output_v"] == pytest.approx(0.2, abs=0.03)  # 20 MHz at 100 MHz/V
     code, body = server.http("GET", "/api/v1/locks/3", token=None)
     assert code == 200 and body["setpoint_thz"] == setpoint and body["state"] == "locked"
@@ -169,8 +162,8 @@ def test_lock_pulls_the_laser_in_and_reports_on_rpc_http_and_the_stream(lab):
 def test_lock_and_unlock_are_refused_without_the_token_and_nothing_moves(lab):
     start, sim, probe = lab
     server = start()
-    wait_for(lambda: server.client().call("lock_status", 2)["timestamp"] is not None,
-             "a reading")
+    wait_until(lambda: server.client().call("lock_status", 2)["timestamp"] is not None,
+               what="a reading")
     before = probe.deviation_signal(2)
     setpoint = sim.true_frequency(2) + 50e-6
     for token in (None, "wrong"):
@@ -209,7 +202,7 @@ def test_lock_and_unlock_are_refused_without_the_token_and_nothing_moves(lab):
 def test_bad_writes_name_the_field_and_change_nothing(lab, body, status, field, message):
     start, _, _ = lab
     server = start()
-    wait_for(lambda: server.client().call("lock_status", 4)["timestamp"] is not None, "a reading")
+    wait_until(lambda: server.client().call("lock_status", 4)["timestamp"] is not None, what="a reading")
     before = server.client().call("lock_status", 4)
     code, answer = server.http("PUT", "/api/v1/locks/4", body)
     assert (code, answer["field"]) == (status, field) and message in answer["error"]
@@ -247,8 +240,8 @@ def test_settings_persist_and_locks_come_back_unlocked(lab, tmp_path):
     again.close()
 
     resumed = start("resume = true")
-    wait_for(lambda: resumed.client().call("lock_status", 5)["state"] == "locked",
-             "the lock to resume")
+    wait_until(lambda: resumed.client().call("lock_status", 5)["state"] == "locked",
+               what="the lock to resume")
     assert resumed.client().call("lock_status", 6)["state"] == "unlocked"
 
 
@@ -269,8 +262,8 @@ min_v = 0.0
 max_v = 5.0
 """)
     sim.advance(TEN_CYCLE_S)
-    wait_for(lambda: server.client().call("lock_status", 9)["frequency_thz"] is not None,
-             "a reading of channel 9")
+    wait_until(lambda: server.client().call("lock_status", 9)["frequency_thz"] is not None,
+               what="a reading of channel 9")
     ports_before = [probe.deviation_signal(p) for p in range(1, 9)]
     setpoint = server.client().call("lock_status", 9)["frequency_thz"] + 10e-6
     server.client().call("lock", 9, setpoint)  # the laser is 10 MHz low: more volts
@@ -308,10 +301,10 @@ def test_the_demo_lab_has_lasers_a_newcomer_can_lock(server_thread, api, tmp_pat
     demo = Lab(server_thread(services), api)
     client = demo.client()
     assert [s["channel"] for s in client.call("locks")] == list(range(1, 9))
-    wait_for(lambda: client.call("lock_status", 6)["frequency_thz"] is not None, "a reading")
+    wait_until(lambda: client.call("lock_status", 6)["frequency_thz"] is not None, what="a reading")
     setpoint = client.call("lock_status", 6)["frequency_thz"] + 8e-6
     client.call("lock", 6, setpoint)
-    wait_for(lambda: abs(client.call("lock_status", 6)["error_mhz"]) < 1.0, "the pull-in")
+    wait_until(lambda: abs(client.call("lock_status", 6)["error_mhz"]) < 1.0, what="the pull-in")
     status = client.call("lock_status", 6)
     assert status["state"] == "locked" and status["output_v"] > 0.05  # ~8 MHz at 100 MHz/V
 
@@ -343,8 +336,8 @@ def test_numbers_no_laser_has_are_refused_by_http_and_rpc(lab, api, raw, field, 
 def test_a_new_setpoint_must_be_within_the_capture_range_of_the_laser(lab):
     start, sim, _ = lab
     server = start()
-    wait_for(lambda: server.client().call("lock_status", 4)["frequency_thz"] is not None,
-             "a reading")
+    wait_until(lambda: server.client().call("lock_status", 4)["frequency_thz"] is not None,
+               what="a reading")
     laser = server.client().call("lock_status", 4)["frequency_thz"]
     code, answer = server.http("PUT", "/api/v1/locks/4", {"setpoint_thz": laser + 600e-6})
     assert (code, answer["field"]) == (400, "setpoint_thz")

@@ -5,7 +5,6 @@ import gzip
 import json
 import logging
 import socket
-import time
 import urllib.request
 
 import pytest
@@ -16,6 +15,7 @@ from services.web.dashboard import STATIC_DIR, Dashboard
 from services.web.http import JsonHandler
 from services.web.rpc import Method
 from services.web.sse import StreamQuota
+from tests.waiting import wait_until
 
 
 def no_services(hub):
@@ -76,14 +76,6 @@ def answer(sock) -> tuple[int, dict, bytes]:
     lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
     return int(lines[0].split()[1]), headers, body
-
-
-def until(condition, what, timeout=30.0):
-    """Wait for `condition()` (run here, not on the server's loop) to hold."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.02)
 
 
 def others(srv, api) -> int:
@@ -302,7 +294,7 @@ def test_connections_beyond_the_limit_get_a_json_503_and_are_closed(edge, api):
         health.update(body)
         return status == 200
 
-    until(served, "a free slot")
+    wait_until(served, what="a free slot", timeout=30)
     assert health["server"]["refused"] >= 1
     for sock in held:
         sock.close()
@@ -326,7 +318,7 @@ def test_a_request_whose_headers_never_end_is_dropped_at_the_header_timeout(edge
     srv = edge(header_timeout_s=0.2)
     sock = half_open(srv.port)
     assert sock.recv(1024) == b""  # the server closed it (the socket waits up to 30 s)
-    until(lambda: others(srv, api) == 0, "the connection to go")
+    wait_until(lambda: others(srv, api) == 0, what="the connection to go", timeout=30)
 
 
 def test_a_body_that_stops_coming_is_dropped_at_the_body_timeout(edge, api):
@@ -335,7 +327,7 @@ def test_a_body_that_stops_coming_is_dropped_at_the_body_timeout(edge, api):
     sock.sendall(b"POST /api/v1/rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n"
                  b'{"jsonrpc"')
     assert sock.recv(1024) == b""
-    until(lambda: others(srv, api) == 0, "the connection to go")
+    wait_until(lambda: others(srv, api) == 0, what="the connection to go", timeout=30)
 
 
 def test_stream_quota_leaves_the_last_streams_to_local_clients():

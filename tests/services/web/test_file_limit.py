@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_until
+
 EXE = str(Path(sys.executable).with_name("ionlab"))
 CONFIG = """
 [server]
@@ -114,13 +116,6 @@ def healthz(port, timeout=60):
             time.sleep(0.05)
 
 
-def until(condition, what, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.05)
-
-
 def test_at_a_low_file_limit_connections_beyond_its_room_are_refused_in_json(server):
     server = server(limit=256, header_timeout_s=60.0)
     assert (server.max_connections, server.per_client) == (256 - 64, 192 // 8)
@@ -141,8 +136,8 @@ def test_at_a_low_file_limit_connections_beyond_its_room_are_refused_in_json(ser
             readable = {fd for fd, _ in poll.poll(0)}
             return [sock for sock in held if sock.fileno() in readable]
 
-        until(lambda: len(held) - len(answered()) == server.max_connections,
-              "the refusals to arrive")
+        wait_until(lambda: len(held) - len(answered()) == server.max_connections,
+                   what="the refusals to arrive", timeout=60)
         answers = [refusal(sock) for sock in answered()]
         assert {status for status, _ in answers} == {429, 503}
         assert {body["error"] for status, body in answers if status == 429} >= {
