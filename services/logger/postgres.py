@@ -54,12 +54,16 @@ import operator
 import os
 import re
 import struct
+import sys
+from array import array
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import psycopg2.errors
 
+from .columns import Columns
 from .queries import MAX_POINTS, Query, QueryError, from_us, to_us
 from .store import (
     DEFAULT_TIMEOUT_S,
@@ -83,11 +87,12 @@ LOCK_SCHEMA = 0x10_4C_AB_01  # advisory lock keys, arbitrary but fixed
 LOCK_PARTITIONS = 0x10_4C_AB_02
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-_COPY_ROW = struct.Struct(">hiqiiid").pack
+_COPY_ROW = struct.Struct(">hiqiiid")  # 3 fields: (8, time), (4, sensor id), (8, value)
+_COPY_FIELDS = ((6, 8, "q"), (18, 4, "i"), (26, 8, "d"))  # offset in a row, width, array type
+_COPY_TEMPLATE = _COPY_ROW.pack(3, 8, 0, 4, 0, 8, 0.0)
 _COPY_TRAILER = struct.pack(">h", -1)
+_COPY_SWAP = sys.byteorder == "little"  # COPY's numbers are big-endian
 _FROM_PG_EPOCH = (-PG_EPOCH_US).__add__
-_SENSOR, _TIME, _VALUE = operator.itemgetter(0), operator.itemgetter(2), operator.itemgetter(3)
-_SENSOR_UNIT = operator.itemgetter(0, 1)
 
 _V1 = """
 CREATE TABLE sensors (
@@ -351,19 +356,27 @@ class _CopyData:
     one chunk while the next is being encoded.
     """
 
-    CHUNK = 4096
+    CHUNK = 16384
 
-    def __init__(self, times: list[int], sensors: list[int], values: list[float]):
+    def __init__(self, times: Sequence[int], sensors: Sequence[int], values: Sequence[float]):
         self._chunks = self._encode(times, sensors, values)
         self.error: Exception | None = None  # why encoding failed, if it did
 
     def _encode(self, times, sensors, values):
-        three, four, eight = itertools.repeat(3), itertools.repeat(4), itertools.repeat(8)
         yield _COPY_HEADER
-        for a in range(0, len(times), self.CHUNK):
-            b = a + self.CHUNK
-            yield b"".join(map(_COPY_ROW, three, eight, map(_FROM_PG_EPOCH, times[a:b]), four,
-                               sensors[a:b], eight, values[a:b]))
+        size, n = _COPY_ROW.size, len(times)
+        for a in range(0, n, self.CHUNK):
+            b = min(n, a + self.CHUNK)
+            columns = (map(_FROM_PG_EPOCH, times[a:b]), sensors[a:b], values[a:b])
+            rows = bytearray(_COPY_TEMPLATE * (b - a))
+            for column, (offset, width, kind) in zip(columns, _COPY_FIELDS, strict=True):
+                column = array(kind, column)
+                if _COPY_SWAP:
+                    column.byteswap()
+                raw = column.tobytes()
+                for k in range(width):  # byte k of every number into its place in every row
+                    rows[offset + k::size] = raw[k::width]
+            yield bytes(rows)
         yield _COPY_TRAILER
 
     def read(self, size: int = -1) -> bytes:
@@ -579,8 +592,8 @@ class PostgresStore(Store):
 
     # -- writing ----------------------------------------------------------------------
 
-    def _sensor_ids(self, conn, rows: list[Row]) -> dict[str, int]:
-        wanted = dict(map(_SENSOR_UNIT, rows))  # the last unit given wins
+    def _sensor_ids(self, conn, rows: Columns) -> dict[str, int]:
+        wanted = dict(rows.sensors)  # the last unit given wins
         new = {s: u for s, u in wanted.items() if self._ids.get(s, (None, None))[1] != u}
         if new:
             with conn.cursor() as cur:
@@ -593,7 +606,7 @@ class PostgresStore(Store):
         return {s: self._ids[s][0] for s in wanted}
 
     @_database
-    def write(self, rows: list[Row]) -> int:
+    def write(self, rows: Sequence[Row]) -> int:
         """COPY the batch straight into its daily partitions; on a duplicate, insert only the new.
 
         Rollups are not touched here: the batch's sensor-days are marked
@@ -603,14 +616,17 @@ class PostgresStore(Store):
         """
         if not rows:
             return 0
+        rows = Columns.from_rows(rows)
         conn = self._conn()
         ids = self._sensor_ids(conn, rows)
-        times = list(map(_TIME, rows))
+        of_index = [ids[name] for name, _ in rows.sensors]
+        times, values = rows.times, rows.values
+        sensors = array("i", map(of_index.__getitem__, rows.index))
         if not all(map(operator.le, times, itertools.islice(times, 1, None))):
-            rows = sorted(rows, key=_TIME)  # stable: ties keep their order
-            times = list(map(_TIME, rows))
-        sensors = list(map(ids.__getitem__, map(_SENSOR, rows)))
-        values = list(map(_VALUE, rows))
+            order = sorted(range(len(times)), key=times.__getitem__)  # stable: ties keep order
+            times = array("q", map(times.__getitem__, order))
+            sensors = array("i", map(sensors.__getitem__, order))
+            values = array("d", map(values.__getitem__, order))
         days = _days(times)
         if not self._direct:
             self._ensure_partitions(conn, {day for day, _, _ in days})
