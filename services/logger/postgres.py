@@ -93,6 +93,7 @@ _COPY_TEMPLATE = _COPY_ROW.pack(3, 8, 0, 4, 0, 8, 0.0)
 _COPY_TRAILER = struct.pack(">h", -1)
 _COPY_SWAP = sys.byteorder == "little"  # COPY's numbers are big-endian
 _FROM_PG_EPOCH = (-PG_EPOCH_US).__add__
+_PG_EPOCH_BYTES = PG_EPOCH_US.to_bytes(8, sys.byteorder)
 
 _V1 = """
 CREATE TABLE sensors (
@@ -367,10 +368,11 @@ class _CopyData:
         size, n = _COPY_ROW.size, len(times)
         for a in range(0, n, self.CHUNK):
             b = min(n, a + self.CHUNK)
-            columns = (map(_FROM_PG_EPOCH, times[a:b]), sensors[a:b], values[a:b])
+            columns = (_from_pg_epoch(times[a:b]), sensors[a:b], values[a:b])
             rows = bytearray(_COPY_TEMPLATE * (b - a))
             for column, (offset, width, kind) in zip(columns, _COPY_FIELDS, strict=True):
-                column = array(kind, column)
+                if not (isinstance(column, array) and column.typecode == kind):
+                    column = array(kind, column)  # (a slice of an array is a copy already)
                 if _COPY_SWAP:
                     column.byteswap()
                 raw = column.tobytes()
@@ -397,8 +399,63 @@ class _CopyData:
             raise self.error from None
 
 
-def _days(times: list[int]) -> list[tuple[int, int, int]]:
-    """(UTC day number, first index, end index) of each day of sorted µs times."""
+def _extremes(times: Sequence[int], sensors: Sequence[int]) -> tuple[dict, dict]:
+    """sensor id -> index of its oldest row, and of its newest (the first of equal oldest, the
+    last of equal newest), found run by run of rows in time order.
+
+    >>> [sorted(d.items()) for d in _extremes([5, 6, 1, 2, 7], [1, 2, 1, 2, 3])]
+    [[(1, 2), (2, 3), (3, 4)], [(1, 0), (2, 1), (3, 4)]]
+    """
+    n = len(times)
+    back = list(map(operator.gt, times, itertools.islice(times, 1, None)))  # runs end there
+    cuts, at = [0], 0
+    while True:
+        try:
+            at = back.index(True, at) + 1
+        except ValueError:
+            break
+        cuts.append(at)
+    cuts.append(n)
+    starts: dict[int, int] = {}
+    ends: dict[int, int] = {}
+    for a, b in itertools.pairwise(cuts):
+        run = sensors[a:b]
+        for i, k in dict(zip(reversed(run), range(b - 1, a - 1, -1), strict=True)).items():
+            if i not in starts or times[k] < times[starts[i]]:
+                starts[i] = k
+        for i, k in dict(zip(run, range(a, b), strict=True)).items():
+            if i not in ends or times[k] >= times[ends[i]]:
+                ends[i] = k
+    return starts, ends
+
+
+def _from_pg_epoch(times: Sequence[int]) -> array:
+    """µs since 1970 as µs since 2000 (binary COPY's timestamps), as array("q").
+
+    Times from 2000 on are shifted all at once, as one long integer: no element borrows
+    from the next then.
+
+    >>> list(_from_pg_epoch([PG_EPOCH_US + 5, 2**62])) == [5, 2**62 - PG_EPOCH_US]
+    True
+    >>> list(_from_pg_epoch([PG_EPOCH_US + 5, PG_EPOCH_US - 1]))
+    [5, -1]
+    """
+    times = times if isinstance(times, array) and times.typecode == "q" else array("q", times)
+    if not times or min(times) < PG_EPOCH_US:
+        return array("q", map(_FROM_PG_EPOCH, times))
+    n = len(times)
+    shifted = int.from_bytes(times.tobytes(), sys.byteorder) - \
+        int.from_bytes(_PG_EPOCH_BYTES * n, sys.byteorder)
+    out = array("q")
+    out.frombytes(shifted.to_bytes(8 * n, sys.byteorder))
+    return out
+
+
+def _days(times: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(UTC day number, first index, end index) of each day of µs times, which are sorted
+    or all of one day."""
+    if times and times[0] // DAY_US == times[-1] // DAY_US:
+        return [(times[0] // DAY_US, 0, len(times))]
     parts, a, n = [], 0, len(times)
     while a < n:
         day = times[a] // DAY_US
@@ -622,7 +679,8 @@ class PostgresStore(Store):
         of_index = [ids[name] for name, _ in rows.sensors]
         times, values = rows.times, rows.values
         sensors = array("i", map(of_index.__getitem__, rows.index))
-        if not all(map(operator.le, times, itertools.islice(times, 1, None))):
+        if not all(map(operator.le, times, itertools.islice(times, 1, None))) and \
+                min(times) // DAY_US != max(times) // DAY_US:  # sorted, to be cut into days
             order = sorted(range(len(times)), key=times.__getitem__)  # stable: ties keep order
             times = array("q", map(times.__getitem__, order))
             sensors = array("i", map(sensors.__getitem__, order))
@@ -676,7 +734,8 @@ class PostgresStore(Store):
     @_database
     def _write_part(self, times: list[int], sensors: list[int], values: list[float],
                     latest: set[int], fresh: set[int]) -> int:
-        """Store time-ordered rows in one transaction on this thread's connection.
+        """Store rows (time-ordered, or all of one day) in one transaction on this thread's
+        connection.
 
         Marks their sensor-days dirty and moves the latest value of the
         sensors in `latest` (those whose newest row of the batch is here);
@@ -684,8 +743,7 @@ class PostgresStore(Store):
         """
         conn = self._conn()
         n = len(times)
-        ends = dict(zip(sensors, range(n), strict=True))  # sensor id -> index of its newest row
-        starts = dict(zip(reversed(sensors), range(n - 1, -1, -1), strict=True))  # its oldest
+        starts, ends = _extremes(times, sensors)
         dirty = (list(ends), [from_us(times[starts[i]]) for i in ends],
                  [from_us(times[k]) for k in ends.values()])
         last = [(i, k) for i, k in ends.items() if i in latest]

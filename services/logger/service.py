@@ -24,9 +24,9 @@ unhealthy with the reason until it runs again.
 
 Stored (or spooled) samples are published on the hub as ``logger/<sensor>``
 with {"sensor", "value", "unit", "timestamp", "status"}, in order: of each
-spooled batch, the newest `PUBLISH_PER_SENSOR` of every sensor (all of a polled
-device's, which come a few per batch; of an agent's burst of thousands the
-newest, which is what a subscriber would keep of them anyway), `PUBLISH_CHUNK`
+spooled batch, the newest `PUBLISH_PER_SENSOR` of every sensor (all of a
+device polled at most that often per ``batch_s``; of an agent's burst of
+thousands the newest, which is what a subscriber would keep of them anyway), `PUBLISH_CHUNK`
 per IO-loop callback (many sensors never hold the loop, and a subscriber
 draining once per iteration sees them all).
 That channel is declared (so a stream can ask for it) as soon as the service
@@ -43,10 +43,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import operator
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +56,7 @@ from drivers.base import Device, NotOpenError, Reading, Status, utcnow
 
 from ..config import Config, DeviceSpec
 from ..lockfile import LockHeld, PidLock
+from .columns import Columns
 from .ingest.receiver import Receiver
 from .metrics import LoggerMetrics
 from .queries import from_us, to_us
@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 SERVED_ELSEWHERE = ("highfinesse",)
 OPEN_RETRY_S = (0.5, 10.0)  # backoff between attempts to open a device
 PUBLISH_CHUNK = 100  # stored readings published on the hub per IO-loop callback
-PUBLISH_PER_SENSOR = 16  # of each spooled batch, the newest readings of a sensor published
+PUBLISH_PER_SENSOR = 4  # of each spooled batch, the newest readings of a sensor published
 PUBLISH_BACKLOG = 200_000  # stored readings waiting to be published at most (oldest go)
 LISTEN_BACKLOG = 200_000  # accepted readings waiting for the listeners at most (oldest go)
 LISTEN_EVERY_S = 0.005  # accepted readings are handed to the listeners this often at most
@@ -484,23 +484,23 @@ class LoggerService:
                                      for n, s in self._state.items() if s.error_since}}
 
 
-def newest_per_sensor(rows: list[Row], k: int) -> list[Row]:
-    """The newest `k` rows of each sensor in `rows`, in their order.
+def newest_per_sensor(rows: Sequence[Row], k: int) -> list[Row]:
+    """The newest `k` rows of each sensor in `rows` (rows or `Columns`), in their order.
 
     >>> newest_per_sensor([("a", "", 1, 1.0), ("b", "", 1, 2.0), ("a", "", 2, 3.0)], 1)
     [('b', '', 1, 2.0), ('a', '', 2, 3.0)]
     """
-    short = len(set(map(operator.itemgetter(0), rows)))  # sensors with fewer than k picked
-    left: dict[str, int] = {}
+    keys = rows.index if isinstance(rows, Columns) else [row[0] for row in rows]
+    short = len(set(keys))  # sensors with fewer than k picked
+    left: dict = {}
     picked = []
-    for row in reversed(rows):  # from the newest, until every sensor has its k
-        n = left.get(row[0], k)
+    for i in range(len(keys) - 1, -1, -1):  # from the newest, until every sensor has its k
+        n = left.get(keys[i], k)
         if n:
-            left[row[0]] = n - 1
-            picked.append(row)
+            left[keys[i]] = n - 1
+            picked.append(i)
             if n == 1:
                 short -= 1
                 if not short:
                     break
-    picked.reverse()
-    return picked
+    return [tuple(rows[i]) for i in reversed(picked)]

@@ -46,8 +46,9 @@ def test_a_batch_of_5000_is_published_whole_in_order_a_chunk_per_iteration(logge
     service = srv.services[0]
     sub, bursts = follow(srv)
     start = datetime.now(UTC) - timedelta(seconds=10)
-    sensors = [f"s{k:03d}" for k in range(500)]  # 10 readings each: all of them published
-    sent = [(sensors[i % 500], float(i), start + timedelta(milliseconds=i)) for i in range(5000)]
+    many = 5000 // PUBLISH_PER_SENSOR  # sensors, PUBLISH_PER_SENSOR readings each: all published
+    sensors = [f"s{k:04d}" for k in range(many)]
+    sent = [(sensors[i % many], float(i), start + timedelta(milliseconds=i)) for i in range(5000)]
     service.writer.add([(sensor, "mbar", to_us(at), value) for sensor, value, at in sent])
     wait_until(lambda: service.writer.status()["written"] == 5000, what="one batch of 5000 stored")
     srv.wait_for(lambda: sum(map(len, bursts)) == 5000, what="5000 readings published")
