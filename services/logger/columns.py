@@ -56,12 +56,14 @@ class Columns(Sequence):
         if not all(isinstance(s, str) and isinstance(u, str) for s, u in at):
             raise TypeError("a sensor name or unit is not a string")
         times = [r[2] for r in rows]
-        if not set(map(type, times)) <= {int}:
+        if not set(map(type, times)) <= {int} and not all(
+                isinstance(t, int) and not isinstance(t, bool) for t in times):
             raise TypeError("a time is not an integer")
         if times and not (-_INT64 <= min(times) and max(times) < _INT64):
             raise OverflowError("a time is out of range (64-bit µs)")
         values = [r[3] for r in rows]
-        if not set(map(type, values)) <= {float, int}:
+        if not set(map(type, values)) <= {float, int} and not all(
+                isinstance(v, int | float) for v in values):
             raise TypeError("a value is not a number")
         columns = cls(list(at), array("I", map(at.__getitem__, pairs)), array("q", times),
                       array("d", values))
