@@ -54,12 +54,16 @@ import operator
 import os
 import re
 import struct
+import sys
+from array import array
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import psycopg2.errors
 
+from .columns import Columns
 from .queries import MAX_POINTS, Query, QueryError, from_us, to_us
 from .store import (
     DEFAULT_TIMEOUT_S,
@@ -83,11 +87,13 @@ LOCK_SCHEMA = 0x10_4C_AB_01  # advisory lock keys, arbitrary but fixed
 LOCK_PARTITIONS = 0x10_4C_AB_02
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-_COPY_ROW = struct.Struct(">hiqiiid").pack
+_COPY_ROW = struct.Struct(">hiqiiid")  # 3 fields: (8, time), (4, sensor id), (8, value)
+_COPY_FIELDS = ((6, 8, "q"), (18, 4, "i"), (26, 8, "d"))  # offset in a row, width, array type
+_COPY_TEMPLATE = _COPY_ROW.pack(3, 8, 0, 4, 0, 8, 0.0)
 _COPY_TRAILER = struct.pack(">h", -1)
+_COPY_SWAP = sys.byteorder == "little"  # COPY's numbers are big-endian
 _FROM_PG_EPOCH = (-PG_EPOCH_US).__add__
-_SENSOR, _TIME, _VALUE = operator.itemgetter(0), operator.itemgetter(2), operator.itemgetter(3)
-_SENSOR_UNIT = operator.itemgetter(0, 1)
+_PG_EPOCH_BYTES = PG_EPOCH_US.to_bytes(8, sys.byteorder)
 
 _V1 = """
 CREATE TABLE sensors (
@@ -351,19 +357,28 @@ class _CopyData:
     one chunk while the next is being encoded.
     """
 
-    CHUNK = 4096
+    CHUNK = 16384
 
-    def __init__(self, times: list[int], sensors: list[int], values: list[float]):
+    def __init__(self, times: Sequence[int], sensors: Sequence[int], values: Sequence[float]):
         self._chunks = self._encode(times, sensors, values)
         self.error: Exception | None = None  # why encoding failed, if it did
 
     def _encode(self, times, sensors, values):
-        three, four, eight = itertools.repeat(3), itertools.repeat(4), itertools.repeat(8)
         yield _COPY_HEADER
-        for a in range(0, len(times), self.CHUNK):
-            b = a + self.CHUNK
-            yield b"".join(map(_COPY_ROW, three, eight, map(_FROM_PG_EPOCH, times[a:b]), four,
-                               sensors[a:b], eight, values[a:b]))
+        size, n = _COPY_ROW.size, len(times)
+        for a in range(0, n, self.CHUNK):
+            b = min(n, a + self.CHUNK)
+            columns = (_from_pg_epoch(times[a:b]), sensors[a:b], values[a:b])
+            rows = bytearray(_COPY_TEMPLATE * (b - a))
+            for column, (offset, width, kind) in zip(columns, _COPY_FIELDS, strict=True):
+                if not (isinstance(column, array) and column.typecode == kind):
+                    column = array(kind, column)  # (a slice of an array is a copy already)
+                if _COPY_SWAP:
+                    column.byteswap()
+                raw = column.tobytes()
+                for k in range(width):  # byte k of every number into its place in every row
+                    rows[offset + k::size] = raw[k::width]
+            yield bytes(rows)
         yield _COPY_TRAILER
 
     def read(self, size: int = -1) -> bytes:
@@ -384,8 +399,63 @@ class _CopyData:
             raise self.error from None
 
 
-def _days(times: list[int]) -> list[tuple[int, int, int]]:
-    """(UTC day number, first index, end index) of each day of sorted µs times."""
+def _extremes(times: Sequence[int], sensors: Sequence[int]) -> tuple[dict, dict]:
+    """sensor id -> index of its oldest row, and of its newest (the first of equal oldest, the
+    last of equal newest), found run by run of rows in time order.
+
+    >>> [sorted(d.items()) for d in _extremes([5, 6, 1, 2, 7], [1, 2, 1, 2, 3])]
+    [[(1, 2), (2, 3), (3, 4)], [(1, 0), (2, 1), (3, 4)]]
+    """
+    n = len(times)
+    back = list(map(operator.gt, times, itertools.islice(times, 1, None)))  # runs end there
+    cuts, at = [0], 0
+    while True:
+        try:
+            at = back.index(True, at) + 1
+        except ValueError:
+            break
+        cuts.append(at)
+    cuts.append(n)
+    starts: dict[int, int] = {}
+    ends: dict[int, int] = {}
+    for a, b in itertools.pairwise(cuts):
+        run = sensors[a:b]
+        for i, k in dict(zip(reversed(run), range(b - 1, a - 1, -1), strict=True)).items():
+            if i not in starts or times[k] < times[starts[i]]:
+                starts[i] = k
+        for i, k in dict(zip(run, range(a, b), strict=True)).items():
+            if i not in ends or times[k] >= times[ends[i]]:
+                ends[i] = k
+    return starts, ends
+
+
+def _from_pg_epoch(times: Sequence[int]) -> array:
+    """µs since 1970 as µs since 2000 (binary COPY's timestamps), as array("q").
+
+    Times from 2000 on are shifted all at once, as one long integer: no element borrows
+    from the next then.
+
+    >>> list(_from_pg_epoch([PG_EPOCH_US + 5, 2**62])) == [5, 2**62 - PG_EPOCH_US]
+    True
+    >>> list(_from_pg_epoch([PG_EPOCH_US + 5, PG_EPOCH_US - 1]))
+    [5, -1]
+    """
+    times = times if isinstance(times, array) and times.typecode == "q" else array("q", times)
+    if not times or min(times) < PG_EPOCH_US:
+        return array("q", map(_FROM_PG_EPOCH, times))
+    n = len(times)
+    shifted = int.from_bytes(times.tobytes(), sys.byteorder) - \
+        int.from_bytes(_PG_EPOCH_BYTES * n, sys.byteorder)
+    out = array("q")
+    out.frombytes(shifted.to_bytes(8 * n, sys.byteorder))
+    return out
+
+
+def _days(times: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(UTC day number, first index, end index) of each day of µs times, which are sorted
+    or all of one day."""
+    if times and times[0] // DAY_US == times[-1] // DAY_US:
+        return [(times[0] // DAY_US, 0, len(times))]
     parts, a, n = [], 0, len(times)
     while a < n:
         day = times[a] // DAY_US
@@ -579,8 +649,8 @@ class PostgresStore(Store):
 
     # -- writing ----------------------------------------------------------------------
 
-    def _sensor_ids(self, conn, rows: list[Row]) -> dict[str, int]:
-        wanted = dict(map(_SENSOR_UNIT, rows))  # the last unit given wins
+    def _sensor_ids(self, conn, rows: Columns) -> dict[str, int]:
+        wanted = dict(rows.sensors)  # the last unit given wins
         new = {s: u for s, u in wanted.items() if self._ids.get(s, (None, None))[1] != u}
         if new:
             with conn.cursor() as cur:
@@ -593,7 +663,7 @@ class PostgresStore(Store):
         return {s: self._ids[s][0] for s in wanted}
 
     @_database
-    def write(self, rows: list[Row]) -> int:
+    def write(self, rows: Sequence[Row]) -> int:
         """COPY the batch straight into its daily partitions; on a duplicate, insert only the new.
 
         Rollups are not touched here: the batch's sensor-days are marked
@@ -603,14 +673,18 @@ class PostgresStore(Store):
         """
         if not rows:
             return 0
+        rows = Columns.from_rows(rows)
         conn = self._conn()
         ids = self._sensor_ids(conn, rows)
-        times = list(map(_TIME, rows))
-        if not all(map(operator.le, times, itertools.islice(times, 1, None))):
-            rows = sorted(rows, key=_TIME)  # stable: ties keep their order
-            times = list(map(_TIME, rows))
-        sensors = list(map(ids.__getitem__, map(_SENSOR, rows)))
-        values = list(map(_VALUE, rows))
+        of_index = [ids[name] for name, _ in rows.sensors]
+        times, values = rows.times, rows.values
+        sensors = array("i", map(of_index.__getitem__, rows.index))
+        if not all(map(operator.le, times, itertools.islice(times, 1, None))) and \
+                min(times) // DAY_US != max(times) // DAY_US:  # sorted, to be cut into days
+            order = sorted(range(len(times)), key=times.__getitem__)  # stable: ties keep order
+            times = array("q", map(times.__getitem__, order))
+            sensors = array("i", map(sensors.__getitem__, order))
+            values = array("d", map(values.__getitem__, order))
         days = _days(times)
         if not self._direct:
             self._ensure_partitions(conn, {day for day, _, _ in days})
@@ -660,7 +734,8 @@ class PostgresStore(Store):
     @_database
     def _write_part(self, times: list[int], sensors: list[int], values: list[float],
                     latest: set[int], fresh: set[int]) -> int:
-        """Store time-ordered rows in one transaction on this thread's connection.
+        """Store rows (time-ordered, or all of one day) in one transaction on this thread's
+        connection.
 
         Marks their sensor-days dirty and moves the latest value of the
         sensors in `latest` (those whose newest row of the batch is here);
@@ -668,8 +743,7 @@ class PostgresStore(Store):
         """
         conn = self._conn()
         n = len(times)
-        ends = dict(zip(sensors, range(n), strict=True))  # sensor id -> index of its newest row
-        starts = dict(zip(reversed(sensors), range(n - 1, -1, -1), strict=True))  # its oldest
+        starts, ends = _extremes(times, sensors)
         dirty = (list(ends), [from_us(times[starts[i]]) for i in ends],
                  [from_us(times[k]) for k in ends.values()])
         last = [(i, k) for i, k in ends.items() if i in latest]

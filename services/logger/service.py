@@ -22,10 +22,13 @@ unreachable is an outage (readings wait in the spool). Once a second a
 supervisor starts again a writer thread or a poller that died; /healthz stays
 unhealthy with the reason until it runs again.
 
-Every stored (or spooled) sample is published on the hub as
-``logger/<sensor>`` with {"sensor", "value", "unit", "timestamp", "status"},
-in order, `PUBLISH_CHUNK` per IO-loop callback (a batch of thousands never
-holds the loop, and a subscriber draining once per iteration sees them all).
+Stored (or spooled) samples are published on the hub as ``logger/<sensor>``
+with {"sensor", "value", "unit", "timestamp", "status"}, in order: of each
+spooled batch, the newest `PUBLISH_PER_SENSOR` of every sensor (all of a
+device polled at most that often per ``batch_s``; of an agent's burst of
+thousands the newest, which is what a subscriber would keep of them anyway), `PUBLISH_CHUNK`
+per IO-loop callback (many sensors never hold the loop, and a subscriber
+draining once per iteration sees them all).
 That channel is declared (so a stream can ask for it) as soon as the service
 knows the sensor: at start for every sensor of a polled device and every one
 the database or ``[logger.sensors]`` names, else (pushed by an agent) when its
@@ -42,7 +45,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +56,7 @@ from drivers.base import Device, NotOpenError, Reading, Status, utcnow
 
 from ..config import Config, DeviceSpec
 from ..lockfile import LockHeld, PidLock
+from .columns import Columns
 from .ingest.receiver import Receiver
 from .metrics import LoggerMetrics
 from .queries import from_us, to_us
@@ -70,6 +74,7 @@ log = logging.getLogger(__name__)
 SERVED_ELSEWHERE = ("highfinesse",)
 OPEN_RETRY_S = (0.5, 10.0)  # backoff between attempts to open a device
 PUBLISH_CHUNK = 100  # stored readings published on the hub per IO-loop callback
+PUBLISH_PER_SENSOR = 4  # of each spooled batch, the newest readings of a sensor published
 PUBLISH_BACKLOG = 200_000  # stored readings waiting to be published at most (oldest go)
 LISTEN_BACKLOG = 200_000  # accepted readings waiting for the listeners at most (oldest go)
 LISTEN_EVERY_S = 0.005  # accepted readings are handed to the listeners this often at most
@@ -206,7 +211,7 @@ class LoggerService:
     def _on_stored(self, rows: list[Row]) -> None:
         # writer thread -> IO loop: the hub is not thread-safe
         if self._loop is not None:
-            self._loop.add_callback(self._publish, rows)
+            self._loop.add_callback(self._publish, newest_per_sensor(rows, PUBLISH_PER_SENSOR))
 
     def _publish(self, rows: list[Row]) -> None:
         """Queue stored rows for the hub; `_publish_some` sends them a chunk per callback."""
@@ -477,3 +482,25 @@ class LoggerService:
                 "problems": problems,
                 "devices_in_error": {n: {"since": s.error_since.isoformat(), "error": s.last_error}
                                      for n, s in self._state.items() if s.error_since}}
+
+
+def newest_per_sensor(rows: Sequence[Row], k: int) -> list[Row]:
+    """The newest `k` rows of each sensor in `rows` (rows or `Columns`), in their order.
+
+    >>> newest_per_sensor([("a", "", 1, 1.0), ("b", "", 1, 2.0), ("a", "", 2, 3.0)], 1)
+    [('b', '', 1, 2.0), ('a', '', 2, 3.0)]
+    """
+    keys = rows.index if isinstance(rows, Columns) else [row[0] for row in rows]
+    short = len(set(keys))  # sensors with fewer than k picked
+    left: dict = {}
+    picked = []
+    for i in range(len(keys) - 1, -1, -1):  # from the newest, until every sensor has its k
+        n = left.get(keys[i], k)
+        if n:
+            left[keys[i]] = n - 1
+            picked.append(i)
+            if n == 1:
+                short -= 1
+                if not short:
+                    break
+    return [tuple(rows[i]) for i in reversed(picked)]

@@ -56,10 +56,11 @@ import threading
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .columns import Columns
 from .store import Row
 
 if array("I").itemsize != 4:  # the record format counts 4 bytes per sensor index
@@ -125,12 +126,13 @@ class Record:
     _rows: list | None = field(repr=False, default=None)
 
     def rows(self) -> list[Row]:
+        return list(self.columns())
+
+    def columns(self) -> Columns:
         if self._rows is not None:
-            return self._rows
+            return Columns.from_rows(self._rows)
         times, values, index = self._columns
-        names, units = zip(*self._sensors, strict=True) if self._sensors else ((), ())
-        return list(zip(map(names.__getitem__, index), map(units.__getitem__, index), times,
-                        values, strict=True))
+        return Columns(self._sensors, index, times, values)
 
 
 @dataclass(frozen=True)
@@ -165,22 +167,17 @@ class _Undecodable(ValueError):
     pass
 
 
-def encode(rows: list[Row], destination: Destination) -> bytes:
+def encode(rows: Sequence[Row], destination: Destination) -> bytes:
     """One framed record; ValueError or TypeError if a row is not (str, str, int, finite)."""
-    index: dict[tuple[str, str], int] = {}
-    keys = array("I", [index.setdefault((s, u), len(index)) for s, u, _, _ in rows])
-    times = array("q", [r[2] for r in rows])
-    values = array("d", [r[3] for r in rows])
-    if not all(map(math.isfinite, values)):
-        raise ValueError("a value is not finite")
-    if not all(isinstance(s, str) and isinstance(u, str) for s, u in index):
-        raise TypeError("a sensor name or unit is not a string")
+    columns = Columns.from_rows(rows)
     meta = json.dumps({"store": destination.store, "url": destination.url,
-                       "sensors": list(index)}, separators=(",", ":")).encode()
+                       "sensors": columns.sensors}, separators=(",", ":")).encode()
+    times, values, keys = columns.times, columns.values, columns.index
     if _SWAP:
+        times, values, keys = array("q", times), array("d", values), array("I", keys)
         for column in (times, values, keys):
             column.byteswap()
-    body = b"".join((_BODY.pack(_VERSION, len(meta), len(rows)), meta, times.tobytes(),
+    body = b"".join((_BODY.pack(_VERSION, len(meta), len(columns)), meta, times.tobytes(),
                      values.tobytes(), keys.tobytes()))
     length = struct.pack(">I", len(body))
     return b"".join((MARK, length, struct.pack(">I", zlib.crc32(body, zlib.crc32(length))), body))
@@ -431,11 +428,12 @@ class Spool:
 
     # -- appending ----------------------------------------------------------------------
 
-    def append(self, rows: list[Row], destination: Destination) -> None:
+    def append(self, rows: Sequence[Row], destination: Destination) -> None:
         """Append one batch and fsync it; SpoolError (nothing kept) when the disk will not
         take it, ValueError/TypeError for rows that cannot be spooled."""
         if not rows:
             return
+        rows = Columns.from_rows(rows)
         record = encode(rows, destination)
         with self._appending:
             with self._lock:

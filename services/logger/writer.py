@@ -32,14 +32,16 @@ one has run through once, `problems()` names what happened.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from .columns import Columns
 from .spool import Destination, Record, Spool, SpoolError
 from .store import Row, Store, StoreError, StoreUnavailable
 
@@ -83,7 +85,8 @@ class Writer:
         self.last_error: str | None = None
         self.spool_error: str | None = None  # why the disk does not take batches, while so
         self.database_ok: bool | None = None
-        self._pending: list[Row] = []
+        self._pending: deque[Sequence[Row]] = deque()  # what `add` took, oldest first
+        self._pending_n = 0  # readings in _pending
         self._unspooled: deque[list[Row]] = deque()  # batches the disk would not take
         self._cond = threading.Condition()
         self._stopping = False
@@ -102,7 +105,7 @@ class Writer:
         self._started = False
 
     def __repr__(self):
-        return (f"<Writer {self.store!r} pending={len(self._pending)} "
+        return (f"<Writer {self.store!r} pending={self._pending_n} "
                 f"spooled={self.spool.readings} written={self.written}>")
 
     @property
@@ -112,22 +115,26 @@ class Writer:
 
     # -- any thread -------------------------------------------------------------------
 
-    def add(self, rows: list[Row]) -> int:
-        """Queue readings for the next batch (thread-safe, never blocks on I/O).
+    def add(self, rows: Sequence[Row]) -> int:
+        """Queue readings (rows or `Columns`) for the next batch (thread-safe, never blocks on
+        I/O).
 
         Returns a ticket for `wait_handled`.
         """
+        if not isinstance(rows, Columns):
+            rows = list(rows)
         with self._cond:
-            self._pending.extend(rows)
+            self._pending.append(rows)
+            self._pending_n += len(rows)
             self.accepted += len(rows)
             ticket = self.accepted
-            over = len(self._pending) - self.max_pending
+            over = self._pending_n - self.max_pending
             if over > 0:
-                del self._pending[:over]
+                self._take(over)
                 self.dropped += over
                 log.error("writer is stuck: pending buffer full (%d), %d oldest readings LOST",
                           self.max_pending, over)
-            if len(self._pending) >= self.max_batch:
+            if self._pending_n >= self.max_batch:
                 self._cond.notify_all()
         if over > 0:
             self._handle(over)
@@ -151,7 +158,21 @@ class Writer:
         return True
 
     def pending_count(self) -> int:
-        return len(self._pending)
+        return self._pending_n
+
+    def _take(self, n: int) -> list[Sequence[Row]]:
+        """The oldest `n` pending readings (or all), taken out (holding the condition)."""
+        taken, count = [], 0
+        while self._pending and count < n:
+            part = self._pending[0]
+            if count + len(part) > n:
+                part, self._pending[0] = part[:n - count], part[n - count:]
+            else:
+                self._pending.popleft()
+            taken.append(part)
+            count += len(part)
+        self._pending_n -= count
+        return taken
 
     def _handle(self, n: int) -> None:
         with self._handled:
@@ -230,8 +251,8 @@ class Writer:
         return {
             "database": {None: "unknown", True: "ok", False: "unreachable"}[self.database_ok],
             "store_id": self.identity,
-            "pending": len(self._pending) + sum(map(len, self._unspooled)),
-            "backlog": waiting + len(self._pending) + sum(map(len, self._unspooled)),
+            "pending": self._pending_n + sum(map(len, self._unspooled)),
+            "backlog": waiting + self._pending_n + sum(map(len, self._unspooled)),
             "spooled_readings": waiting,
             "spool_foreign_readings": sum(destinations.values()) - waiting,
             "spool_bytes": self.spool.bytes,
@@ -280,41 +301,52 @@ class Writer:
         while True:
             with self._cond:
                 while (not self._stopping and not self._urgent
-                       and len(self._pending) < self.max_batch):
+                       and self._pending_n < self.max_batch):
                     wait = due - time.monotonic()
                     if wait <= 0:
                         break
                     self._cond.wait(wait)
                 stopping = self._stopping
-                batch = self._pending[:self.max_batch]
-                del self._pending[:self.max_batch]
-                self._batching = bool(batch)
-                self._urgent = bool(self._pending) and self._urgent
+                parts = self._take(self.max_batch)
+                self._batching = bool(parts)
+                self._urgent = bool(self._pending_n) and self._urgent
             if time.monotonic() >= due:
                 due = time.monotonic() + self.batch_s
             try:
+                batch = self._columns(parts)
                 self._spool(batch)
             except Exception:  # noqa: BLE001 - the batcher must outlive any surprise
-                log.exception("writer: unexpected error spooling %d readings", len(batch))
-                self._hold(batch)
+                log.exception("writer: unexpected error spooling %d readings",
+                              sum(map(len, parts)))
+                self._hold([row for part in parts for row in part])
             finally:
                 self._batching = False
             self._ran("batcher")
-            if stopping and not self._pending:
+            if stopping and not self._pending_n:
                 return
 
-    def _spool(self, batch: list[Row]) -> None:
+    def _columns(self, parts: list[Sequence[Row]]) -> Columns:
+        """The pending parts as one batch; rows that can never be stored are refused."""
+        columns = []
+        for is_columns, run in itertools.groupby(parts, lambda part: isinstance(part, Columns)):
+            if is_columns:
+                columns.extend(run)
+                continue
+            rows = [row for part in run for row in part]  # one conversion for many small adds
+            try:
+                columns.append(Columns.from_rows(rows))
+            except (ValueError, TypeError, OverflowError):
+                good = self._refuse_bad_rows(rows)
+                if good:
+                    columns.append(Columns.from_rows(good))
+        return Columns.join(columns) if columns else Columns.from_rows([])
+
+    def _spool(self, batch: Columns) -> None:
         """Append a batch to the spool (hand it to the storer in memory if the disk fails)."""
         if not batch:
             return
         try:
-            try:
-                self.spool.append(batch, self.destination)
-            except (ValueError, TypeError, OverflowError):
-                batch = self._refuse_bad_rows(batch)
-                if not batch:
-                    return
-                self.spool.append(batch, self.destination)
+            self.spool.append(batch, self.destination)
         except SpoolError as exc:
             if self.spool_error is None:
                 log.error("writer: the spool does not take batches (%s); holding them in "
@@ -464,14 +496,16 @@ class Writer:
 
     def _joined(self, records: Iterable[Record]):
         """Spooled batches joined, in order, into writes of up to `max_batch` readings."""
-        joined: list[Row] = []
+        joined: list[Columns] = []
+        count = 0
         for record in records:
-            if joined and len(joined) + record.count > self.max_batch:
-                yield joined
-                joined = []
-            joined.extend(record.rows())
+            if joined and count + record.count > self.max_batch:
+                yield Columns.join(joined)
+                joined, count = [], 0
+            joined.append(record.columns())
+            count += record.count
         if joined:
-            yield joined
+            yield Columns.join(joined)
 
     def _reached(self) -> None:
         if self.database_ok is False:

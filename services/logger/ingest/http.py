@@ -9,10 +9,10 @@ databases`` is set, another db or bucket is a 404; the database only admits
 the write (it is not part of the sensor names; see mapping.py). ``rp`` and
 ``org`` are accepted and ignored.
 
-The body (``Content-Encoding: gzip`` or plain) is read as a stream: each
-chunk is decompressed and parsed on an ingest thread while the next one is
-received, and its rows are queued on the writer, so a body of any size
-costs bounded memory. A body larger than ``max_body_mb`` (on the wire or
+The body (``Content-Encoding: gzip`` or plain) is read as a stream: what
+arrives is decompressed and parsed `PARSE_BYTES` at a time on an ingest
+thread while the next bytes are received, and its rows are queued on the
+writer, so a body of any size costs bounded memory. A body larger than ``max_body_mb`` (on the wire or
 unpacked) is refused with 413; when that shows only part way through a
 chunked or gzip body, the lines before are kept and the answer says how many.
 
@@ -46,6 +46,7 @@ __all__ = ["routes"]
 log = logging.getLogger(__name__)
 
 VERSION = "1.8-ionlab"
+PARSE_BYTES = 1 << 18  # received bytes handed to the ingest thread together
 _CREATE = "CREATE DATABASE"
 
 
@@ -149,6 +150,8 @@ class _WriteHandler(_InfluxHandler):
         self.reader = LineReader(gzip=encoding == "gzip", limit=self.limit)
         self.batch = Batch()
         self.received = 0
+        self.unparsed: list[bytes] = []  # received, fewer than PARSE_BYTES
+        self.unparsed_bytes = 0
         self.ticket = 0
         self.problem: tuple[int, str] | None = None
         self.deadline = time.monotonic() + self.receiver.settings.ack_timeout_s
@@ -162,15 +165,26 @@ class _WriteHandler(_InfluxHandler):
         if self.received > self.limit:
             self.problem = (413, f"the body is larger than the {self.limit} bytes this logger "
                             "accepts ([logger.ingest] max_body_mb)")
+            chunk = b""  # what came before it is still stored
+        self.unparsed.append(chunk)
+        self.unparsed_bytes += len(chunk)
+        if self.unparsed_bytes < PARSE_BYTES and self.problem is None:
             return None
-        return IOLoop.current().run_in_executor(self.receiver.parsing, self._parse, chunk)
+        return IOLoop.current().run_in_executor(self.receiver.parsing, self._parse,
+                                                self._take_unparsed())
 
-    def _parse(self, chunk: bytes | None) -> None:
-        """On an ingest thread: one chunk (None: the end) into the writer's buffer."""
+    def _take_unparsed(self) -> bytes:
+        data = b"".join(self.unparsed)
+        self.unparsed, self.unparsed_bytes = [], 0
+        return data
+
+    def _parse(self, chunk: bytes, end: bool = False) -> None:
+        """On an ingest thread: received bytes (and the end of the body) into the writer's
+        buffer."""
         try:
-            lines = self.reader.end() if chunk is None else self.reader.feed(chunk)
-            self.receiver.mapper.convert(lines, self.precision, self.batch)
-            if chunk is None:
+            self.receiver.mapper.convert(self.reader.feed(chunk), self.precision, self.batch)
+            if end:
+                self.receiver.mapper.convert(self.reader.end(), self.precision, self.batch)
                 for n in self.reader.too_long:
                     self.batch.refuse(n, None, "the line is longer than 1 MiB")
         except BodyTooLarge as exc:
@@ -186,7 +200,8 @@ class _WriteHandler(_InfluxHandler):
 
     async def post(self):
         if self.problem is None:
-            await IOLoop.current().run_in_executor(self.receiver.parsing, self._parse, None)
+            await IOLoop.current().run_in_executor(self.receiver.parsing, self._parse,
+                                                   self._take_unparsed(), True)
         if not await self._durable():
             self.problem = self.problem or (503, "the points are queued but not yet stored "
                                             f"after {self.receiver.settings.ack_timeout_s:g} s "

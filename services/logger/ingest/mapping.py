@@ -41,8 +41,10 @@ import math
 import re
 import threading
 import time
+from array import array
 from collections.abc import Iterable
 
+from ..columns import Columns
 from ..store import Row
 from .lineprotocol import LineError, parse_fields, parse_key, split_line
 
@@ -99,7 +101,8 @@ class Batch:
     """What a run of lines became: rows, new sensors' metadata, and the problems."""
 
     def __init__(self):
-        self.rows: list[Row] = []
+        self.rows: list[Row] = []  # of lines read one at a time, since the last of `parts`
+        self.parts: list[Columns | list[Row]] = []  # runs of simple lines, the rows before each
         self.sensors: dict[str, tuple[str, dict[str, str]]] = {}  # name -> (unit, tags)
         self.lines = 0  # lines that held a point
         self.stored_lines = 0
@@ -113,9 +116,14 @@ class Batch:
         if len(self.errors) < MAX_ERRORS:
             self.errors.append((lineno, (line or "").strip()[:200], problem))
 
-    def take_rows(self) -> list[Row]:
-        rows, self.rows = self.rows, []
-        return rows
+    def take_rows(self) -> list[Columns | list[Row]]:
+        """What was converted since the last call, in order: runs of simple lines as
+        `Columns`, other lines as rows."""
+        parts = self.parts
+        if self.rows:
+            parts.append(self.rows)
+        self.rows, self.parts = [], []
+        return parts
 
     def take_sensors(self) -> dict[str, tuple[str, dict[str, str]]]:
         sensors, self.sensors = self.sensors, {}
@@ -190,7 +198,7 @@ class Mapper:
         if n != text.count("\n") + 1 or "".join(parts[0::4]):
             return False
         heads = parts[1::4]
-        values = list(map(float, parts[2::4]))  # the pattern only lets floats through
+        values = array("d", map(float, parts[2::4]))  # the pattern only lets floats through
         if not all(map(math.isfinite, values)):
             return False
         scale, divide = PRECISIONS[precision]
@@ -200,7 +208,7 @@ class Mapper:
             times = [int(stamp) * scale // divide for stamp in parts[3::4]]
         if not (-MAX_US <= min(times) and max(times) <= MAX_US):
             return False
-        sensor_of, unit_of = {}, {}  # of this run's heads (the memo may be cleared meanwhile)
+        at, sensors = {}, []  # of this run's heads (the memo may be cleared meanwhile)
         for head in set(heads):
             known = self._heads.get(head)
             if known is None:
@@ -212,9 +220,13 @@ class Mapper:
                 if len(self._heads) >= _MAX_SERIES:
                     self._heads.clear()
                 known = self._heads[head] = (self._sensor(series, field, batch), series[1])
-            sensor_of[head], unit_of[head] = known
-        batch.rows.extend(zip(map(sensor_of.__getitem__, heads), map(unit_of.__getitem__, heads),
-                              times, values, strict=True))
+            at[head] = len(sensors)
+            sensors.append(known)
+        if batch.rows:
+            batch.parts.append(batch.rows)
+            batch.rows = []
+        batch.parts.append(Columns(sensors, array("I", map(at.__getitem__, heads)),
+                                     array("q", times), values))
         batch.lines += n
         batch.stored_lines += n
         return True

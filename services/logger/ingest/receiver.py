@@ -70,7 +70,7 @@ class Receiver:
 
     def accept(self, batch: Batch, source: str) -> int:
         """Queue what `batch` holds; returns the writer's ticket (0: nothing queued)."""
-        rows = batch.take_rows()
+        parts = batch.take_rows()
         sensors = batch.take_sensors()
         if sensors:
             with self._lock:
@@ -78,11 +78,14 @@ class Receiver:
         counts = self.counts[source]
         lines, dropped = batch.stored_lines, batch.dropped
         with self._lock:
-            counts.points += len(rows)
+            counts.points += sum(map(len, parts))
             counts.lines += lines - batch.counted[0]
             counts.dropped += dropped - batch.counted[1]
         batch.counted = (lines, dropped)
-        return self.writer.add(rows) if rows else 0
+        ticket = 0
+        for part in parts:
+            ticket = self.writer.add(part)
+        return ticket
 
     def accept_row(self, row: Row, source: str) -> int:
         """Queue one reading (a message's); returns the writer's ticket."""

@@ -6,10 +6,11 @@ import doctest
 
 import pytest
 
-from services.logger import queries, settings, spool, store
+from services.logger import columns, postgres, queries, service, settings, spool, store
 
 
-@pytest.mark.parametrize("module", [queries, settings, spool, store], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [columns, postgres, queries, service, settings, spool, store],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

@@ -1,4 +1,5 @@
-"""What the logger publishes on the hub once stored: every reading, in order, in chunks."""
+"""What the logger publishes on the hub once spooled: in order, in chunks, the newest
+PUBLISH_PER_SENSOR of each sensor per batch."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drivers.base import Reading
 from services.config import parse
 from services.logger import service as logger_service
 from services.logger.queries import to_us
-from services.logger.service import PUBLISH_CHUNK, LoggerService
+from services.logger.service import PUBLISH_CHUNK, PUBLISH_PER_SENSOR, LoggerService
 from tests.waiting import wait_until
 
 SENSORS = ("chamber", "loadlock", "table")
@@ -46,9 +46,10 @@ def test_a_batch_of_5000_is_published_whole_in_order_a_chunk_per_iteration(logge
     service = srv.services[0]
     sub, bursts = follow(srv)
     start = datetime.now(UTC) - timedelta(seconds=10)
-    sent = [(SENSORS[i % 3], float(i), start + timedelta(milliseconds=i)) for i in range(5000)]
-    for sensor, value, at in sent:
-        service.ingest(Reading(sensor, value, "mbar", at))
+    many = 5000 // PUBLISH_PER_SENSOR  # sensors, PUBLISH_PER_SENSOR readings each: all published
+    sensors = [f"s{k:04d}" for k in range(many)]
+    sent = [(sensors[i % many], float(i), start + timedelta(milliseconds=i)) for i in range(5000)]
+    service.writer.add([(sensor, "mbar", to_us(at), value) for sensor, value, at in sent])
     wait_until(lambda: service.writer.status()["written"] == 5000, what="one batch of 5000 stored")
     srv.wait_for(lambda: sum(map(len, bursts)) == 5000, what="5000 readings published")
     events = [e for burst in bursts for e in burst]
@@ -56,10 +57,28 @@ def test_a_batch_of_5000_is_published_whole_in_order_a_chunk_per_iteration(logge
         [(sensor, value) for sensor, value, _ in sent]
     assert [datetime.fromisoformat(e.data["timestamp"]) for e in events] == \
         [at for _, _, at in sent]
-    assert {e.channel for e in events} == {f"logger/{s}" for s in SENSORS}
+    assert {e.channel for e in events} == {f"logger/{s}" for s in sensors}
     assert max(map(len, bursts)) <= PUBLISH_CHUNK  # the loop ran between the chunks
     assert len(bursts) >= 5000 // PUBLISH_CHUNK
     assert sub.coalesced == 0 and sub.dropped == 0 and service.unpublished == 0
+
+
+def test_a_burst_of_one_sensor_publishes_its_newest_readings_of_the_batch(logger_server):
+    srv = logger_server
+    service = srv.services[0]
+    sub, bursts = follow(srv)
+    start = datetime.now(UTC) - timedelta(seconds=10)
+    rows = [(SENSORS[i % 3], "mbar", to_us(start + timedelta(milliseconds=i)), float(i))
+            for i in range(3000)]
+    service.writer.add(rows)  # one batch: the writer spools what one add queued at once
+    wait_until(lambda: service.writer.status()["written"] == 3000, what="the batch stored")
+    srv.wait_for(lambda: sum(map(len, bursts)) == 3 * PUBLISH_PER_SENSOR,
+                 what="the newest of each sensor published")
+    events = [e for burst in bursts for e in burst]
+    assert [e.data["value"] for e in events] == \
+        [float(i) for i in range(3000 - 3 * PUBLISH_PER_SENSOR, 3000)]
+    assert [e.channel for e in events] == [f"logger/{r[0]}" for r in rows[-len(events):]]
+    assert service.unpublished == 0
 
 
 def test_a_backlog_past_its_bound_loses_the_oldest_from_the_hub_only(logger_server, monkeypatch,
