@@ -24,10 +24,11 @@ unhealthy with the reason until it runs again.
 
 Stored (or spooled) samples are published on the hub as ``logger/<sensor>``
 with {"sensor", "value", "unit", "timestamp", "status"}, in order: of each
-spooled batch, the newest `PUBLISH_PER_SENSOR` of every sensor (all of a
-device polled at most that often per ``batch_s``; of an agent's burst of
-thousands the newest, which is what a subscriber would keep of them anyway), `PUBLISH_CHUNK`
-per IO-loop callback (many sensors never hold the loop, and a subscriber
+spooled batch, the newest `publish_per_sensor` of every sensor (at least
+`PUBLISH_PER_SENSOR`, and more than the fastest polled device reads per
+``batch_s``: all of a polled device's readings; of an agent's burst of
+thousands the newest, which is what a subscriber would keep of them anyway),
+`PUBLISH_CHUNK` per IO-loop callback (many sensors never hold the loop, and a subscriber
 draining once per iteration sees them all).
 That channel is declared (so a stream can ask for it) as soon as the service
 knows the sensor: at start for every sensor of a polled device and every one
@@ -43,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -122,6 +124,8 @@ class LoggerService:
         self.hub = hub
         self.settings = s = LoggerSettings.from_config(config, db_url)
         self.devices = self.polled(config, s.devices)
+        self.publish_per_sensor = max([PUBLISH_PER_SENSOR] + [
+            math.ceil(s.batch_s / spec.poll_s) + 1 for spec in self.devices.values()])
         self.store = open_store(s.db, s.timeout_s)
         self.writer = Writer(
             self.store, Spool(s.spool_dir, int(s.spool_max_mb * 2**20)),
@@ -211,7 +215,7 @@ class LoggerService:
     def _on_stored(self, rows: list[Row]) -> None:
         # writer thread -> IO loop: the hub is not thread-safe
         if self._loop is not None:
-            self._loop.add_callback(self._publish, newest_per_sensor(rows, PUBLISH_PER_SENSOR))
+            self._loop.add_callback(self._publish, newest_per_sensor(rows, self.publish_per_sensor))
 
     def _publish(self, rows: list[Row]) -> None:
         """Queue stored rows for the hub; `_publish_some` sends them a chunk per callback."""

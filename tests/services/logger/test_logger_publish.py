@@ -1,9 +1,10 @@
 """What the logger publishes on the hub once spooled: in order, in chunks, the newest
-PUBLISH_PER_SENSOR of each sensor per batch."""
+readings of each sensor per batch (every reading of a polled device)."""
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -79,6 +80,32 @@ def test_a_burst_of_one_sensor_publishes_its_newest_readings_of_the_batch(logger
         [float(i) for i in range(3000 - 3 * PUBLISH_PER_SENSOR, 3000)]
     assert [e.channel for e in events] == [f"logger/{r[0]}" for r in rows[-len(events):]]
     assert service.unpublished == 0
+
+
+def test_every_reading_of_a_device_polled_many_times_per_batch_is_published(tmp_path,
+                                                                            server_thread):
+    config = parse(f"""
+[devices.gauge]
+kind = "tpg"
+simulation = true
+poll_s = 0.05
+port = "/dev/ttyUSB0"
+gauges = {{ 1 = "chamber" }}
+[logger]
+db = "{tmp_path / 'lab.sqlite'}"
+spool_dir = "{tmp_path / 'spool'}"
+batch_s = 1.0
+""", "lab.toml")
+    srv = server_thread(lambda hub: [LoggerService(config, hub)])
+    assert srv.services[0].publish_per_sensor == 21 > PUBLISH_PER_SENSOR  # 20 polls a batch
+    sub, bursts = follow(srv)
+    srv.wait_for(lambda: sum(map(len, bursts)) >= 50, timeout=60, what="50 published readings")
+    times = [to_us(datetime.fromisoformat(e.data["timestamp"])) for b in bursts for e in b]
+    with sqlite3.connect(tmp_path / "lab.sqlite") as db:  # what was stored meanwhile
+        stored = db.execute("SELECT time FROM samples JOIN sensors ON sensors.id = sensor_id "
+                            "WHERE name = 'chamber' AND time BETWEEN ? AND ? ORDER BY time",
+                            (times[0], times[-1])).fetchall()
+    assert [t for (t,) in stored] == times
 
 
 def test_a_backlog_past_its_bound_loses_the_oldest_from_the_hub_only(logger_server, monkeypatch,
