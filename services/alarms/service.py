@@ -515,7 +515,7 @@ class AlarmService:
                 "state": alarm.state, "since": _iso(alarm.since), "severity": rule.severity,
                 "message": self.message(alarm), "condition": rule.describe(),
                 "value": value, "unit": unit, "acknowledged": acked,
-                "silenced": silence, "notify": list(rule.notify)}
+                "silenced": silence, "notify": rule.notify}
 
     def overview(self) -> dict:
         """Every alarm (firing first, then by severity and name) and every channel's state."""
