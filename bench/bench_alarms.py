@@ -358,14 +358,14 @@ def _cpu_side_by_side(seconds: float, windows: int) -> list[tuple[float, float]]
 
 def run(quick: bool) -> list[Row]:
     seconds = 3.0 if quick else 8.0
-    pairs = _cpu_side_by_side(2.0 if quick else WINDOW_S, 3 if quick else WINDOWS)
-    b, a = sorted(pairs, key=lambda p: p[1] / p[0])[len(pairs) // 2]  # the median window
+    windows = _cpu_side_by_side(2.0 if quick else WINDOW_S, 3 if quick else WINDOWS)
+    b, a = sorted(windows, key=lambda p: p[1] / p[0])[len(windows) // 2]  # the median window
     lat = _latency(seconds)
     whole = _latency(seconds, whole=True)
     calm = _latency(seconds, feed=False)
     print(f"bench_alarms: CPU per reading {b:.2f} us without rules, {a:.2f} us with 1000 rules "
-          f"({(a / b - 1) * 100:+.1f} %, goal < +10 %; the median of {len(pairs)} windows "
-          f"side by side: {', '.join(f'{w / wo - 1:+.1%}' for wo, w in pairs)}); "
+          f"({(a / b - 1) * 100:+.1f} %, goal < +10 %; the median of {len(windows)} windows "
+          f"side by side: {', '.join(f'{w / wo - 1:+.1%}' for wo, w in windows)}); "
           f"crossing to notification leaving, "
           f"beyond for_s: p50 {lat['left_p50_ms']:.1f} ms, p99 {lat['left_p99_ms']:.1f} ms "
           f"(goal p99 < 100 ms, from the crossing reading); to its arrival at the receiver: p99 "
