@@ -336,8 +336,8 @@ class AlarmService:
         for rule in self._by_sensor.get(sensor, []) + [r for r in self._globs if r.takes(sensor)]:
             if rule.alarm_name(sensor) not in self.alarms:
                 self._add(rule, sensor, now)
-        watch = self._watch_of[sensor] = self._watches.get(sensor)
-        return watch
+        self._watch_of[sensor] = self._watches.get(sensor)
+        return self._watch_of[sensor]
 
     def _on_rows(self, rows: list[Row]) -> None:
         """Readings the logger has just taken (sensor, unit, µs, value): feed them all, then
@@ -365,8 +365,9 @@ class AlarmService:
             try:
                 if isinstance(targets, _Watch):
                     t_us = round(parse(data["timestamp"]).timestamp() * 1e6)
-                    targets.feed((channel.removeprefix("logger/"), data["unit"], t_us, float(data["value"])),
-                                 changes)
+                    row = (channel.removeprefix("logger/"), data["unit"], t_us,
+                           float(data["value"]))
+                    targets.feed(row, changes)
                 else:
                     now = time.time()
                     for alarm in targets:
