@@ -81,6 +81,10 @@ class Rate:
         return ((self.rise is not None and per_min >= self.rise)
                 or (self.fall is not None and -per_min >= self.fall))
 
+    def due(self) -> float:
+        """When `feed` decides next: one step after the newest value kept (-inf: at once)."""
+        return self._kept[-1][0] + self._step if self._kept else -math.inf
+
 
 class Stale:
     """No reading for `stale_s`: `feed` notes a reading, `check(now)` asks."""

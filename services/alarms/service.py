@@ -28,11 +28,12 @@ from drivers.registry import OptionError, create
 
 from ..config import Config
 from ..logger.queries import QueryError, parse_duration
+from ..logger.store import Row
 from ..web.http import ApiError
 from ..web.hub import Hub
 from ..web.rpc import Method, Param
 from .channels import parse_channels
-from .conditions import Stale, Threshold, condition_for, event_verdict
+from .conditions import Rate, Stale, Threshold, condition_for, event_verdict
 from .history import AlarmHistory
 from .machine import FIRING, PENDING, Alarm, Change
 from .outbox import Outbox
@@ -74,22 +75,28 @@ def catalog_of(config: Config, logger, locks: dict[int, str] | None = None,
 
 
 class _Watch:
-    """One sensor's alarms, arranged so that a quiet reading costs a comparison or two.
+    """One sensor's alarms, arranged so that a reading costs the same whatever the number
+    of rules on the sensor, unless one of them has something to decide.
 
+    `recent` keeps the newest readings as the logger's rows (sensor, unit, µs, value).
     While no threshold alarm of the sensor is engaged (latched, pending or firing), a
-    value inside the band no threshold can trip (`low`..`high`) skips them all; rates
-    decide once per step of their window; staleness only notes the time.
+    value inside the band no threshold can trip (`low`..`high`) skips them all; the rates
+    are fed only from `rate_due_us`, the next step of their windows; staleness is checked
+    by the service's tick from the newest reading, and a reading only visits the stale
+    alarms while one of them is active.
     """
 
-    __slots__ = ("recent", "unit", "low", "high", "engaged", "thresholds", "rates", "stales")
+    __slots__ = ("recent", "low", "high", "engaged", "rate_due_us", "stale_active",
+                 "thresholds", "rates", "stales")
 
     def __init__(self):
-        self.recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=RECENT)
-        self.unit = ""
+        self.recent: collections.deque[Row] = collections.deque(maxlen=RECENT)
         self.low, self.high = -math.inf, math.inf
         self.engaged = False
-        self.thresholds: list[tuple[Alarm, object]] = []
-        self.rates: list[tuple[Alarm, object]] = []
+        self.rate_due_us = math.inf  # no rates
+        self.stale_active = False
+        self.thresholds: list[tuple[Alarm, Threshold]] = []
+        self.rates: list[tuple[Alarm, Rate]] = []
         self.stales: list[tuple[Alarm, Stale]] = []
 
     def add(self, alarm: Alarm, condition) -> None:
@@ -103,17 +110,21 @@ class _Watch:
             self.engaged = True  # until a reading shows where it stands
         elif rule.kind == "rate":
             self.rates.append((alarm, condition))
+            self.rate_due_us = -math.inf
         else:
             self.stales.append((alarm, condition))
+            self.stale_active = self.stale_active or alarm.active
 
-    def feed(self, t: float, value: float, changes: list[Change]) -> None:
-        self.recent.append((t, value))
-        for alarm, condition in self.stales:
-            condition.last_seen = t
-            if alarm.active:
-                changes += alarm.observe(t, False, value)
+    def feed(self, row: Row, changes: list[Change]) -> None:
+        self.recent.append(row)
+        t_us, value = row[2], row[3]
+        if self.stale_active:
+            for alarm, _ in self.stales:
+                if alarm.active:
+                    changes += alarm.observe(t_us / 1e6, False, value)
+            self.stale_active = False
         if self.engaged or not self.low <= value <= self.high:
-            engaged = False
+            t, engaged = t_us / 1e6, False
             for alarm, condition in self.thresholds:
                 found = alarm.observe(t, condition.feed(t, value), value)
                 if found:
@@ -121,10 +132,26 @@ class _Watch:
                 if alarm.active or alarm.state == PENDING or alarm.state == FIRING:
                     engaged = True
             self.engaged = engaged
-        for alarm, condition in self.rates:
-            active = condition.feed(t, value)
-            if active is not None:
-                changes += alarm.observe(t, active, value)
+        if t_us >= self.rate_due_us:
+            t = t_us / 1e6
+            for alarm, condition in self.rates:
+                active = condition.feed(t, value)
+                if active is not None:
+                    changes += alarm.observe(t, active, value)
+            # a microsecond early: the rates decide in seconds, from the same float
+            self.rate_due_us = min(c.due() for _, c in self.rates) * 1e6 - 1
+
+    def check_stale(self, now: float, changes: list[Change]) -> None:
+        """Whether the sensor went stale by `now` (the service's tick)."""
+        active = False
+        for alarm, condition in self.stales:
+            if self.recent:
+                condition.feed(self.recent[-1][2] / 1e6, self.recent[-1][3])
+            stale = condition.check(now)
+            if stale != alarm.active:
+                changes += alarm.observe(now, stale)
+            active = active or alarm.active
+        self.stale_active = active
 
 
 class _Fields(dict):
@@ -158,8 +185,9 @@ class AlarmService:
         self.transitions = 0
         self._conditions: dict[str, object] = {}
         self._watches: dict[str, _Watch] = {}  # sensor -> its alarms
+        self._watch_of: dict[str, _Watch | None] = {}  # every sensor seen -> its alarms, if any
         self._targets: dict[str, object] = {}  # hub channel -> a _Watch or [alarms]
-        self._stale: list[tuple[Alarm, Stale]] = []
+        self._stale: list[_Watch] = []  # the watches with stale rules
         self._by_sensor: dict[str, list[Rule]] = {}  # rules naming a sensor literally
         self._globs = [r for r in self.rules if r.sensor is not None and r.per_subject]
         for rule in self.rules:
@@ -276,12 +304,13 @@ class AlarmService:
             condition.low = not condition.high
         self.alarms[alarm.name] = alarm
         self._conditions[alarm.name] = condition
-        if isinstance(condition, Stale):
-            self._stale.append((alarm, condition))
         if rule.event in ("spooling", "spool full"):
             self._status_alarms.append(alarm)
         if rule.sensor is not None:
-            self._watches.setdefault(subject, _Watch()).add(alarm, condition)
+            watch = self._watches.setdefault(subject, _Watch())
+            watch.add(alarm, condition)
+            if isinstance(condition, Stale) and watch not in self._stale:
+                self._stale.append(watch)
         return alarm
 
     def _route(self, channel: str):
@@ -290,11 +319,7 @@ class AlarmService:
         kind, _, rest = channel.partition("/")
         targets = None
         if kind == "logger":
-            now = time.time()
-            for rule in self._by_sensor.get(rest, []) + [r for r in self._globs if r.takes(rest)]:
-                if rule.alarm_name(rest) not in self.alarms:
-                    self._add(rule, rest, now)
-            targets = self._watches.get(rest)
+            targets = self._watch_of[rest] if rest in self._watch_of else self._sensor(rest)
         elif kind == "lock":
             targets = [a for a in self.alarms.values()
                        if a.rule.event in LOCK_EVENTS and a.subject == rest] or None
@@ -304,17 +329,26 @@ class AlarmService:
         self._targets[channel] = targets
         return targets
 
-    def _on_rows(self, rows) -> None:
+    def _sensor(self, sensor: str) -> _Watch | None:
+        """A sensor's alarms (found once per sensor, then looked up): the rules naming it
+        and the globs taking it, or None."""
+        now = time.time()
+        for rule in self._by_sensor.get(sensor, []) + [r for r in self._globs if r.takes(sensor)]:
+            if rule.alarm_name(sensor) not in self.alarms:
+                self._add(rule, sensor, now)
+        self._watch_of[sensor] = self._watches.get(sensor)
+        return self._watch_of[sensor]
+
+    def _on_rows(self, rows: list[Row]) -> None:
         """Readings the logger has just taken (sensor, unit, µs, value): feed them all, then
-        act on what changed."""
+        act on what changed. A reading of a sensor no rule names costs a lookup."""
         changes: list[Change] = []
-        targets_of, route = self._targets, self._route
-        for sensor, unit, t_us, value in rows:
-            channel = "logger/" + sensor
-            watch = targets_of[channel] if channel in targets_of else route(channel)
+        watch_of, find = self._watch_of, self._sensor
+        for row in rows:
+            sensor = row[0]
+            watch = watch_of[sensor] if sensor in watch_of else find(sensor)
             if watch is not None:
-                watch.unit = unit
-                watch.feed(t_us / 1e6, value, changes)
+                watch.feed(row, changes)
         if changes:
             self._apply(changes)
 
@@ -330,9 +364,10 @@ class AlarmService:
             data = event.data
             try:
                 if isinstance(targets, _Watch):
-                    targets.unit = data["unit"]
-                    targets.feed(parse(data["timestamp"]).timestamp(), float(data["value"]),
-                                 changes)
+                    t_us = round(parse(data["timestamp"]).timestamp() * 1e6)
+                    row = (channel.removeprefix("logger/"), data["unit"], t_us,
+                           float(data["value"]))
+                    targets.feed(row, changes)
                 else:
                     now = time.time()
                     for alarm in targets:
@@ -362,10 +397,8 @@ class AlarmService:
         """Staleness and the logger's spool, checked every `tick_s`."""
         now = time.time()
         changes: list[Change] = []
-        for alarm, condition in self._stale:
-            stale = condition.check(now)
-            if stale != alarm.active:
-                changes += alarm.observe(now, stale)
+        for watch in self._stale:
+            watch.check_stale(now, changes)
         if self._status_alarms and self.logger is not None:
             status = self.logger.status()
             for alarm in self._status_alarms:
@@ -431,7 +464,8 @@ class AlarmService:
         """The alarm's value and unit: its sensor's newest reading, else what it last saw."""
         watch = self._watches.get(alarm.subject) if alarm.rule.sensor else None
         if watch is not None and watch.recent:
-            return watch.recent[-1][1], watch.unit
+            _, unit, _, value = watch.recent[-1]
+            return value, unit
         return alarm.value, alarm.unit
 
     def fields(self, alarm: Alarm, value: float | None = None) -> dict:
@@ -468,7 +502,7 @@ class AlarmService:
                 "message": message, "condition": alarm.rule.describe(),
                 "time": _iso(change.time), "since": _iso(alarm.since), "value": value,
                 "unit": unit,
-                "recent": [[_iso(t), v] for t, v in recent] if recent else []}
+                "recent": [[_iso(t_us / 1e6), v] for _, _, t_us, v in recent] if recent else []}
 
     # -- what the API shows ----------------------------------------------------------------
 
@@ -482,7 +516,7 @@ class AlarmService:
                 "state": alarm.state, "since": _iso(alarm.since), "severity": rule.severity,
                 "message": self.message(alarm), "condition": rule.describe(),
                 "value": value, "unit": unit, "acknowledged": acked,
-                "silenced": silence, "notify": list(rule.notify)}
+                "silenced": silence, "notify": rule.notify}
 
     def overview(self) -> dict:
         """Every alarm (firing first, then by severity and name) and every channel's state."""

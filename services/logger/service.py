@@ -204,7 +204,12 @@ class LoggerService:
                                 "unheard)", LISTEN_BACKLOG)
                 self.unheard += over
         if first:  # one wake-up of the loop per LISTEN_EVERY_S, however many readings come
-            self._loop.add_callback(self._loop.call_later, LISTEN_EVERY_S, self._tell_listeners)
+            self._loop.add_callback(self._listen_later)
+
+    def _listen_later(self) -> None:
+        # returns None: a callback's result that is not None (call_later's handle) costs
+        # Tornado a BadYieldError with the handle's repr, the logger's among it
+        self._loop.call_later(LISTEN_EVERY_S, self._tell_listeners)
 
     def _tell_listeners(self) -> None:
         with self._heard_lock:

@@ -288,6 +288,75 @@ def test_a_spike_inside_a_big_written_batch_fires_and_resolves(mailbox, server_t
     assert "chamber at 3.00e-09 mbar" in body and "chamber at 1.00e-10 mbar" in body
 
 
+def test_thresholds_rates_and_staleness_on_one_sensor_each_decide_on_its_readings(
+        server_thread, api, tmp_path):
+    # A threshold, two rates of different windows and a stale rule on one gauge: readings
+    # reach each only when it has something to decide (the rates once per step of their
+    # window, staleness on the tick), and each fires and resolves as its condition says.
+    folder = tmp_path.as_posix()
+    config = parse(f"""
+[logger]
+db = "{folder}/lab.sqlite"
+spool_dir = "{folder}/spool"
+batch_s = 0.05
+devices = []
+[logger.sensors.chamber]
+[[alarms]]
+name = "high"
+sensor = "chamber"
+above = 1e-6
+[[alarms]]
+name = "rising"
+sensor = "chamber"
+rise_per_min = 10
+scale = "log"
+window_s = 64
+[[alarms]]
+name = "rising fast"
+sensor = "chamber"
+rise_per_min = 10
+scale = "log"
+window_s = 8
+[[alarms]]
+name = "silent"
+sensor = "chamber"
+stale_s = 1
+""", "lab.toml")
+    lab = Lab(server_thread, api, config)
+    start = datetime.now(UTC) - timedelta(seconds=121)
+    # a reading every 10 ms: a spike (never a rate's sample), a factor 100 in the first
+    # minute, then flat for a minute
+    for i in range(12000):
+        value = 2e-6 if i == 1 else 1e-10 * 100 ** (min(i, 6000) / 6000)
+        lab.read("chamber", value, start + timedelta(milliseconds=10 * i))
+    wait_until(lambda: lab.logger.writer.status()["written"] == 12000, what="12000 rows stored")
+    lab.wait_state("rising", "resolved")
+    lab.wait_state("rising fast", "resolved")
+    lab.wait_state("silent", "firing")  # no reading for a second
+    lab.read("chamber", 1e-8)
+    lab.wait_state("silent", "resolved")  # at the reading, not at the next tick
+    lab.alarms.history.flush()
+
+    def history(name):
+        query = urllib.parse.urlencode({"start": (start - timedelta(hours=1)).isoformat(),
+                                        "alarm": name})
+        return [(e["state"], e["time"], e["value"])
+                for e in lab.get(f"/api/v1/alarms/history?{query}")["events"]]
+
+    at = [(start + timedelta(milliseconds=10 * i)).timestamp() for i in range(12000)]
+    (fired, high, value), (resolved, low, _) = history("high")
+    assert (fired, value, resolved) == ("firing", 2e-6, "resolved")
+    assert datetime.fromisoformat(high).timestamp() == pytest.approx(at[1])
+    assert datetime.fromisoformat(low).timestamp() == pytest.approx(at[2])
+    for name, half_window in (("rising", 32), ("rising fast", 4)):
+        (fired, began, _), (resolved, ended, _) = history(name)
+        assert (fired, resolved) == ("firing", "resolved"), name
+        # fired once half its window was covered, resolved within its window of the top
+        began, ended = (datetime.fromisoformat(t).timestamp() - at[0] for t in (began, ended))
+        assert half_window <= began < half_window + 1, name
+        assert 60 < ended <= 60 + 2 * half_window, name
+
+
 def test_a_reading_fires_its_alarm_before_the_logger_has_spooled_or_stored_it(
         server_thread, api, tmp_path):
     # A batch interval of an hour: the reading waits in the writer's buffer all that time.
