@@ -148,7 +148,8 @@ def _subtree_split(env: dict, work: Path, monorepo: Path) -> float:
 
 
 def _exports(env: dict, work: Path, imported: Path) -> tuple[float, float]:
-    """A full export of the imported child; then one of 10 new monorepo changesets."""
+    """A full export of the imported child; then one of 10 new monorepo changesets.
+    Printed beside them: how long hg takes to start and answer at all here."""
     dest = work / "exported"
     full = _timed(env, imported, "importrepo", "--export", "child", str(dest))
     for n in range(10):
@@ -156,6 +157,11 @@ def _exports(env: dict, work: Path, imported: Path) -> tuple[float, float]:
             fh.write(f"monorepo {n}\n")
         _hg(env, imported, "commit", "-q", "-m", f"monorepo change {n}")
     incremental = _timed(env, imported, "importrepo", "--export", "child", str(dest))
+    floor = {what: min(_timed(env, imported, *args) for _ in range(3))
+             for what, args in (("hg version", ("version", "-q")),
+                                ("hg log -r tip", ("log", "-r", "tip", "-T", "{rev}")))}
+    print("  hg itself, fastest of 3: " + ", ".join(f"{k} {v:.3f} s" for k, v in floor.items()),
+          file=sys.stderr)
     return full, incremental
 
 

@@ -1,4 +1,5 @@
-"""convert as `hg importrepo` needs it (loaded into its command server)
+"""convert as `hg importrepo` needs it (loaded into its command server, and by
+the export into its own process)
 
 Inactive unless the convert command sets ``importrepo.messages``:
 
