@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from tests.conftest import require
-from tests.tools.hgrepos import build_tangled_child, ok
+from tests.tools.hgrepos import VENV_HG, build_tangled_child, ok
 
 
 @pytest.fixture
@@ -204,3 +204,36 @@ def test_a_stripped_monorepo_head_makes_the_export_read_everything(hg, tangled, 
     assert "2 new changesets (2 made in the monorepo on top of the child's)" in out
     assert hg.text("log", "-r", later, "-T", "{desc}", repo=str(first)) == "child later"
     assert hg.text("log", "-r", "tip", "-T", "{p2node}", repo=str(first)) == later
+
+
+CHG = "/usr/bin/chg"
+
+
+def test_an_export_through_chg_gives_the_hashes_of_one_by_plain_hg(hg, tangled, parent,
+                                                                     run_hg, tmp_path):
+    """chg (Debian's, running the venv's hg) loads the extension in its server and
+    runs the export there: the incremental export runs in the same server (its
+    configuration did not change, so chg neither restarts it nor moves to another)
+    and gives the hashes the plain hg export gives."""
+    require(os.path.exists(CHG), f"Debian's chg ({CHG})", "apt-get install mercurial")
+    p, plain, viachg = parent.path, tmp_path / "plain", tmp_path / "chg"
+    chg = {"CHGHG": VENV_HG, "CHGSOCKNAME": str(tmp_path / "server"), "CHGDEBUG": "1"}
+    try:
+        ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=VENV_HG))
+        ok(run_hg("importrepo", "--export", "lib", str(plain), cwd=p, exe=VENV_HG))
+        first = run_hg("importrepo", "--export", "lib", str(viachg), cwd=p, exe=CHG,
+                       extra_env=chg)
+        ok(first)
+        assert "start cmdserver" in first.stderr  # chg's debug lines reach us
+        _monorepo_work(hg, p, "g.txt", 3)
+        ok(run_hg("importrepo", "--export", "lib", str(plain), cwd=p, exe=VENV_HG))
+        result = run_hg("importrepo", "--export", "lib", str(viachg), cwd=p, exe=CHG,
+                        extra_env=chg)
+        out = ok(result)
+        assert "3 new changesets (3 made in the monorepo on top of the child's)" in out
+        assert "start cmdserver" not in result.stderr
+        assert "instruction:" not in result.stderr  # no redirect to a server of other config
+        assert history(hg, viachg) == history(hg, plain)
+        assert len(history(hg, plain)) == len(history(hg, tangled.path)) + 3
+    finally:
+        run_hg("--kill-chg-daemon", cwd=tmp_path, exe=CHG, extra_env=chg)
