@@ -80,7 +80,8 @@ def export(repo, subdir: str, dest: str, ui: UI, hg_exe: str | None = None) -> i
             if " " not in mine + theirs))
         citemap = scratch.write("citemap", "".join(  # cited: the child's own node
             f"{node} {child}\n" for child, node in sorted(imported.items())))
-        _convert(hgui, root, dest, filemap, branchmap, citemap)
+        _convert(hgui, root, dest, filemap, branchmap, citemap, one_transaction=before > 0,
+                 debug=repo.ui.debug)
     exported = _open(hgui, dest)
     _bookmarks(repo, record, exported)
     with open(os.path.join(dest, ".hg", MARKER), "w", encoding="utf-8") as fh:
@@ -128,18 +129,42 @@ def _convert_ui(baseui):
     return hgui
 
 
-def _convert(hgui, root: str, dest: str, filemap: str, branchmap: str, citemap: str) -> None:
-    """`hg convert` of the monorepo into DEST with the filemap and branchmap, here."""
+def _convert(hgui, root: str, dest: str, filemap: str, branchmap: str, citemap: str,
+             one_transaction: bool, debug) -> None:
+    """`hg convert` of the monorepo into DEST with the filemap and branchmap, here.
+    `one_transaction` (DEST has converted before): all the new commits in one
+    transaction; when that fails for any reason (convert would roll back an empty
+    commit, say), it is undone, DEST's revision map cut back to where it was, and
+    convert runs again the ordinary way, a transaction per commit."""
     from hgext.convert import convcmd
 
+    def run():
+        saved = encoding.encoding  # convert sets it to UTF-8 for the rest of the process
+        try:
+            convcmd.convert(hgui, os.fsencode(root), os.fsencode(dest), source_type=b"hg",
+                            dest_type=b"hg", filemap=os.fsencode(filemap),
+                            branchmap=os.fsencode(branchmap))
+        finally:
+            encoding.encoding = saved
+
     hgui.setconfig(b"importrepo", b"citemap", os.fsencode(citemap), b"importrepo")
-    saved = encoding.encoding  # convert sets it to UTF-8 for the rest of the process
-    try:
-        convcmd.convert(hgui, os.fsencode(root), os.fsencode(dest), source_type=b"hg",
-                        dest_type=b"hg", filemap=os.fsencode(filemap),
-                        branchmap=os.fsencode(branchmap))
-    finally:
-        encoding.encoding = saved
+    shamap = os.path.join(dest, ".hg", "shamap")
+    if one_transaction and os.path.exists(shamap):
+        size = os.path.getsize(shamap)
+        hgui.setconfig(b"importrepo", b"one-transaction", b"true", b"importrepo")
+        try:
+            run()
+            return
+        except BaseException as exc:
+            with open(shamap, "r+b") as fh:  # convert wrote the undone commits into it
+                fh.truncate(size)
+            if not isinstance(exc, Exception):
+                raise
+            debug(b"importrepo: convert in one transaction undone (%s), "
+                  b"again with a transaction per commit\n" % type(exc).__name__.encode())
+        finally:
+            hgui.setconfig(b"importrepo", b"one-transaction", b"false", b"importrepo")
+    run()
 
 
 @dataclass
