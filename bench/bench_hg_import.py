@@ -12,13 +12,17 @@ every 100 changesets) and cached under build/bench/. Measured, wall time:
   `hg convert` of the same 10 (the least any re-sync must do);
 - `hg importrepo --export` of the imported child, against `git subtree split`
   of the same monorepo history (given to git by `hg fastexport`), and an
-  incremental export of 10 new monorepo changesets against the full export.
+  incremental export of 10 new monorepo changesets against the full export;
+- the same two exports through chg (Mercurial's C client, which starts a
+  command server once and runs later commands in it), into a second DEST
+  whose hashes must equal those of the plain hg export.
 
 Full run: 2,000 changesets over 1,000 files; --quick: 200 over 100.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -35,16 +39,21 @@ __all__ = ["run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 HG = str(Path(sys.executable).with_name("hg"))
+CHG = shutil.which("chg")
 CACHE = ROOT / "build" / "bench"
 HGRC = (f"[ui]\nusername = Bench <bench@example.org>\n"
         f"[extensions]\nimportrepo = {ROOT / 'hgext' / 'importrepo.py'}\nrebase =\nconvert =\n")
 
 
-def _hg(env: dict, cwd: str | Path, *args: str) -> str:
-    result = subprocess.run([HG, *args], cwd=cwd, env=env, capture_output=True, text=True)
+def _run(exe: str, env: dict, cwd: str | Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([exe, *args], cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode:
-        raise RuntimeError(f"hg {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
+        raise RuntimeError(f"{exe} {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def _hg(env: dict, cwd: str | Path, *args: str) -> str:
+    return _run(HG, env, cwd, *args).stdout
 
 
 def _timed(env: dict, cwd: str | Path, *args: str) -> float:
@@ -147,16 +156,78 @@ def _subtree_split(env: dict, work: Path, monorepo: Path) -> float:
     return time.perf_counter() - start
 
 
-def _exports(env: dict, work: Path, imported: Path) -> tuple[float, float]:
-    """A full export of the imported child; then one of 10 new monorepo changesets."""
-    dest = work / "exported"
-    full = _timed(env, imported, "importrepo", "--export", "child", str(dest))
-    for n in range(10):
-        with open(imported / "child" / "src" / "mod1" / "file 1.txt", "a") as fh:
-            fh.write(f"monorepo {n}\n")
-        _hg(env, imported, "commit", "-q", "-m", f"monorepo change {n}")
-    incremental = _timed(env, imported, "importrepo", "--export", "child", str(dest))
-    return full, incremental
+class _Chg:
+    """chg running the venv's hg, with its own server socket under `folder`: a
+    warm-up command starts the server, timed commands must find it running (with
+    CHGDEBUG set, chg says when it starts a server, or is told to go to another
+    because the configuration changed), and the server is stopped at the end."""
+
+    def __init__(self, env: dict, folder: Path, repo: Path):
+        folder.mkdir()
+        self.env = dict(env, CHGHG=HG, CHGSOCKNAME=str(folder / "server"), CHGDEBUG="1")
+        self.repo = repo  # the warm-up runs there: the server hashes its configuration too
+
+    def __enter__(self) -> _Chg:
+        _run(CHG, self.env, self.repo, "version", "-q")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _run(CHG, self.env, "/", "--kill-chg-daemon")
+
+    def timed(self, cwd: Path, *args: str) -> float:
+        start = time.perf_counter()
+        result = _run(CHG, self.env, cwd, *args)
+        elapsed = time.perf_counter() - start
+        restarts = [line for line in result.stderr.splitlines()
+                    if "start cmdserver" in line or "instruction:" in line]
+        if restarts:
+            raise RuntimeError(f"chg {' '.join(args)} did not run in the warm server: "
+                               + "; ".join(restarts))
+        return elapsed
+
+
+def _nodes(env: dict, repo: Path) -> list[str]:
+    return _hg(env, repo, "log", "-r", "all()", "-T", "{node}\n").split()
+
+
+def _exports(env: dict, work: Path, imported: Path) -> dict[str, float]:
+    """A full export of the imported child; then one of 10 new monorepo changesets;
+    each with plain hg, then through chg into a second DEST (which must get the same
+    hashes). Printed beside them: how long hg takes to start and answer at all here."""
+    dest, chgdest = work / "exported", work / "exported-chg"
+    export = ("importrepo", "--export", "child")
+    times = {"full": _timed(env, imported, *export, str(dest))}
+    with contextlib.ExitStack() as stack:
+        chg = stack.enter_context(_Chg(env, work / "chg", imported)) if CHG else None
+        if chg:
+            times["chg full"] = chg.timed(imported, *export, str(chgdest))
+            _same(env, dest, chgdest)
+        for n in range(10):
+            with open(imported / "child" / "src" / "mod1" / "file 1.txt", "a") as fh:
+                fh.write(f"monorepo {n}\n")
+            _hg(env, imported, "commit", "-q", "-m", f"monorepo change {n}")
+        times["incremental"] = _timed(env, imported, *export, str(dest))
+        if chg:
+            times["chg incremental"] = chg.timed(imported, *export, str(chgdest))
+            _same(env, dest, chgdest)
+        floor = {what: min(_timed(env, imported, *args) for _ in range(3))
+                 for what, args in (("hg version", ("version", "-q")),
+                                    ("hg log -r tip", ("log", "-r", "tip", "-T", "{rev}")))}
+        if chg:
+            floor["chg log -r tip"] = min(chg.timed(imported, "log", "-r", "tip", "-T", "{rev}")
+                                          for _ in range(3))
+    print("  hg itself, fastest of 3: " + ", ".join(f"{k} {v:.3f} s" for k, v in floor.items()),
+          file=sys.stderr)
+    if not chg:
+        print("  no chg on this machine (apt-get install mercurial): no chg rows",
+              file=sys.stderr)
+    return times
+
+
+def _same(env: dict, dest: Path, chgdest: Path) -> None:
+    if _nodes(env, chgdest) != _nodes(env, dest):
+        raise RuntimeError(f"the export through chg ({chgdest}) has other hashes than "
+                           f"the one by plain hg ({dest})")
 
 
 def run(quick: bool) -> list[Row]:
@@ -193,10 +264,16 @@ def run(quick: bool) -> list[Row]:
         sync, floor = _sync(env, work, child, imported)
         rows.append(Row(name, "re-sync 10 new changesets", sync, floor,
                         "bare incremental hg convert", "s", higher_is_better=False))
-        full, incremental = _exports(env, work, imported)
-        rows.append(Row(name, f"export {big} changesets", full,
-                        _subtree_split(env, work, imported), "git subtree split", "s",
-                        higher_is_better=False))
-        rows.append(Row(name, "export 10 new changesets", incremental, full,
+        times = _exports(env, work, imported)
+        split = _subtree_split(env, work, imported)
+        rows.append(Row(name, f"export {big} changesets", times["full"], split,
+                        "git subtree split", "s", higher_is_better=False))
+        rows.append(Row(name, "export 10 new changesets", times["incremental"], times["full"],
                         "full export", "s", higher_is_better=False))
+        if "chg full" in times:
+            rows.append(Row(name, f"export {big} changesets, chg", times["chg full"], split,
+                            "git subtree split", "s", higher_is_better=False))
+            rows.append(Row(name, "export 10 new changesets, chg", times["chg incremental"],
+                            times["chg full"], "full export, chg", "s",
+                            higher_is_better=False))
     return rows

@@ -34,7 +34,9 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tools.hgimport import ImportAbort, Options, commands, errors  # noqa: E402
+# Mercurial's demandimport loads commands when the command first uses it
+from tools.hgimport import commands, errors  # noqa: E402
+from tools.hgimport.options import Options  # noqa: E402
 from tools.hgimport.ui import UI  # noqa: E402
 
 cmdtable: dict = {}
@@ -151,10 +153,10 @@ def importrepo(ui, repo, *args, **opts):
     try:
         return commands.main(
             hg_exe=os.fsdecode(procutil.hgexecutable()), root=_s(repo.root), args=args,
-            sync=opts["sync"], verify=opts["verify"], export=opts["export"],
+            sync=opts["sync"], verify=opts["verify"], export=opts["export"], repo=repo,
             options=Options(subdir="", **options),
             ui=report)
-    except ImportAbort as exc:
+    except errors.ImportAbort as exc:
         kind = _ERRORS.get(type(exc), error.Abort)
         raise kind(_b(exc.message), hint=_b(exc.hint) if exc.hint else None) from None
 

@@ -1,4 +1,5 @@
-"""convert as `hg importrepo` needs it (loaded into its command server)
+"""convert as `hg importrepo` needs it (loaded into its command server, and by
+the export into its own process)
 
 Inactive unless the convert command sets ``importrepo.messages``:
 
@@ -8,6 +9,12 @@ Inactive unless the convert command sets ``importrepo.messages``:
   node (convert itself rewrites only words of 12 digits or more, and resolves
   them as any revision symbol);
 - ``keep``: descriptions are left exactly as they are.
+
+``importrepo.one-transaction`` (the export's incremental runs) makes every commit
+of one convert run one transaction of the destination, which convert's own
+transaction per commit joins; where convert would roll back an empty commit (its
+rollback undoes the last closed transaction, not one still open) it raises
+``EmptyCommit`` instead, so that the whole run is undone.
 
 ``importrepo.source`` (when set) is recorded in every converted changeset as the
 ``importrepo_source`` extra, beside convert's ``convert_revision``.
@@ -20,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-from mercurial import error, extensions, scmutil
+from mercurial import error, extensions, localrepo, scmutil
 from mercurial.node import hex
 
 testedwith = b"6.3 7.2"
@@ -30,10 +37,17 @@ _SHORT = re.compile(rb"\b[0-9a-f]{7,40}\b")
 _NEVER = re.compile(rb"(?!)")
 
 
+class EmptyCommit(Exception):
+    """In one transaction, convert would roll back a commit that changed nothing."""
+
+
 def extsetup(ui):
+    from hgext.convert import convcmd
     from hgext.convert import git as gitconvert
     from hgext.convert import hg as hgconvert
 
+    extensions.wrapfunction(convcmd.converter, "convert", _convert)
+    extensions.wrapfunction(localrepo.localrepository, "rollback", _rollback)
     extensions.wrapfunction(hgconvert.mercurial_sink, "putcommit", _putcommit)
     extensions.wrapfunction(hgconvert.mercurial_source, "lookuprev", _lookuprev)
     if "lookuprev" not in vars(gitconvert.convert_git):
@@ -42,6 +56,25 @@ def extsetup(ui):
 
 def _mode(ui):
     return ui.config(b"importrepo", b"messages")
+
+
+def _one_transaction(repo) -> bool:
+    return repo.ui.configbool(b"importrepo", b"one-transaction")
+
+
+def _convert(orig, self, sortmode):
+    repo = getattr(self.dest, "repo", None)  # a Mercurial destination
+    if repo is None or not _one_transaction(repo):
+        return orig(self, sortmode)
+    # convert takes the same locks again (they are reentrant) and its transactions nest
+    with repo.wlock(), repo.lock(), repo.transaction(b"convert"):
+        return orig(self, sortmode)
+
+
+def _rollback(orig, self, *args, **kwargs):
+    if self.currenttransaction() is not None and _one_transaction(self):
+        raise EmptyCommit()
+    return orig(self, *args, **kwargs)
 
 
 def _putcommit(orig, self, files, copies, parents, commit, source, revmap, *args, **kwargs):

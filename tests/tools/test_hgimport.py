@@ -12,7 +12,8 @@ from dataclasses import replace
 
 from tests.conftest import require
 from tests.tools.hgrepos import BINARY, ROOT, VENV_HG, build_child, build_parent, settle, snapshot
-from tools.hgimport import Options, importer, state, verify
+from tools.hgimport import importer, state, verify
+from tools.hgimport.options import Options
 from tools.hgimport.source import open_source
 from tools.hgimport.synth import Builder
 

@@ -11,7 +11,8 @@ import shutil
 import pytest
 
 from tests.conftest import require
-from tests.tools.hgrepos import build_tangled_child, ok
+from tests.tools.hgrepos import VENV_HG, build_tangled_child, ok
+from tools.hgimport.hg import CONVERT_EXTENSION
 
 
 @pytest.fixture
@@ -204,3 +205,105 @@ def test_a_stripped_monorepo_head_makes_the_export_read_everything(hg, tangled, 
     assert "2 new changesets (2 made in the monorepo on top of the child's)" in out
     assert hg.text("log", "-r", later, "-T", "{desc}", repo=str(first)) == "child later"
     assert hg.text("log", "-r", "tip", "-T", "{p2node}", repo=str(first)) == later
+
+
+CHG = "/usr/bin/chg"
+
+
+def test_an_export_through_chg_gives_the_hashes_of_one_by_plain_hg(hg, tangled, parent,
+                                                                     run_hg, tmp_path):
+    """chg (Debian's, running the venv's hg) loads the extension in its server and
+    runs the export there: the incremental export runs in the same server (its
+    configuration did not change, so chg neither restarts it nor moves to another)
+    and gives the hashes the plain hg export gives."""
+    require(os.path.exists(CHG), f"Debian's chg ({CHG})", "apt-get install mercurial")
+    p, plain, viachg = parent.path, tmp_path / "plain", tmp_path / "chg"
+    chg = {"CHGHG": VENV_HG, "CHGSOCKNAME": str(tmp_path / "server"), "CHGDEBUG": "1"}
+    try:
+        ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=VENV_HG))
+        ok(run_hg("importrepo", "--export", "lib", str(plain), cwd=p, exe=VENV_HG))
+        first = run_hg("importrepo", "--export", "lib", str(viachg), cwd=p, exe=CHG,
+                       extra_env=chg)
+        ok(first)
+        assert "start cmdserver" in first.stderr  # chg's debug lines reach us
+        _monorepo_work(hg, p, "g.txt", 3)
+        ok(run_hg("importrepo", "--export", "lib", str(plain), cwd=p, exe=VENV_HG))
+        result = run_hg("importrepo", "--export", "lib", str(viachg), cwd=p, exe=CHG,
+                        extra_env=chg)
+        out = ok(result)
+        assert "3 new changesets (3 made in the monorepo on top of the child's)" in out
+        assert "start cmdserver" not in result.stderr
+        assert "instruction:" not in result.stderr  # no redirect to a server of other config
+        assert history(hg, viachg) == history(hg, plain)
+        assert len(history(hg, plain)) == len(history(hg, tangled.path)) + 3
+    finally:
+        run_hg("--kill-chg-daemon", cwd=tmp_path, exe=CHG, extra_env=chg)
+
+
+def _count_transactions(dest, tmp_path):
+    """Make DEST log the name of every transaction it closes into a file; returns it."""
+    log = tmp_path / "transactions"
+    with open(dest / ".hg" / "hgrc", "a") as fh:
+        fh.write(f"[hooks]\ntxnclose.count = echo $HG_TXNNAME >> {log}\n")
+    return log
+
+
+def test_an_incremental_export_converts_in_one_transaction(hg, tangled, parent, run_hg,
+                                                            tmp_path):
+    """The new commits of an incremental export are one transaction of DEST, with
+    the hashes of a fresh export."""
+    p, first, fresh = parent.path, tmp_path / "one", tmp_path / "fresh"
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p))
+    ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p))
+    log = _count_transactions(first, tmp_path)
+    _monorepo_work(hg, p, "g.txt", 3)
+    result = run_hg("--debug", "importrepo", "--export", "lib", str(first), cwd=p)
+    assert "3 new changesets" in ok(result) and "one transaction undone" not in result.stdout
+    assert log.read_text().split().count("convert") == 1
+    ok(run_hg("importrepo", "--export", "lib", str(fresh), cwd=p))
+    assert history(hg, first) == history(hg, fresh)
+
+
+def test_an_incremental_export_whose_one_transaction_fails_converts_again(
+        hg, tangled, parent, run_hg, tmp_path):
+    """When the one transaction fails (here DEST's pretxnclose hook refuses it
+    once), it is undone, convert's revision map cut back, and convert runs again
+    with a transaction per commit: DEST gets what a fresh export gives."""
+    p, first, fresh = parent.path, tmp_path / "one", tmp_path / "fresh"
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p))
+    ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p))
+    shamap = first / ".hg" / "shamap"
+    mapped = shamap.read_text()
+    log = _count_transactions(first, tmp_path)
+    refused = tmp_path / "refused"
+    with open(first / ".hg" / "hgrc", "a") as fh:
+        fh.write(f"pretxnclose.once = test -e {refused} || {{ touch {refused}; exit 1; }}\n")
+    _monorepo_work(hg, p, "g.txt", 3)
+    result = run_hg("--debug", "importrepo", "--export", "lib", str(first), cwd=p)
+    assert "convert in one transaction undone (HookAbort), again with a transaction per " \
+        "commit" in ok(result)
+    assert "3 new changesets (3 made in the monorepo on top of the child's)" in result.stdout
+    assert log.read_text().split().count("convert") == 3
+    ok(run_hg("importrepo", "--export", "lib", str(fresh), cwd=p))
+    assert history(hg, first) == history(hg, fresh)
+    added = shamap.read_text()[len(mapped):].splitlines()
+    assert shamap.read_text().startswith(mapped) and len(added) == 3  # the undone run's gone
+    ok(run_hg("verify", "-q", "-R", str(first), cwd=p))
+
+
+def test_convert_rolling_back_inside_the_one_transaction_is_refused(hg, child, run_hg):
+    """Convert rolls back a commit that changed nothing; inside one open
+    transaction that would undo the last closed transaction (the child's last
+    commit here), so with importrepo.one-transaction it raises instead."""
+    rollback = ("--config", f"extensions.importrepo_convert={CONVERT_EXTENSION}", "debugshell",
+                "-c", "with repo.wlock(), repo.lock(), repo.transaction(b't'):\n"
+                "    repo.rollback(force=True)\n")
+    tip = hg.text("log", "-r", "tip", "-T", "{rev}", repo=str(child.path))
+    refused = run_hg("--config", "importrepo.one-transaction=yes", *rollback, cwd=child.path,
+                     exe=VENV_HG)
+    assert refused.returncode == 1 and "EmptyCommit" in refused.stderr
+    assert hg.text("log", "-r", "tip", "-T", "{rev}", repo=str(child.path)) == tip
+    unguarded = run_hg(*rollback, cwd=child.path, exe=VENV_HG)  # what it does without it
+    assert f"repository tip rolled back to revision {int(tip) - 1} (undo commit)" in \
+        unguarded.stdout
+    assert hg.text("log", "-r", "tip", "-T", "{rev}", repo=str(child.path)) == str(int(tip) - 1)

@@ -9,6 +9,7 @@ from . import export as exporting
 from . import importer
 from .errors import ImportAbort, InputAbort, StateAbort
 from .hg import Hg, HgError
+from .options import Options
 from .ui import UI
 
 __all__ = ["branch_pairs", "main"]
@@ -35,19 +36,19 @@ def _subdirs(hg: Hg, root: str, args: list[str]) -> list[str]:
 
 
 def main(*, hg_exe: str | None, root: str, args: list[str], sync: bool, verify: bool,
-         options: importer.Options, ui: UI, export: bool = False) -> int:
-    """Run `hg importrepo` with parsed arguments; returns the exit status."""
+         options: Options, ui: UI, export: bool = False, repo=None) -> int:
+    """Run `hg importrepo` with parsed arguments; returns the exit status. The
+    export works on `repo` (the Mercurial repository object of `root`) itself."""
     if sync + verify + export > 1:
         raise InputAbort("--sync, --verify and --export cannot be combined",
                          "--sync verifies what it brings in anyway")
     if export:
         if len(args) != 2:
             raise InputAbort("need SUBDIR and DEST", "hg importrepo --export SUBDIR DEST")
-        with Hg(hg_exe) as hg:
-            try:
-                return exporting.export(hg, root, args[0], args[1], ui)
-            except HgError as exc:
-                raise ImportAbort(str(exc)) from None
+        try:
+            return exporting.export(repo, args[0], args[1], ui, hg_exe)
+        except HgError as exc:
+            raise ImportAbort(str(exc)) from None
     if not (sync or verify) and len(args) != 2:
         raise InputAbort("need SOURCE and SUBDIR", "hg importrepo SOURCE SUBDIR (see hg help "
                           "importrepo)")
@@ -62,7 +63,7 @@ def main(*, hg_exe: str | None, root: str, args: list[str], sync: bool, verify: 
 
 
 def _main(hg: Hg, root: str, args: list[str], sync: bool, verify: bool,
-          options: importer.Options, ui: UI) -> int:
+          options: Options, ui: UI) -> int:
     if verify:
         failed = [d for d in _subdirs(hg, root, args)
                   if not importer.verify_subdir(hg, root, d, ui)]

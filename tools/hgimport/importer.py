@@ -27,62 +27,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from . import guard, remote, state, verify
 from .errors import ImportAbort, InputAbort, StateAbort
 from .hg import Hg, HgError
-from .mapping import branch_target, excluded, filemap_word
+from .mapping import branch_target, excluded, filemap_word, normalize_subdir
+from .options import Options
 from .scratch import Scratch
 from .source import Source, open_source, revset_string
 from .ui import UI
 
-__all__ = ["Options", "Parent", "Plan", "run", "verify_subdir"]
+__all__ = ["Parent", "Plan", "run", "verify_subdir"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Options:
-    """What the user asked for; None means the default (docs/hg-import.md)."""
-
-    subdir: str
-    source: str | None = None
-    rev: str | None = None
-    onto: str = "."
-    branch: str | None = None
-    branch_prefix: str | None = None
-    tag_prefix: str | None = None
-    branches: dict[str, str] = field(default_factory=dict)
-    exclude: list[str] = field(default_factory=list)
-    linear: bool = False
-    keep_messages: bool = False
-    merge: bool = True
-    sync: bool = False
-    dry_run: bool = False
-    message: str | None = None
-    username: str | None = None
-
-
-# Names Mercurial gives a meaning at the root of a repository (or anywhere: .hg).
-_RESERVED = {".hgtags", ".hgignore", ".hgsub", ".hgsubstate", ".hgsigs", ".hgeol",
-             ".hgimports"}
-
-
-def normalize_subdir(subdir: str) -> str:
-    """`subdir` as a clean relative path; aborts on anything else."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in subdir):
-        raise InputAbort(f"invalid subdirectory {subdir!r}: it holds a control character "
-                         "(a newline, a tab, ...)", "give a name of printable characters")
-    clean = subdir.replace(os.sep, "/").strip("/")
-    parts = clean.split("/")
-    if not clean or os.path.isabs(subdir) or any(p in ("", ".", "..") for p in parts):
-        raise InputAbort(f"invalid subdirectory {subdir!r}",
-                         "give a relative path inside the repository, such as 'wavemeter'")
-    if any(p.casefold() == ".hg" for p in parts) or parts[0].casefold() in _RESERVED:
-        raise InputAbort(f"invalid subdirectory {subdir!r}: Mercurial reserves that name",
-                         "choose another name (not .hg, .hgtags, .hgsub, .hgignore, ...)")
-    return clean
 
 
 class Parent:

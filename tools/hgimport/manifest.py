@@ -28,9 +28,10 @@ import tempfile
 import tomllib
 from dataclasses import replace
 
-from . import importer, remote
+from . import importer, mapping, remote
 from .errors import ImportAbort, InputAbort, StateAbort
 from .hg import Hg, HgError
+from .options import Options
 from .ui import UI
 
 __all__ = ["Manifest", "consolidate", "load"]
@@ -44,7 +45,7 @@ class Manifest:
     """A parsed manifest: where the monorepo is and its children's Options."""
 
     def __init__(self, path: str, monorepo: str, username: str | None,
-                 children: list[importer.Options]):
+                 children: list[Options]):
         self.path, self.monorepo, self.username, self.children = \
             path, monorepo, username, children
 
@@ -81,7 +82,7 @@ def load(path: str) -> Manifest:
         for key in ("source", "subdir"):
             if key not in table:
                 raise InputAbort(f"{where}: missing {key!r}")
-        subdir = importer.normalize_subdir(table["subdir"])
+        subdir = mapping.normalize_subdir(table["subdir"])
         if subdir in seen:
             raise InputAbort(f"{where}.subdir: {subdir!r} appears twice")
         seen.add(subdir)
@@ -89,7 +90,7 @@ def load(path: str) -> Manifest:
         local = os.path.normpath(os.path.join(base, source))
         if not remote.looks_like_url(source) or os.path.exists(local):
             source = local
-        children.append(importer.Options(
+        children.append(Options(
             subdir=subdir, source=source, rev=table.get("rev"), branch=table.get("branch"),
             branch_prefix=table.get("branch_prefix"), tag_prefix=table.get("tag_prefix"),
             branches=dict(table.get("branches", {})), exclude=list(table.get("exclude", [])),
@@ -142,8 +143,8 @@ def _consolidate(hg: Hg, manifest: Manifest, ui: UI, dry_run: bool, verify: bool
     return 0 if 0 in results else 1
 
 
-def _options(hg: Hg, manifest: Manifest, root: str, options: importer.Options,
-             dry_run: bool) -> importer.Options:
+def _options(hg: Hg, manifest: Manifest, root: str, options: Options,
+             dry_run: bool) -> Options:
     """`options` for this run: a sync if the child is recorded in `root`."""
     sync = options.subdir in importer.Parent(hg, root).records
     return replace(options, sync=sync, dry_run=dry_run, username=manifest.username,

@@ -1,15 +1,38 @@
-"""How child names become monorepo names: files (filemap), branches, excludes."""
+"""How child names become monorepo names: the subdirectory, files (filemap),
+branches, excludes."""
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 
+from .errors import InputAbort
 from .state import Record
 
-__all__ = ["branch_target", "excluded", "filemap_word"]
+__all__ = ["branch_target", "excluded", "filemap_word", "normalize_subdir"]
 
 _SPACE = re.compile(r"\s+")
+
+# Names Mercurial gives a meaning at the root of a repository (or anywhere: .hg).
+_RESERVED = {".hgtags", ".hgignore", ".hgsub", ".hgsubstate", ".hgsigs", ".hgeol",
+             ".hgimports"}
+
+
+def normalize_subdir(subdir: str) -> str:
+    """`subdir` as a clean relative path; aborts on anything else."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in subdir):
+        raise InputAbort(f"invalid subdirectory {subdir!r}: it holds a control character "
+                         "(a newline, a tab, ...)", "give a name of printable characters")
+    clean = subdir.replace(os.sep, "/").strip("/")
+    parts = clean.split("/")
+    if not clean or os.path.isabs(subdir) or any(p in ("", ".", "..") for p in parts):
+        raise InputAbort(f"invalid subdirectory {subdir!r}",
+                         "give a relative path inside the repository, such as 'wavemeter'")
+    if any(p.casefold() == ".hg" for p in parts) or parts[0].casefold() in _RESERVED:
+        raise InputAbort(f"invalid subdirectory {subdir!r}: Mercurial reserves that name",
+                         "choose another name (not .hg, .hgtags, .hgsub, .hgignore, ...)")
+    return clean
 
 
 def branch_target(record: Record, name: str) -> str:
