@@ -295,7 +295,7 @@ class LockService:
             if self._own is None or self._own.wavemeter is not device:
                 self._own = WavemeterOutputs(device)
             output = self._own
-        elif self.owner is not None and name in self.owner.devices:
+        elif self._owned(name):
             try:
                 output = await self.owner.device_call(name, lambda device: device)
             except DeviceError as exc:
@@ -333,10 +333,14 @@ class LockService:
         return await asyncio.get_running_loop().run_in_executor(self.wavemeter.executor,
                                                                 func, *args)
 
+    def _owned(self, name: str) -> bool:
+        """Whether output `name` is a device the owner polls (and so drives)."""
+        return self.owner is not None and name in self.owner.devices
+
     async def _io(self, output: AnalogOutput, method: str, *args):
         """``output.method(*args)`` off the loop: on the poll thread of a device the owner
         polls, else on the wavemeter's executor."""
-        if self.owner is not None and output.name in self.owner.devices:
+        if self._owned(output.name):
             return await self.owner.device_call(output.name,
                                                 lambda device: getattr(device, method)(*args))
         return await self._run(getattr(output, method), *args)
