@@ -94,6 +94,29 @@ def test_export_is_incremental_and_deterministic(hg, tangled, parent, run_hg, ex
             hg.text("cat", "-r", ".", f"lib/{name}", repo=p)
 
 
+def test_an_export_under_an_ascii_locale_keeps_non_ascii_branch_names(hg, child, parent,
+                                                                         run_hg, tmp_path):
+    """The export reads names in UTF-8 whatever the locale: under LANG=C a branch
+    "messung-\u00fc" must not come back as "messung-?" (other hashes than the child's)."""
+    child.update("default")
+    child.append("f.txt", "measured\n")
+    child.commit("on a branch with an umlaut", branch="messung-\u00fc")
+    p, dest = parent.path, tmp_path / "exported"
+    ok(run_hg("importrepo", child.path, "lib", cwd=p, exe=VENV_HG))
+    imported = hg.text("log", "-r", "max(extra('convert_source'))", "-T", "{branch}", repo=p)
+    hg.run("update", "-q", imported, repo=p)  # monorepo work on the imported branch
+    with open(os.path.join(p, "lib", "f.txt"), "a") as fh:
+        fh.write("from the monorepo\n")
+    hg.run("commit", "-m", "monorepo work on the branch", repo=p)
+    hg.run("update", "-q", "default", repo=p)  # where .hgimports is
+    ascii_locale = {"HGENCODING": "ascii", "LANG": "C", "LC_ALL": "C"}
+    ok(run_hg("importrepo", "--export", "lib", str(dest), cwd=p, exe=VENV_HG,
+              extra_env=ascii_locale))
+    assert set(history(hg, child.path)) < set(history(hg, dest))
+    assert hg.text("log", "-r", "tip", "-T", "{branch} {desc}", repo=str(dest)) == \
+        "messung-\u00fc monorepo work on the branch"
+
+
 def test_export_refusals(hg, tangled, parent, run_hg, tmp_path):
     p = parent.path
     ok(run_hg("importrepo", tangled.path, "lib", cwd=p))

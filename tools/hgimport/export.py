@@ -47,7 +47,20 @@ LAST_RUN = "importrepo-export-last"  # in DEST/.hg: what the last export saw (La
 def export(repo, subdir: str, dest: str, ui: UI, hg_exe: str | None = None) -> int:
     """Write or bring up to date the export of `subdir` of `repo` (the monorepo,
     a Mercurial repository object) in `dest`; 0, or 1 when `dest` already had
-    everything. `hg_exe` serves the child, when there is something to take from it."""
+    everything. `hg_exe` serves the child, when there is something to take from it.
+
+    Names (branches, bookmarks) are read and written in UTF-8 whatever the locale,
+    as the command server's runs are (HGENCODING=utf-8): under ``LANG=C`` a
+    non-ASCII branch would otherwise come back as ``?`` and change the hashes."""
+    saved = encoding.encoding
+    encoding.encoding = b"UTF-8"
+    try:
+        return _export(repo, subdir, dest, ui, hg_exe)
+    finally:
+        encoding.encoding = saved
+
+
+def _export(repo, subdir: str, dest: str, ui: UI, hg_exe: str | None) -> int:
     root = os.fsdecode(repo.root)
     subdir = normalize_subdir(subdir)
     record = _records(repo).get(subdir)
@@ -138,14 +151,10 @@ def _convert(hgui, root: str, dest: str, filemap: str, branchmap: str, citemap: 
     convert runs again the ordinary way, a transaction per commit."""
     from hgext.convert import convcmd
 
-    def run():
-        saved = encoding.encoding  # convert sets it to UTF-8 for the rest of the process
-        try:
-            convcmd.convert(hgui, os.fsencode(root), os.fsencode(dest), source_type=b"hg",
-                            dest_type=b"hg", filemap=os.fsencode(filemap),
-                            branchmap=os.fsencode(branchmap))
-        finally:
-            encoding.encoding = saved
+    def run():  # convert sets encoding.encoding to UTF-8, which export() restores
+        convcmd.convert(hgui, os.fsencode(root), os.fsencode(dest), source_type=b"hg",
+                        dest_type=b"hg", filemap=os.fsencode(filemap),
+                        branchmap=os.fsencode(branchmap))
 
     hgui.setconfig(b"importrepo", b"citemap", os.fsencode(citemap), b"importrepo")
     shamap = os.path.join(dest, ".hg", "shamap")
