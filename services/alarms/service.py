@@ -185,6 +185,7 @@ class AlarmService:
         self.transitions = 0
         self._conditions: dict[str, object] = {}
         self._watches: dict[str, _Watch] = {}  # sensor -> its alarms
+        self._listening = False  # to the logger's accepted readings (listen)
         self._watch_of: dict[str, _Watch | None] = {}  # every sensor seen -> its alarms, if any
         self._targets: dict[str, object] = {}  # hub channel -> a _Watch or [alarms]
         self._stale: list[_Watch] = []  # the watches with stale rules
@@ -228,6 +229,7 @@ class AlarmService:
         if any(r.sensor for r in self.rules):
             if self.logger is not None:  # at once, not after the spool and the database
                 self.logger.listen(self._on_rows)
+                self._listening = True
             else:
                 patterns.append("logger/*")
         if any(r.event in LOCK_EVENTS for r in self.rules):
@@ -247,6 +249,9 @@ class AlarmService:
 
     async def stop(self) -> None:
         """Stop following, hand over what is pending to the workers, end them."""
+        if self._listening:
+            self.logger.unlisten(self._on_rows)
+            self._listening = False
         if self._subscription is not None:
             self._subscription.close()
         if self._ticker is not None:

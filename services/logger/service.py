@@ -188,6 +188,10 @@ class LoggerService:
         alarms) need not wait for ``batch_s`` and the database."""
         self._listeners.append(listener)
 
+    def unlisten(self, listener: Callable[[list[Row]], None]) -> None:
+        """Stop calling `listener` (given to `listen`)."""
+        self._listeners.remove(listener)
+
     def _on_accepted(self, rows: list[Row]) -> None:
         # any thread -> IO loop, one callback for whatever accumulates until it runs
         if self._loop is None or not self._listeners:
@@ -214,8 +218,11 @@ class LoggerService:
     def _tell_listeners(self) -> None:
         with self._heard_lock:
             rows, self._heard = self._heard, []
-        for listener in self._listeners:
-            listener(rows)
+        for listener in list(self._listeners):
+            try:
+                listener(rows)
+            except Exception:  # one listener's bug neither stops the others nor the loop
+                log.exception("logger: a listener failed on %d readings", len(rows))
 
     def _on_stored(self, rows: list[Row]) -> None:
         # writer thread -> IO loop: the hub is not thread-safe

@@ -138,8 +138,9 @@ class Writer:
                 self._cond.notify_all()
         if over > 0:
             self._handle(over)
-        if self.on_accepted is not None:
-            self.on_accepted(rows)
+        if self.on_accepted is not None:  # what will be stored: Columns are checked already
+            self.on_accepted(rows if isinstance(rows, Columns) else
+                             [r for r in rows if _storable(r)])
         return ticket
 
     def wait_handled(self, ticket: int, timeout: float) -> bool:
