@@ -24,10 +24,9 @@ unhealthy with the reason until it runs again.
 
 Stored (or spooled) samples are published on the hub as ``logger/<sensor>``
 with {"sensor", "value", "unit", "timestamp", "status"}, in order: of each
-spooled batch, the newest `publish_per_sensor` of every sensor (at least
-`PUBLISH_PER_SENSOR`, and more than the fastest polled device reads per
-``batch_s``: all of a polled device's readings; of an agent's burst of
-thousands the newest, which is what a subscriber would keep of them anyway),
+spooled batch, every reading of a polled device's sensors and of any other
+sensor (an agent's, whose bursts come in thousands) the newest
+`PUBLISH_PER_SENSOR`, which is what a subscriber would keep of them anyway,
 `PUBLISH_CHUNK` per IO-loop callback (many sensors never hold the loop, and a subscriber
 draining once per iteration sees them all).
 That channel is declared (so a stream can ask for it) as soon as the service
@@ -44,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -124,8 +122,7 @@ class LoggerService:
         self.hub = hub
         self.settings = s = LoggerSettings.from_config(config, db_url)
         self.devices = self.polled(config, s.devices)
-        self.publish_per_sensor = max([PUBLISH_PER_SENSOR] + [
-            math.ceil(s.batch_s / spec.poll_s) + 1 for spec in self.devices.values()])
+        self._polled: frozenset[str] = frozenset()  # sensors of the polled devices (start)
         self.store = open_store(s.db, s.timeout_s)
         self.writer = Writer(
             self.store, Spool(s.spool_dir, int(s.spool_max_mb * 2**20)),
@@ -227,7 +224,7 @@ class LoggerService:
     def _on_stored(self, rows: list[Row]) -> None:
         # writer thread -> IO loop: the hub is not thread-safe
         if self._loop is not None:
-            self._loop.add_callback(self._publish, newest_per_sensor(rows, self.publish_per_sensor))
+            self._loop.add_callback(self._publish, newest_per_sensor(rows, PUBLISH_PER_SENSOR, self._polled))
 
     def _publish(self, rows: list[Row]) -> None:
         """Queue stored rows for the hub; `_publish_some` sends them a chunk per callback."""
@@ -263,7 +260,9 @@ class LoggerService:
         self.hub.declare_prefix("logger/")
         self._announce(self.settings.sensors)
         self._announce(self._known)
-        self._announce([n for spec in self.devices.values() for n in spec.create().sensor_names()])
+        self._polled = frozenset(n for spec in self.devices.values()
+                                 for n in spec.create().sensor_names())
+        self._announce(self._polled)
         self.writer.start()
         await self.receiver.start()
         for name, spec in self.devices.items():
@@ -500,15 +499,24 @@ class LoggerService:
                                      for n, s in self._state.items() if s.error_since}}
 
 
-def newest_per_sensor(rows: Sequence[Row], k: int) -> list[Row]:
-    """The newest `k` rows of each sensor in `rows` (rows or `Columns`), in their order.
+def newest_per_sensor(rows: Sequence[Row], k: int, keep=frozenset()) -> list[Row]:
+    """The newest `k` rows of each sensor in `rows` (rows or `Columns`), in their order;
+    every row of the sensors named in `keep`.
 
     >>> newest_per_sensor([("a", "", 1, 1.0), ("b", "", 1, 2.0), ("a", "", 2, 3.0)], 1)
     [('b', '', 1, 2.0), ('a', '', 2, 3.0)]
+    >>> newest_per_sensor([("a", "", 1, 1.0), ("b", "", 1, 2.0), ("a", "", 2, 3.0)], 1, {"a"})
+    [('a', '', 1, 1.0), ('b', '', 1, 2.0), ('a', '', 2, 3.0)]
     """
-    keys = rows.index if isinstance(rows, Columns) else [row[0] for row in rows]
-    short = len(set(keys))  # sensors with fewer than k picked
-    left: dict = {}
+    if isinstance(rows, Columns):
+        keys = rows.index
+        kept = {i for i, (name, _unit) in enumerate(rows.sensors) if name in keep}
+    else:
+        keys = [row[0] for row in rows]
+        kept = set(keep)
+    present = set(keys)
+    short = len(present - kept)  # thinned sensors with fewer than k picked
+    left = dict.fromkeys(present & kept, -1)  # never runs out
     picked = []
     for i in range(len(keys) - 1, -1, -1):  # from the newest, until every sensor has its k
         n = left.get(keys[i], k)
@@ -517,6 +525,6 @@ def newest_per_sensor(rows: Sequence[Row], k: int) -> list[Row]:
             picked.append(i)
             if n == 1:
                 short -= 1
-                if not short:
+                if not short and not kept & present:
                     break
     return [tuple(rows[i]) for i in reversed(picked)]
