@@ -219,8 +219,11 @@ class Writer:
         deadline = time.monotonic() + timeout
         with self._cond:
             self._cond.notify_all()
-        while (self._pending or self._batching or self._unspooled or self._storing
-               or self.spool.waiting(self.destination.accepts)):
+        # In this order, each stage's flag read after what it hands on: a batch spooled
+        # once `_batching` reads False is in `waiting`, and records the storer took from
+        # `waiting` meanwhile show in `_storing`, set before it takes any.
+        while (self._pending or self._batching or self._unspooled
+               or self.spool.waiting(self.destination.accepts) or self._storing):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.01)
