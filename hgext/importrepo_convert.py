@@ -10,10 +10,11 @@ Inactive unless the convert command sets ``importrepo.messages``:
   them as any revision symbol);
 - ``keep``: descriptions are left exactly as they are.
 
-``importrepo.one-transaction`` (the export's incremental runs) makes every commit
-of one convert run one transaction of the destination, which convert's own
-transaction per commit joins; where convert would roll back an empty commit (its
-rollback undoes the last closed transaction, not one still open) it raises
+``importrepo.one-transaction`` (an import's convert, and an incremental export's)
+makes every commit of one convert run one transaction of the destination, which
+convert's own transaction per commit joins: a transaction per commit costs more
+than the commit itself. Where convert would roll back an empty commit (its
+rollback undoes the last closed transaction, not one still open) it aborts with
 ``EmptyCommit`` instead, so that the whole run is undone.
 
 ``importrepo.source`` (when set) is recorded in every converted changeset as the
@@ -37,8 +38,13 @@ _SHORT = re.compile(rb"\b[0-9a-f]{7,40}\b")
 _NEVER = re.compile(rb"(?!)")
 
 
-class EmptyCommit(Exception):
+class EmptyCommit(error.Abort):
     """In one transaction, convert would roll back a commit that changed nothing."""
+
+    MESSAGE = b"importrepo: convert would roll back an empty commit in one transaction"
+
+    def __init__(self):
+        super().__init__(self.MESSAGE)
 
 
 def extsetup(ui):

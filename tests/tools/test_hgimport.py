@@ -396,3 +396,37 @@ def test_rev_imports_only_up_to_that_changeset(hg, child, parent, run_hg):
     assert log(hg, p, "p2(.)", "{desc}") == "rename the guide"
     assert {t["tag"] for t in json.loads(hg.text("tags", "-T", "json", repo=p))} == \
         {"tip", "v1.0", "lib/v1.0"}
+
+
+_EMPTY_ONCE = '''
+"""convert's sink rolls back its first commit in one transaction, as it does for a
+commit that turned out empty"""
+from hgext.convert import hg as hgconvert
+from mercurial import extensions
+
+def _putcommit(orig, self, *args, **kwargs):
+    node = orig(self, *args, **kwargs)
+    if self.repo.ui.configbool(b"importrepo", b"one-transaction"):
+        self.repo.rollback(force=True)
+    return node
+
+def extsetup(ui):
+    extensions.wrapfunction(hgconvert.mercurial_sink, "putcommit", _putcommit)
+'''
+
+
+def test_an_empty_commit_in_the_one_transaction_converts_again(hg, child, parent, run_hg,
+                                                                env, tmp_path):
+    """The import converts in one transaction of its scratch clone; when convert would
+    roll back an empty commit there, that run is undone and convert runs again with
+    a transaction per commit: the same changesets as an import that never needed it."""
+    plain = tmp_path / "plain"
+    shutil.copytree(parent.path, plain, symlinks=True)
+    (tmp_path / "empty_once.py").write_text(_EMPTY_ONCE)
+    (tmp_path / "fault.rc").write_text(f"[extensions]\nempty_once = {tmp_path / 'empty_once.py'}\n")
+    faulty = dict(HGRCPATH=f"{env['HGRCPATH']}{os.pathsep}{tmp_path / 'fault.rc'}")
+    result = run_hg("importrepo", child.path, "lib", cwd=parent.path, extra_env=faulty)
+    assert "lib: 8 changesets imported" in ok(result)
+    ok(run_hg("importrepo", child.path, "lib", cwd=plain))
+    assert log(hg, parent.path, template="{node}\n") == log(hg, plain, template="{node}\n")
+    ok(run_hg("verify", "-q", cwd=parent.path))

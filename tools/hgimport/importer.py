@@ -42,6 +42,9 @@ __all__ = ["Parent", "Plan", "run", "verify_subdir"]
 
 log = logging.getLogger(__name__)
 
+# how importrepo_convert's EmptyCommit aborts a convert in one transaction
+EMPTY_COMMIT = "convert would roll back an empty commit in one transaction"
+
 
 class Parent:
     """The repository the child goes into, as seen through the command server."""
@@ -283,7 +286,10 @@ class Aside:
 
 
 def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
-    """Run convert; return its revision map {child node: imported node}."""
+    """Run convert, all its commits in one transaction of the scratch clone (a
+    transaction per commit costs more than the commits); when convert would roll
+    back an empty commit there, the run is undone and convert runs again the
+    ordinary way. Returns its revision map {child node: imported node}."""
     r = plan.record
     shamap = os.path.join(aside.repo, ".hg", "shamap")
     order = [c.node for c in plan.source.changes if c.node in plan.done]
@@ -316,8 +322,20 @@ def _convert(aside: Aside, plan: Plan, ui: UI) -> dict[str, str]:
             ui.progress("converting", total - 1 - left, total, "changesets")
 
     log.debug("hg %s", " ".join(args))
+    mapped = os.path.getsize(shamap)
     try:
-        aside.hg.run(*args, plan.source.path, aside.repo, on_line=on_line)
+        try:
+            aside.hg.run(*args, "--config", "importrepo.one-transaction=true",
+                         plan.source.path, aside.repo, on_line=on_line)
+        except HgError as exc:
+            if EMPTY_COMMIT not in exc.err:
+                raise
+            log.debug("convert in one transaction undone (an empty commit), again with a "
+                      "transaction per commit")
+            with open(shamap, "r+b") as fh:  # convert wrote the undone commits into it
+                fh.truncate(mapped)
+            counting.clear()
+            aside.hg.run(*args, plan.source.path, aside.repo, on_line=on_line)
     finally:
         ui.progress("converting", None, None)
     revmap = {}
