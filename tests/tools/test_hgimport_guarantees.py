@@ -91,6 +91,30 @@ def test_parent_bookmarks_heads_tags_phases_untouched_by_import_and_sync(
     ok(run_hg("importrepo", "--verify", cwd=p, exe=exe))
 
 
+def test_verify_finds_a_parent_name_moved_onto_the_imported_history(hg, tangled, keeper,
+                                                                     run_hg, exe):
+    """--verify of an earlier import has no before-state, yet a bookmark or tag of the
+    parent's (no import prefix) on an imported changeset is exactly what a child's
+    bare `master` would do: it fails naming it, and passes once it is put back."""
+    p = keeper.path
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
+    clean = ok(run_hg("importrepo", "--verify", "lib", cwd=p, exe=exe))
+    assert "names on imported changesets: " in clean and "none of the parent's" in clean
+    master = hg.text("log", "-r", "master", "-T", "{node}", repo=p)
+    imported = hg.text("log", "-r", "last(extra('convert_source'))", "-T", "{node}", repo=p)
+    hg.run("bookmark", "-f", "-r", imported, "master", repo=p)
+    hg.run("tag", "-l", "-r", imported, "v9", repo=p)
+    result = run_hg("importrepo", "--verify", "lib", cwd=p, exe=exe)
+    assert result.returncode == 255, result.stdout + result.stderr
+    assert f"bookmark master is on imported {imported[:12]}: not the child's (those carry " \
+        "lib/), so it moved there" in result.stdout
+    assert f"tag v9 is on imported {imported[:12]}" in result.stdout
+    assert "abort: verification failed for lib" in result.stderr
+    hg.run("bookmark", "-f", "-r", master, "master", repo=p)
+    hg.run("tag", "-l", "--remove", "v9", repo=p)
+    ok(run_hg("importrepo", "--verify", "lib", cwd=p, exe=exe))
+
+
 MOVER = '''
 def move(ui, repo, **kwargs):
     """Move the parent's `other` bookmark inside the pull's transaction."""

@@ -97,10 +97,9 @@ class Parent:
                             check=False)
         return found.code == 0 and bool(found.out)
 
-    def imported(self, sourcename: str, among: str = "all()") -> dict[str, tuple[str, str]]:
-        """{child node: (node, branch)} of the changesets a previous import brought,
-        of those in the revset `among` (looked at first, so a small one is quick)."""
-        revset = f"({among}) and extra('convert_source', {revset_string(sourcename)})"
+    def imported(self, sourcename: str) -> dict[str, tuple[str, str]]:
+        """{child node: (node, branch)} of the changesets a previous import brought."""
+        revset = f"extra('convert_source', {revset_string(sourcename)})"
         result = {}
         template = '{dict(node, branch, child=get(extras, "convert_revision"))|json}\n'
         for line in self.hg.lines("log", "-r", revset, "-T", template, repo=self.root):
