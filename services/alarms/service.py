@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 RECENT = 10  # values per sensor carried by a notification
 MAX_SILENCE_S = 30 * 86400
 MAX_WHO = 100
+MAX_MEMO = 100_000  # sensors and hub channels whose alarms are remembered (then found again)
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 _STATE_RANK = {"firing": 0, "pending": 1, "resolved": 2, "ok": 3}
 
@@ -186,8 +187,9 @@ class AlarmService:
         self._conditions: dict[str, object] = {}
         self._watches: dict[str, _Watch] = {}  # sensor -> its alarms
         self._listening = False  # to the logger's accepted readings (listen)
-        self._watch_of: dict[str, _Watch | None] = {}  # every sensor seen -> its alarms, if any
-        self._targets: dict[str, object] = {}  # hub channel -> a _Watch or [alarms]
+        # sensor seen -> its alarms, if any; hub channel -> a _Watch or [alarms] (MAX_MEMO each)
+        self._watch_of: dict[str, _Watch | None] = {}
+        self._targets: dict[str, object] = {}
         self._stale: list[_Watch] = []  # the watches with stale rules
         self._by_sensor: dict[str, list[Rule]] = {}  # rules naming a sensor literally
         self._globs = [r for r in self.rules if r.sensor is not None and r.per_subject]
@@ -331,6 +333,8 @@ class AlarmService:
         elif channel == "wavemeter/status":
             targets = [a for a in self.alarms.values()
                        if a.rule.event == "wavemeter missing"] or None
+        if len(self._targets) >= MAX_MEMO:
+            self._targets.clear()
         self._targets[channel] = targets
         return targets
 
@@ -341,8 +345,10 @@ class AlarmService:
         for rule in self._by_sensor.get(sensor, []) + [r for r in self._globs if r.takes(sensor)]:
             if rule.alarm_name(sensor) not in self.alarms:
                 self._add(rule, sensor, now)
-        self._watch_of[sensor] = self._watches.get(sensor)
-        return self._watch_of[sensor]
+        if len(self._watch_of) >= MAX_MEMO:  # an agent naming ever new sensors
+            self._watch_of.clear()
+        watch = self._watch_of[sensor] = self._watches.get(sensor)
+        return watch
 
     def _on_rows(self, rows: list[Row]) -> None:
         """Readings the logger has just taken (sensor, unit, µs, value): feed them all, then

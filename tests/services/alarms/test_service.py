@@ -489,3 +489,22 @@ def test_a_wrong_smtp_password_shows_in_the_api_health_and_cli_without_the_passw
            f"refused" in listed.stdout
     assert listed.stdout.rstrip().endswith("(2 dropped, not retried)")
     assert "staple" not in str(channel) + listed.stdout + listed.stderr
+
+
+@pytest.mark.parametrize("from_hub", [False, True], ids=["from the logger", "from the hub"])
+def test_an_agent_naming_ever_new_sensors_grows_no_memo_without_bound(
+        server_thread, api, tmp_path, monkeypatch, from_hub):
+    """What the alarms remember per sensor and per hub channel is bounded (MAX_MEMO);
+    past the bound it is found again, and alarms still fire."""
+    monkeypatch.setattr("services.alarms.service.MAX_MEMO", 5)
+    lab = Lab(server_thread, api, lab_config(tmp_path, str(tmp_path / "lab.sqlite"), for_s=0),
+              from_hub=from_hub)
+    for n in range(40):
+        lab.read(f"agent sensor {n}", 1.0)
+    wait_until(lambda: lab.logger.writer.status()["written"] == 40, what="40 readings stored")
+    lab.read("loadlock", 3e-5)  # a glob's sensor, first seen past the bound
+    lab.wait_state("gauges/loadlock", "firing")
+    lab.read("chamber", 3e-9)
+    lab.wait_state("chamber pressure", "firing")
+    assert lab.srv.call(lambda: len(lab.alarms._watch_of)) <= 5
+    assert lab.srv.call(lambda: len(lab.alarms._targets)) <= 5
