@@ -102,17 +102,28 @@ def refusal(status: int, message: str, field: str | None = None, retry_after: in
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-#: what Tornado answers to a request line or header line it cannot parse: no body at all
+#: what Tornado answers to a request line, header line or body framing it cannot parse:
+#: no body at all
 _BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
-_MALFORMED = refusal(400, "malformed request: the request line or a header line cannot be "
-                          "parsed as HTTP/1.1 (RFC 9112: METHOD target HTTP/1.1, then "
-                          "Name: value lines)")
+_MALFORMED_HEAD = refusal(400, "malformed request: the request line or a header line cannot "
+                               "be parsed as HTTP/1.1 (RFC 9112: METHOD target HTTP/1.1, then "
+                               "Name: value lines)")
+_MALFORMED_BODY = refusal(400, "malformed request body: its chunked framing cannot be parsed "
+                               "(RFC 9112: each chunk a hexadecimal size line, the chunk and "
+                               "CRLF; a 0 size ends the body)")
 
 
-def _with_json_400(write):
-    """A stream's `write` that turns Tornado's bodiless 400 into one with a JSON body."""
+def _with_json_400(stream: IOStream):
+    """`stream.write`, turning Tornado's bodiless 400 into one with a JSON body that says
+    whether the head or the body's framing was malformed (`stream.head_parsed`, set by
+    `_Parsed` for the request being read)."""
+    write = stream.write
+    stream.head_parsed = False
+
     def written(data, *args, **kwargs):
-        return write(_MALFORMED if data == _BARE_400 else data, *args, **kwargs)
+        if data == _BARE_400:
+            data = _MALFORMED_BODY if stream.head_parsed else _MALFORMED_HEAD
+        return write(data, *args, **kwargs)
     return written
 
 
@@ -290,7 +301,7 @@ class Listener(tornado.httpserver.HTTPServer):
 
     def handle_stream(self, stream: IOStream, address: tuple) -> None:
         self._clients[address[0] if isinstance(address, tuple) else ""] += 1
-        stream.write = _with_json_400(stream.write)
+        stream.write = _with_json_400(stream)
         super().handle_stream(stream, address)
 
     def on_close(self, server_conn) -> None:
@@ -454,8 +465,10 @@ class _Parsed(_Guard):
     def __init__(self, gate: Gate, connection, inner):
         super().__init__(gate, inner)
         self.connection = connection
+        connection.stream.head_parsed = False  # a new request on the connection
 
     def headers_received(self, start_line, headers):
+        self.connection.stream.head_parsed = True  # a 400 from here on is the body's framing
         try:
             return self.inner.headers_received(start_line, headers)
         except tornado.httputil.HTTPInputError as exc:

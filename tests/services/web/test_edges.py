@@ -4,6 +4,7 @@ timeouts, and a 500 that names its request id in the log."""
 import gzip
 import json
 import logging
+import re
 import socket
 import urllib.request
 
@@ -186,6 +187,34 @@ def test_a_chunked_body_over_the_limit_is_a_413_too(edge):
         sock.sendall(chunk)
     status, headers, body = answer(sock)
     assert status == 413 and "larger than this resource takes" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("framing", [b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabcdef\r\n0\r\n\r\n",
+                                     b"-1\r\n\r\n"], ids=["size not hex", "chunk too long",
+                                                         "negative size"])
+def test_a_chunked_body_that_is_not_http_gets_a_json_400_saying_so(edge, api, framing):
+    """After a good request on the same connection, a bad chunked body is named as the
+    body's framing, not the head's."""
+    srv = edge()
+    sock = connect(srv.port)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head)[1])
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200") and len(body) == length  # and the connection stays
+    sock.sendall(b"POST /api/v1/rpc HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n" + framing)
+    status, headers, body = answer(sock)
+    assert status == 400 and headers["Content-Type"].startswith("application/json")
+    assert json.loads(body)["error"].startswith("malformed request body: its chunked framing "
+                                                "cannot be parsed")
+    sock = connect(srv.port)  # and a bad head on a fresh connection is still the head's
+    sock.sendall(b"GET /healthz HTTP/7\r\nHost: 127.0.0.1\r\n\r\n")
+    assert json.loads(answer(sock)[2])["error"].startswith("malformed request: the request line")
 
 
 def test_405_says_which_methods_are_allowed(edge, api):
