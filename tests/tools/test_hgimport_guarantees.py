@@ -91,27 +91,28 @@ def test_parent_bookmarks_heads_tags_phases_untouched_by_import_and_sync(
     ok(run_hg("importrepo", "--verify", cwd=p, exe=exe))
 
 
-def test_verify_finds_a_parent_name_moved_onto_the_imported_history(hg, tangled, keeper,
-                                                                     run_hg, exe):
-    """--verify of an earlier import has no before-state, yet a bookmark or tag of the
-    parent's (no import prefix) on an imported changeset is exactly what a child's
-    bare `master` would do: it fails naming it, and passes once it is put back."""
+def test_verify_finds_a_child_name_arrived_bare_and_leaves_the_parents_own(hg, tangled,
+                                                                           keeper, run_hg, exe):
+    """--verify of an earlier import has no before-state. A child's bookmark or tag under
+    its bare name on its image is what moved the parent's `master` before: it fails
+    naming it. Names the parent's users put on imported changesets later are theirs."""
     p = keeper.path
     ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
-    clean = ok(run_hg("importrepo", "--verify", "lib", cwd=p, exe=exe))
-    assert "names on imported changesets: " in clean and "none of the parent's" in clean
+    hg.run("bookmark", "-r", "lib/feature", "review-me", repo=p)
+    hg.run("tag", "-l", "-r", "lib/master", "release-1.0", repo=p)
+    ok(run_hg("importrepo", "--verify", "lib", cwd=p, exe=exe))
     master = hg.text("log", "-r", "master", "-T", "{node}", repo=p)
-    imported = hg.text("log", "-r", "last(extra('convert_source'))", "-T", "{node}", repo=p)
-    hg.run("bookmark", "-f", "-r", imported, "master", repo=p)
-    hg.run("tag", "-l", "-r", imported, "v9", repo=p)
+    image = hg.text("log", "-r", "lib/master", "-T", "{node}", repo=p)
+    tagged = hg.text("log", "-r", "lib/v1", "-T", "{node}", repo=p)
+    hg.run("bookmark", "-f", "-r", image, "master", repo=p)
+    hg.run("tag", "-l", "-f", "-r", tagged, "v1", repo=p)  # over the parent's own v1
     result = run_hg("importrepo", "--verify", "lib", cwd=p, exe=exe)
     assert result.returncode == 255, result.stdout + result.stderr
-    assert f"bookmark master is on imported {imported[:12]}: not the child's (those carry " \
-        "lib/), so it moved there" in result.stdout
-    assert f"tag v9 is on imported {imported[:12]}" in result.stdout
+    assert f"child bookmark master arrived bare, on {image[:12]}" in result.stdout
+    assert f"child tag v1 arrived bare, on {tagged[:12]}" in result.stdout
     assert "abort: verification failed for lib" in result.stderr
     hg.run("bookmark", "-f", "-r", master, "master", repo=p)
-    hg.run("tag", "-l", "--remove", "v9", repo=p)
+    hg.run("tag", "-l", "--remove", "v1", repo=p)
     ok(run_hg("importrepo", "--verify", "lib", cwd=p, exe=exe))
 
 

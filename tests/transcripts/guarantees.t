@@ -40,7 +40,6 @@ child's as lib/master:
     merges: 1 in child, 1 imported
     tags: 0 child tags checked under lib/
     bookmarks: 1 child bookmarks checked under lib/
-    names on imported changesets: 1, none of the parent's
     parent: 1 bookmarks, 0 tags, 1 branch heads, phases and remote names untouched
     hg verify: clean
   lib: 3 changesets imported, head 27eed3ae796d
@@ -82,7 +81,6 @@ The child moves on; a sync moves lib/master and nothing of the parent's:
     merges: 0 in child, 0 imported
     tags: 0 child tags checked under lib/
     bookmarks: 1 child bookmarks checked under lib/
-    names on imported changesets: 1, none of the parent's
     parent: 2 bookmarks, 0 tags, 3 branch heads, phases and remote names untouched
     hg verify: clean
   lib: 1 changesets synced, head d2ddc7ed554c

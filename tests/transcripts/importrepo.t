@@ -88,7 +88,6 @@ The import, verified before the parent changes:
     merges: 0 in child, 0 imported
     tags: 1 child tags checked under lib/
     bookmarks: 0 child bookmarks checked under lib/
-    names on imported changesets: 1, none of the parent's
     parent: 0 bookmarks, 1 tags, 2 branch heads, phases and remote names untouched
     hg verify: clean
   lib: 3 changesets imported, head 482f46965c01
@@ -164,7 +163,6 @@ New child changesets arrive with one more merge:
     merges: 0 in child, 0 imported
     tags: 2 child tags checked under lib/
     bookmarks: 0 child bookmarks checked under lib/
-    names on imported changesets: 2, none of the parent's
     parent: 0 bookmarks, 2 tags, 4 branch heads, phases and remote names untouched
     hg verify: clean
   lib: 1 changesets synced, head 96bf64106b76
@@ -179,7 +177,6 @@ New child changesets arrive with one more merge:
     merges: 0 in child, 0 imported
     tags: 2 child tags checked under lib/
     bookmarks: 0 child bookmarks checked under lib/
-    names on imported changesets: 2, none of the parent's
     hg verify: clean
 
 Progress goes through Mercurial's progress bar:
