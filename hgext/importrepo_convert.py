@@ -17,6 +17,12 @@ than the commit itself. Where convert would roll back an empty commit (its
 rollback undoes the last closed transaction, not one still open) it aborts with
 ``EmptyCommit`` instead, so that the whole run is undone.
 
+``importrepo.joins`` (the export: a file of "merge parent" lines) names the
+monorepo's merges that only joined the child into it (an import's or a sync's
+merge): convert's filemap treats each as it treats a changeset that changes
+nothing it includes, as the changeset of that parent, where it would otherwise
+keep it as a merge of two child changesets, one the other's ancestor.
+
 ``importrepo.source`` (when set) is recorded in every converted changeset as the
 ``importrepo_source`` extra, beside convert's ``convert_revision``.
 ``importrepo.citemap`` (a file of "source-node dest-node" lines) overrides the
@@ -48,7 +54,7 @@ class EmptyCommit(error.Abort):
 
 
 def extsetup(ui):
-    from hgext.convert import convcmd
+    from hgext.convert import convcmd, filemap
     from hgext.convert import git as gitconvert
     from hgext.convert import hg as hgconvert
 
@@ -56,6 +62,7 @@ def extsetup(ui):
     extensions.wrapfunction(localrepo.localrepository, "rollback", _rollback)
     extensions.wrapfunction(hgconvert.mercurial_sink, "putcommit", _putcommit)
     extensions.wrapfunction(hgconvert.mercurial_source, "lookuprev", _lookuprev)
+    extensions.wrapfunction(filemap.filemap_source, "getchanges", _getchanges)
     if "lookuprev" not in vars(gitconvert.convert_git):
         gitconvert.convert_git.lookuprev = _git_lookuprev
 
@@ -104,6 +111,20 @@ def _putcommit(orig, self, files, copies, parents, commit, source, revmap, *args
         hgconvert.sha1re = saved
 
 
+def _getchanges(orig, self, rev, full):
+    joins = self.ui.config(b"importrepo", b"joins")
+    kept = _load(joins).get(rev) if joins else None
+    parents = self.commits[rev].parents if kept is not None else ()
+    if kept not in parents:
+        return orig(self, rev, full)
+    # as filemap_source.getchanges does with a changeset it does not want
+    self.origparents[rev] = parents
+    self.mark_not_wanted(rev, kept)
+    self.convertedorder.append((rev, False, kept))
+    self._discard(*parents)
+    return self.parentmap[rev]
+
+
 class _Overlay:
     """`first`, then `rest`, for the lookups putcommit makes."""
 
@@ -120,8 +141,9 @@ _LOADED = {}
 
 def _load(path):
     if path not in _LOADED:
-        with open(path, "rb") as fh:
+        if len(_LOADED) >= 4:  # a command server runs many imports and exports
             _LOADED.clear()
+        with open(path, "rb") as fh:
             _LOADED[path] = dict(line.split() for line in fh if line.strip())
     return _LOADED[path]
 

@@ -94,6 +94,42 @@ def test_export_is_incremental_and_deterministic(hg, tangled, parent, run_hg, ex
             hg.text("cat", "-r", ".", f"lib/{name}", repo=p)
 
 
+def test_a_sync_that_only_joins_the_child_is_no_changeset_of_the_export(
+        hg, tangled, parent, run_hg, exe, tmp_path):
+    """A sync's merge that brings the child's new work into a monorepo with none of its
+    own under SUBDIR stands for the child's head in the export: nothing for a push to
+    add to the child, by an incremental export as by a fresh one. A sync merge that
+    joins monorepo work under SUBDIR stays a merge, and the child takes it."""
+    p, inc, fresh = parent.path, tmp_path / "inc", tmp_path / "fresh"
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
+    ok(run_hg("importrepo", "--export", "lib", str(inc), cwd=p, exe=exe))
+    tangled.update("master")
+    tangled.append("f.txt", "child later\n")
+    tangled.commit("child later")
+    ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
+    out = ok(run_hg("importrepo", "--export", "lib", str(inc), cwd=p, exe=exe))
+    assert "1 new changesets (0 made in the monorepo on top of the child's)" in out
+    ok(run_hg("importrepo", "--export", "lib", str(fresh), cwd=p, exe=exe))
+    assert history(hg, inc) == history(hg, fresh) == history(hg, tangled.path)
+    clone = tmp_path / "child-clone"
+    hg.run("clone", "-q", tangled.path, str(clone))
+    pushed = run_hg("push", "-R", str(inc), str(clone), cwd=tmp_path, exe=exe)
+    assert pushed.returncode == 1 and "no changes found" in pushed.stdout
+
+    with open(os.path.join(p, "lib", "g.txt"), "a") as fh:  # monorepo work, then a sync
+        fh.write("monorepo\n")
+    hg.run("commit", "-m", "monorepo work", repo=p)
+    tangled.append("f.txt", "child again\n")
+    tangled.commit("child again")
+    ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
+    out = ok(run_hg("importrepo", "--export", "lib", str(inc), cwd=p, exe=exe))
+    assert "3 new changesets (2 made in the monorepo on top of the child's)" in out
+    assert hg.text("log", "-r", "tip", "-T", "{p1.desc}|{p2.desc}", repo=str(inc)) == \
+        "monorepo work|child again"
+    pushed = run_hg("push", "-R", str(inc), str(clone), cwd=tmp_path, exe=exe)
+    assert pushed.returncode == 0 and "added 3 changesets" in pushed.stdout
+
+
 def test_an_export_under_an_ascii_locale_keeps_non_ascii_branch_names(hg, child, parent,
                                                                          run_hg, tmp_path):
     """The export reads names in UTF-8 whatever the locale: under LANG=C a branch
@@ -225,9 +261,11 @@ def test_a_stripped_monorepo_head_makes_the_export_read_everything(hg, tangled, 
     later = tangled.commit("child later")
     ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
     out = ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe))
-    assert "2 new changesets (2 made in the monorepo on top of the child's)" in out
-    assert hg.text("log", "-r", later, "-T", "{desc}", repo=str(first)) == "child later"
-    assert hg.text("log", "-r", "tip", "-T", "{p2node}", repo=str(first)) == later
+    # the sync only joined the child (the work it would have merged is gone): the child's
+    # changeset is all that is new; the stripped work stays in DEST, which it reached
+    assert "1 new changesets (1 made in the monorepo on top of the child's)" in out
+    assert hg.text("log", "-r", "tip", "-T", "{node} {desc}", repo=str(first)) == \
+        f"{later} child later"
 
 
 CHG = "/usr/bin/chg"

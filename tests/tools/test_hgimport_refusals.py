@@ -6,11 +6,12 @@ own transaction was cut."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.tools.hgrepos import ROOT, settle, snapshot
+from tests.tools.hgrepos import ROOT, VENV_HG, ok, settle, snapshot
 
 DETAILED = ("--config", "ui.detailed-exit-code=yes")
 
@@ -41,6 +42,12 @@ REFUSALS = {
     "tag collision": ("", ["--tag-prefix", "", "{child}", "lib"], 10,
                       "tag collision: child tag 'v1.0' would become 'v1.0'", "--tag-prefix"),
     "missing source": ("", ["{child}/nowhere", "lib"], 10, "does not exist", "give the path"),
+    "subdir under a parent file": ("", ["{child}", "README/lib"], 20,
+                                   "README/lib cannot be a folder of the parent: README is a "
+                                   "file there", "move README away first"),
+    "subdir under an untracked file": ("touch notes", ["{child}", "notes/lib"], 20,
+                                       "notes/lib cannot be a folder of the parent: notes is "
+                                       "a file there", "choose another subdirectory"),
 }
 
 
@@ -59,7 +66,7 @@ def test_each_refusal_changes_nothing_and_exits_as_mercurial_does(hg, child, par
         assert snapshot(tmp_path / "parent") == before, case
         coarse = run_hg("importrepo", *argv, cwd=parent.path, exe=exe)  # without: 255
         assert coarse.returncode == 255, case
-        for name in (".hgimports", ".hgtags"):  # undo the setup
+        for name in (".hgimports", ".hgtags", "notes"):  # undo the setup
             if name in setup:
                 os.unlink(os.path.join(parent.path, name))
         if "dirty" in setup:
@@ -116,6 +123,33 @@ def test_kill_during_the_conversion_leaves_a_scratch_clone_the_next_run_removes(
     assert out.returncode == 0, out.stderr
     assert f"removed {_name(out.stdout)}, left by an import that was killed" in out.stdout
     assert _scratch(parent.path) == [] and "verify lib/: ok" in out.stdout
+
+
+def test_kill_during_an_export_leaves_a_scratch_folder_the_next_run_removes(
+        hg, child, parent, env, tmp_path, run_hg):
+    """--export (as --verify and a dry run) works in the system's temporary folder; a kill
+    -9 leaves its folder there, and the next such run removes it (never a live one's)."""
+    p, dest, tmp = parent.path, tmp_path / "exported", tmp_path / "tmp"
+    tmp.mkdir()
+    ok(run_hg("importrepo", child.path, "lib", cwd=p))
+    with open(os.path.join(p, "lib", "monorepo.txt"), "w") as fh:  # for the export to convert
+        fh.write("monorepo work\n")
+    hg.run("commit", "-A", "-m", "monorepo work", repo=p)
+    killing = dict(env, TMPDIR=str(tmp), HGRCPATH=str(tmp_path / "kill-export.hgrc"))
+    (tmp_path / "kill-export.hgrc").write_text(
+        open(env["HGRCPATH"]).read() + '[hooks]\npretxnclose.zkill = case "$HG_TXNNAME" in '
+        "convert*) kill -9 $PPID; sleep 5;; esac\n")  # the export itself converts
+    killed = subprocess.run([VENV_HG, "importrepo", "--export", "lib", str(dest)], cwd=p,
+                            env=killing, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    left = [n for n in os.listdir(tmp) if n.startswith("importrepo-")]
+    assert len(left) == 1
+    live = tmp / "importrepo-live"  # a run still working: its folder stays
+    live.mkdir()
+    (live / "owner").write_text(f"{os.getpid()}\n")
+    shutil.rmtree(dest)
+    ok(run_hg("importrepo", "--export", "lib", str(dest), cwd=p, extra_env={"TMPDIR": str(tmp)}))
+    assert os.listdir(tmp) == ["importrepo-live"]
 
 
 def _name(stdout: str) -> str:

@@ -97,6 +97,19 @@ class Parent:
                             check=False)
         return found.code == 0 and bool(found.out)
 
+    def file_above(self, subdir: str) -> str | None:
+        """The parent's file (tracked at the revision imported onto, or in the working
+        directory) that `subdir` would have to be a folder in, if any."""
+        parts = subdir.split("/")
+        above = ["/".join(parts[:k]) for k in range(1, len(parts))]
+        if not above:
+            return None
+        found = self.hg.run("files", "-r", self.onto, *(f"path:{p}" for p in above),
+                            repo=self.root, check=False)
+        tracked = set(found.text.splitlines()) if found.code == 0 else set()
+        return next((p for p in above if p in tracked or
+                     os.path.isfile(os.path.join(self.root, p))), None)
+
     def imported(self, sourcename: str) -> dict[str, tuple[str, str]]:
         """{child node: (node, branch)} of the changesets a previous import brought."""
         revset = f"extra('convert_source', {revset_string(sourcename)})"
@@ -171,6 +184,10 @@ def _record(opts: Options, parent: Parent, subdir: str) -> state.Record:
     if parent.has_files(subdir):
         raise StateAbort(f"{subdir} already exists in the parent and is not an import",
                           "choose another subdirectory, or move the existing one away first")
+    above = parent.file_above(subdir)
+    if above is not None:
+        raise StateAbort(f"{subdir} cannot be a folder of the parent: {above} is a file there",
+                         f"choose another subdirectory, or move {above} away first")
     if os.path.lexists(os.path.join(parent.root, subdir)):
         raise StateAbort(f"{subdir} exists in the working directory (untracked files)",
                           "move it away or choose another subdirectory")
