@@ -95,6 +95,17 @@ def test_second_import_is_a_state_error_and_nothing_new_exits_1(child, parent, r
     assert nothing.returncode == 1 and "lib: nothing new in" in nothing.stdout
 
 
+def test_a_subdir_differing_from_an_import_only_in_case_is_refused(hg, child, parent, run_hg,
+                                                                    tmp_path):
+    ok(run_hg("importrepo", child.path, "lib", cwd=parent.path))
+    before = settle(hg, tmp_path / "parent")
+    result = run_hg("importrepo", *DETAILED, child.path, "LIB", cwd=parent.path)
+    assert result.returncode == 20, result.stderr
+    assert "abort: LIB differs from the import lib only in case, which a checkout on macOS " \
+        "or Windows cannot hold apart" in result.stderr and "sync lib" in result.stderr
+    assert snapshot(tmp_path / "parent") == before
+
+
 def _killing_hgrc(env: dict, tmp_path: Path, txn: str) -> dict:
     """An environment whose hgrc kills -9 the import (its command server and the
     `hg importrepo` process) inside the transaction named `txn`."""

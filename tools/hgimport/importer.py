@@ -181,6 +181,11 @@ def _record(opts: Options, parent: Parent, subdir: str) -> state.Record:
     if old is not None:
         raise StateAbort(f"{subdir} is already imported from {old.source}",
                           f"bring in new changesets with: hg importrepo --sync {subdir}")
+    twin = next((d for d in parent.records if d.casefold() == subdir.casefold()), None)
+    if twin is not None:
+        raise StateAbort(f"{subdir} differs from the import {twin} only in case, which a "
+                         "checkout on macOS or Windows cannot hold apart",
+                         f"choose another subdirectory, or sync {twin}")
     if parent.has_files(subdir):
         raise StateAbort(f"{subdir} already exists in the parent and is not an import",
                           "choose another subdirectory, or move the existing one away first")

@@ -78,8 +78,8 @@ class Report:
 
     def lines(self) -> list[str]:
         c = self.counts
-        dropped = ", ".join(f"{c[k]} {k}" for k in ("tag-only", "empty after excludes")
-                            if c.get(k))
+        dropped = ", ".join(f"{c[k]} {k}" for k in ("tag-only", "empty after excludes",
+                                                    "empty") if c.get(k))
         out = [f"verify {self.subdir}/: {'ok' if self.ok else 'FAILED'}",
                f"  {self.scope}changesets: {c.get('child', 0)} in child = "
                f"{c.get('kept', 0)} imported"
@@ -184,7 +184,8 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
             if len(change.parents) == 2 and len({image(source, revmap, p)
                                                  for p in change.parents}) == 2:
                 report.problem(f"merge {change.node[:12]} of the child was not imported")
-            kind = "tag-only" if change.files == (".hgtags",) else "empty after excludes"
+            kind = "tag-only" if change.files == (".hgtags",) else \
+                "empty after excludes" if record.exclude else "empty"  # a branch opened, say
             counts[kind] = counts.get(kind, 0) + 1
             target = revmap.get(change.node) or image(source, revmap, change.node)
             if hgchild and change.parents and target == image(
