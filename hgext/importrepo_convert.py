@@ -17,11 +17,13 @@ than the commit itself. Where convert would roll back an empty commit (its
 rollback undoes the last closed transaction, not one still open) it aborts with
 ``EmptyCommit`` instead, so that the whole run is undone.
 
-``importrepo.joins`` (the export: a file of "merge parent" lines) names the
-monorepo's merges that only joined the child into it (an import's or a sync's
-merge): convert's filemap treats each as it treats a changeset that changes
-nothing it includes, as the changeset of that parent, where it would otherwise
-keep it as a merge of two child changesets, one the other's ancestor.
+``importrepo.empty-merges`` set to ``prune`` (the export) makes convert's filemap
+treat a merge that adds nothing as it treats a changeset that changes nothing it
+includes: a merge where one parent's converted changeset is an ancestor of the
+other's and the included files are those of the later one becomes that parent's
+changeset. Convert alone keeps such a merge whenever its parents are on different
+branches (an import's or a sync's merge, seen from the child's side), and a push
+of the export would add it to the child as an empty merge.
 
 ``importrepo.source`` (when set) is recorded in every converted changeset as the
 ``importrepo_source`` extra, beside convert's ``convert_revision``.
@@ -35,7 +37,7 @@ from __future__ import annotations
 import re
 
 from mercurial import error, extensions, localrepo, scmutil
-from mercurial.node import hex
+from mercurial.node import bin, hex
 
 testedwith = b"6.3 7.2"
 minimumhgversion = b"6.3"
@@ -77,6 +79,9 @@ def _one_transaction(repo) -> bool:
 
 def _convert(orig, self, sortmode):
     repo = getattr(self.dest, "repo", None)  # a Mercurial destination
+    if repo is not None and repo.ui.config(b"importrepo", b"empty-merges") == b"prune" and \
+            hasattr(self.source, "parentmap"):  # a filemap's source
+        self.source.importrepo_converter = self
     if repo is None or not _one_transaction(repo):
         return orig(self, sortmode)
     # convert takes the same locks again (they are reentrant) and its transactions nest
@@ -112,17 +117,39 @@ def _putcommit(orig, self, files, copies, parents, commit, source, revmap, *args
 
 
 def _getchanges(orig, self, rev, full):
-    joins = self.ui.config(b"importrepo", b"joins")
-    kept = _load(joins).get(rev) if joins else None
-    parents = self.commits[rev].parents if kept is not None else ()
-    if kept not in parents:
+    kept = _later_parent(self, rev)
+    if kept is None:
         return orig(self, rev, full)
     # as filemap_source.getchanges does with a changeset it does not want
+    parents = self.commits[rev].parents
     self.origparents[rev] = parents
     self.mark_not_wanted(rev, kept)
     self.convertedorder.append((rev, False, kept))
     self._discard(*parents)
     return self.parentmap[rev]
+
+
+def _later_parent(source, rev):
+    """The parent of merge `rev` that it adds nothing to (see importrepo.empty-merges),
+    or None."""
+    converter = getattr(source, "importrepo_converter", None)
+    parents = source.commits[rev].parents
+    if converter is None or len(parents) != 2:
+        return None
+    from hgext.convert.common import SKIPREV
+
+    images = [converter.map.get(source.parentmap.get(p)) for p in parents]
+    if None in images or SKIPREV in images or images[0] == images[1]:
+        return None
+    changelog = converter.dest.repo.unfiltered().changelog
+    nodes = [bin(image) for image in images]
+    if not all(map(changelog.hasnode, nodes)):
+        return None
+    for later, earlier in ((0, 1), (1, 0)):
+        if changelog.isancestor(nodes[earlier], nodes[later]) and \
+                not source.wanted(rev, later):
+            return parents[later]
+    return None
 
 
 class _Overlay:

@@ -130,6 +130,28 @@ def test_a_sync_that_only_joins_the_child_is_no_changeset_of_the_export(
     assert pushed.returncode == 0 and "added 3 changesets" in pushed.stdout
 
 
+def test_syncs_of_two_children_add_no_empty_merge_to_either_export(hg, tangled, child, parent,
+                                                                    run_hg, exe, tmp_path):
+    """With two imports synced in turn, the other child's sync merge is, seen from one
+    child, a merge of two of its changesets, one the other's ancestor, that adds
+    nothing: no changeset of its export, which stays the child itself."""
+    p = parent.path
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
+    ok(run_hg("importrepo", child.path, "other", cwd=p, exe=exe))
+    tangled.update("master")
+    tangled.append("f.txt", "lib later\n")
+    tangled.commit("lib later")
+    ok(run_hg("importrepo", "--sync", "lib", cwd=p, exe=exe))
+    child.update("default")
+    child.append("README", "other later\n")
+    child.commit("other later")
+    ok(run_hg("importrepo", "--sync", "other", cwd=p, exe=exe))
+    dest = tmp_path / "lib-export"
+    out = ok(run_hg("importrepo", "--export", "lib", str(dest), cwd=p, exe=exe))
+    assert "(0 made in the monorepo on top of the child's)" in out
+    assert history(hg, dest) == history(hg, tangled.path)
+
+
 def test_an_export_under_an_ascii_locale_keeps_non_ascii_branch_names(hg, child, parent,
                                                                          run_hg, tmp_path):
     """The export reads names in UTF-8 whatever the locale: under LANG=C a branch

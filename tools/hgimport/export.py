@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 from mercurial import encoding, extensions
 from mercurial import hg as hgrepo
-from mercurial import match as matchmod
 from mercurial.node import bin, hex
 
 from . import importer, state
@@ -77,7 +76,7 @@ def _export(repo, subdir: str, dest: str, ui: UI, hg_exe: str | None) -> int:
     before = len(_open(hgui, dest)) if os.path.isdir(os.path.join(dest, ".hg")) else 0
     monoheads = [_hex(repo.changelog.node(rev)) for rev in sorted(repo.changelog.headrevs())]
     last = _last_run(dest)
-    found, new, looked = _imported(repo, record, monoheads, last)
+    found, new = _imported(repo, record, monoheads, last)
     if not found:
         raise StateAbort(f"nothing of {subdir} was imported")
     imported = {child: node for child, (node, _b) in found.items()}
@@ -94,10 +93,8 @@ def _export(repo, subdir: str, dest: str, ui: UI, hg_exe: str | None) -> int:
             if " " not in mine + theirs))
         citemap = scratch.write("citemap", "".join(  # cited: the child's own node
             f"{node} {child}\n" for child, node in sorted(imported.items())))
-        joins = scratch.write("joins", "".join(
-            f"{merge} {kept}\n" for merge, kept in sorted(_joins(repo, record, looked).items())))
-        _convert(hgui, root, dest, filemap, branchmap, citemap, joins,
-                 one_transaction=before > 0, debug=repo.ui.debug)
+        _convert(hgui, root, dest, filemap, branchmap, citemap, one_transaction=before > 0,
+                 debug=repo.ui.debug)
     exported = _open(hgui, dest)
     _bookmarks(repo, record, exported)
     with open(os.path.join(dest, ".hg", MARKER), "w", encoding="utf-8") as fh:
@@ -138,6 +135,7 @@ def _convert_ui(baseui):
                        (b"extensions.importrepo_convert", os.fsencode(CONVERT_EXTENSION)),
                        (b"convert.hg.saverev", b"false"), (b"convert.skiptags", b"true"),
                        (b"convert.ignoreancestorcheck", b"true"),
+                       (b"importrepo.empty-merges", b"prune"),
                        (b"importrepo.messages", b"rewrite")):
         section, name = key.split(b".", 1)
         hgui.setconfig(section, name, value, b"importrepo")
@@ -146,9 +144,8 @@ def _convert_ui(baseui):
 
 
 def _convert(hgui, root: str, dest: str, filemap: str, branchmap: str, citemap: str,
-             joins: str, one_transaction: bool, debug) -> None:
-    """`hg convert` of the monorepo into DEST with the filemap and branchmap, here, the
-    merges in `joins` taken as the child changeset they merged (see `_joins`).
+             one_transaction: bool, debug) -> None:
+    """`hg convert` of the monorepo into DEST with the filemap and branchmap, here.
     `one_transaction` (DEST has converted before): all the new commits in one
     transaction; when that fails for any reason (convert would roll back an empty
     commit, say), it is undone, DEST's revision map cut back to where it was, and
@@ -161,7 +158,6 @@ def _convert(hgui, root: str, dest: str, filemap: str, branchmap: str, citemap: 
                         branchmap=os.fsencode(branchmap))
 
     hgui.setconfig(b"importrepo", b"citemap", os.fsencode(citemap), b"importrepo")
-    hgui.setconfig(b"importrepo", b"joins", os.fsencode(joins), b"importrepo")
     shamap = os.path.join(dest, ".hg", "shamap")
     if one_transaction and os.path.exists(shamap):
         size = os.path.getsize(shamap)
@@ -212,45 +208,20 @@ def _save_run(dest: str, run: LastRun) -> None:
     os.replace(path + ".tmp", path)
 
 
-def _imported(repo, record: Record, monoheads: list[str], last: LastRun | None):
-    """Every imported changeset ({child node: (node, branch)}), those the last export
-    did not see, and the revisions looked at: of the monorepo (up to `monoheads`),
-    only what is not below the last export's heads (all of it when there was no
-    last export, or one of its heads is gone)."""
+def _imported(repo, record: Record, monoheads: list[str], last: LastRun | None
+              ) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+    """Every imported changeset ({child node: (node, branch)}), and those the last
+    export did not see: of the monorepo (up to `monoheads`), only what is not below
+    the last export's heads is looked at (all of it when there was no last export,
+    or one of its heads is gone)."""
     if last is not None and last.monoheads and _visible(repo, last.monoheads):
         since = repo.revs(b"only(%ln, %ln)", [bin(h) for h in monoheads],
                           [bin(h) for h in last.monoheads])
         new = {child: v for child, v in _marked(repo, record, since).items()
                if child not in last.imported}
-        return {**last.imported, **new}, new, since
+        return {**last.imported, **new}, new
     found = _marked(repo, record, repo)
-    return found, found, repo.revs(b"all()")
-
-
-def _joins(repo, record: Record, revs) -> dict[str, str]:
-    """{merge: parent} (hex) of the merges among `revs` that only join the child into the
-    monorepo, as an import's or a sync's merge does: one parent an imported changeset,
-    SUBDIR in the merge as in that parent, and nothing under SUBDIR on the other side
-    that is not in that parent's history. In the export each is that parent's child
-    changeset; convert alone keeps it as a merge of two child changesets (one the
-    other's ancestor, no change), which a push would add to the child."""
-    mark = record.sourcename.encode("utf-8")
-    path = b"path:" + record.subdir.encode("utf-8")
-    match = matchmod.match(repo.root, b"", [path])
-    joins = {}
-    for rev in repo.revs(b"merge() and %ld", list(revs)):
-        ctx = repo[rev]
-        if ctx.extra().get(b"convert_source") == mark:
-            continue  # one of the child's own merges
-        p1, p2 = ctx.parents()
-        for kept, other in ((p2, p1), (p1, p2)):
-            if kept.extra().get(b"convert_source") != mark or \
-                    kept.manifest().diff(ctx.manifest(), match=match):
-                continue
-            if not repo.revs(b"only(%d, %d) and file(%s)", other.rev(), kept.rev(), path):
-                joins[_hex(ctx.node())] = _hex(kept.node())
-                break
-    return joins
+    return found, found
 
 
 def _visible(repo, nodes: list[str]) -> bool:
