@@ -20,8 +20,8 @@ rollback undoes the last closed transaction, not one still open) it aborts with
 ``importrepo.empty-merges`` set to ``prune`` (the export) makes convert's filemap
 treat a merge that adds nothing as it treats a changeset that changes nothing it
 includes: a merge where one parent's converted changeset is an ancestor of the
-other's and the included files are those of the later one becomes that parent's
-changeset. Convert alone keeps such a merge whenever its parents are on different
+other's, on the merge's branch, and the included files are those of the later one
+becomes that parent's changeset. Convert alone keeps such a merge whenever its parents are on different
 branches (an import's or a sync's merge, seen from the child's side), and a push
 of the export would add it to the child as an empty merge.
 
@@ -131,7 +131,8 @@ def _getchanges(orig, self, rev, full):
 
 def _later_parent(source, rev):
     """The parent of merge `rev` that it adds nothing to (see importrepo.empty-merges),
-    or None."""
+    or None. The later parent must be on the merge's branch, as converted: a merge of
+    a named branch into default stays, or default would not hold what it merged."""
     converter = getattr(source, "importrepo_converter", None)
     parents = source.commits[rev].parents
     if converter is None or len(parents) != 2:
@@ -145,9 +146,11 @@ def _later_parent(source, rev):
     nodes = [bin(image) for image in images]
     if not all(map(changelog.hasnode, nodes)):
         return None
+    commit = converter.commitcache.get(rev)  # its branch as converted
     for later, earlier in ((0, 1), (1, 0)):
-        if changelog.isancestor(nodes[earlier], nodes[later]) and \
-                not source.wanted(rev, later):
+        if changelog.isancestor(nodes[earlier], nodes[later]) and commit is not None and \
+                changelog.changelogrevision(nodes[later]).extra.get(b"branch", b"default") == \
+                commit.branch and not source.wanted(rev, later):
             return parents[later]
     return None
 

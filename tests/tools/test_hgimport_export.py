@@ -152,6 +152,44 @@ def test_syncs_of_two_children_add_no_empty_merge_to_either_export(hg, tangled, 
     assert history(hg, dest) == history(hg, tangled.path)
 
 
+def test_a_named_branch_merged_into_default_stays_a_merge_of_the_export(
+        hg, tangled, parent, run_hg, exe, tmp_path):
+    """A monorepo branch with work under SUBDIR merged --no-ff into default adds nothing
+    to the branch's head, but default must hold that work in the export too: the merge
+    stays. The same work on an anonymous head merged back becomes linear history."""
+    p, dest = parent.path, tmp_path / "exported"
+    ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
+    hg.run("branch", "-q", "feat", repo=p)
+    with open(os.path.join(p, "lib", "g.txt"), "a") as fh:
+        fh.write("feature work\n")
+    hg.run("commit", "-m", "feature work", repo=p)
+    hg.run("update", "-q", "default", repo=p)
+    with open(os.path.join(p, "README"), "a") as fh:
+        fh.write("outside lib\n")
+    hg.run("commit", "-m", "outside lib", repo=p)
+    hg.run("merge", "-q", "feat", repo=p)
+    hg.run("commit", "-m", "merge feat", repo=p)
+    ok(run_hg("importrepo", "--export", "lib", str(dest), cwd=p, exe=exe))
+    assert hg.text("log", "-r", "head() and branch(default)", "-T", "{desc}|{p2.desc}",
+                   repo=str(dest)) == "merge feat|feature work"
+    assert hg.text("cat", "-r", "default", "g.txt", repo=str(dest)) == \
+        hg.text("cat", "-r", ".", "lib/g.txt", repo=p)
+    with open(os.path.join(p, "README"), "a") as fh:  # default goes on outside lib/
+        fh.write("more outside lib\n")
+    hg.run("commit", "-m", "more outside lib", repo=p)
+    hg.run("update", "-q", "-r", "desc('merge feat')", repo=p)  # work on an anonymous head
+    with open(os.path.join(p, "lib", "f.txt"), "a") as fh:
+        fh.write("head work\n")
+    hg.run("commit", "-m", "head work", repo=p)
+    hg.run("update", "-q", "-r", "desc('more outside lib')", repo=p)
+    hg.run("merge", "-q", "-r", "desc('head work')", repo=p)
+    hg.run("commit", "-m", "merge the head", repo=p)
+    out = ok(run_hg("importrepo", "--export", "lib", str(dest), cwd=p, exe=exe))
+    assert "1 new changesets" in out  # the merge adds nothing to "head work"
+    assert hg.text("cat", "-r", "tip", "f.txt", repo=str(dest)) == \
+        hg.text("cat", "-r", ".", "lib/f.txt", repo=p)
+
+
 def test_an_export_under_an_ascii_locale_keeps_non_ascii_branch_names(hg, child, parent,
                                                                          run_hg, tmp_path):
     """The export reads names in UTF-8 whatever the locale: under LANG=C a branch
