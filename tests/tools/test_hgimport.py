@@ -430,3 +430,24 @@ def test_an_empty_commit_in_the_one_transaction_converts_again(hg, child, parent
     ok(run_hg("importrepo", child.path, "lib", cwd=plain))
     assert log(hg, parent.path, template="{node}\n") == log(hg, plain, template="{node}\n")
     ok(run_hg("verify", "-q", cwd=parent.path))
+
+
+def test_a_child_with_no_checkout_and_two_default_heads_says_which_it_merges(hg, parent,
+                                                                             run_hg, tmp_path):
+    """As a converted repository is (no working directory parent): the tip of default is
+    merged, and the import says so, with how to choose another."""
+    c = Builder(hg, tmp_path / "converted")
+    c.write("a.txt", "a\n")
+    c.commit("one")
+    c.append("a.txt", "two\n")
+    c.commit("two")
+    c.update("desc(one)")
+    c.write("b.txt", "b\n")
+    tip = c.commit("three")
+    c.update("null")
+    out = ok(run_hg("importrepo", c.path, "lib", cwd=parent.path))
+    assert f"the child has no checked-out head and 2 heads on default: merging its tip " \
+           f"{tip[:12]} (-r REV merges another)" in out
+    merged = hg.text("log", "-r", "p2(.)", "-T", "{get(extras, 'convert_revision')}",
+                     repo=parent.path)
+    assert merged == tip

@@ -211,6 +211,61 @@ def test_git_no_ff_merges_are_kept(hg, tmp_path, keeper, run_hg, exe):
     assert marks == {"master", "other", "g/master", "g/topic1", "g/topic2"}
 
 
+def test_a_git_octopus_merge_is_kept_as_convert_chains_it(hg, tmp_path, keeper, run_hg, exe):
+    """A merge of three branches at once (git's octopus) becomes convert's chain of two
+    merges, the last one standing for it; verification counts it as the child's merge
+    and checks its three parents through the chain."""
+    require(bool(shutil.which("git")), "git", "apt-get install git")
+    git = tmp_path / "gitchild"
+    env = dict(os.environ, GIT_AUTHOR_NAME="Gus", GIT_AUTHOR_EMAIL="gus@example.org",
+               GIT_COMMITTER_NAME="Gus", GIT_COMMITTER_EMAIL="gus@example.org",
+               GIT_AUTHOR_DATE="1700000000 +0000", GIT_COMMITTER_DATE="1700000000 +0000")
+
+    def run(*args):
+        subprocess.run(["git", "-C", str(git), *args], env=env, check=True, capture_output=True)
+
+    git.mkdir()
+    run("init", "-q", "-b", "master")
+    (git / "base.txt").write_text("base\n")
+    run("add", "base.txt"), run("commit", "-q", "-m", "base")
+    for name in ("x", "y", "z"):
+        run("checkout", "-q", "-b", name, "master")
+        (git / f"{name}.txt").write_text(f"{name}\n")
+        run("add", f"{name}.txt"), run("commit", "-q", "-m", f"on {name}")
+    run("checkout", "-q", "master")
+    run("merge", "-q", "-m", "octopus", "x", "y", "z")
+    out = ok(run_hg("importrepo", str(git), "g", cwd=keeper.path, exe=exe))
+    assert "verify g/: ok" in out and "merges: 1 in child, 1 imported" in out
+    chain = hg.text("log", "-r", "extra('convert_source') and desc('octopus merge fixup')",
+                    "-T", "{p1.desc}|{p2.desc}", repo=keeper.path).split("|")
+    first = hg.text("log", "-r", "extra('convert_source') and desc('octopus') and merge() and "
+                    "not desc('fixup')", "-T", "{p1.desc}|{p2.desc}", repo=keeper.path)
+    assert chain[0] == "octopus" and sorted([*first.split("|"), chain[1]]) == \
+        ["on x", "on y", "on z"]
+    for name in ("base", "x", "y", "z"):
+        assert hg.text("cat", "-r", "g/master", f"g/{name}.txt", repo=keeper.path) == \
+            ("base\n" if name == "base" else f"{name}\n")
+    ok(run_hg("importrepo", "--verify", "g", cwd=keeper.path, exe=exe))
+
+
+def test_a_divergent_child_bookmark_is_left_out_and_said_so(hg, tangled, keeper, run_hg, exe):
+    """NAME@PATH (what a pull leaves when a bookmark diverged) is never exchanged by
+    Mercurial, so the final pull could not take it: it is left out, saying so, and the
+    import and a later sync go on; the bookmark `@` is an ordinary one."""
+    tangled.run("bookmark", "-r", "feature", "master@default")
+    tangled.run("bookmark", "-r", "master", "@")
+    p = keeper.path
+    out = ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
+    assert "child bookmark master@default left out: a divergent copy (NAME@PATH)" in out
+    marks = {b["bookmark"]: b["node"] for b in hg.json("bookmarks", "-T", "json", repo=p)}
+    assert marks["lib/@"] == marks["lib/master"] and "lib/master@default" not in marks
+    tangled.update("master")
+    tangled.append("f.txt", "later\n")
+    tangled.commit("later")
+    ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
+    ok(run_hg("importrepo", "--verify", cwd=p, exe=exe))
+
+
 def images(hg, repo: str) -> dict[str, str]:
     """{child node: imported node} from the imported changesets' extras."""
     return dict(line.split() for line in hg.lines(

@@ -69,7 +69,10 @@ def test_import_and_sync_over_hg_serve(hg, child, parent, served, run_hg, exe):
     plan = ok(run_hg("importrepo", "-n", served, "lib", cwd=p, exe=exe))
     assert f"import {served} (hg) into lib/" in plan and "changesets to convert: 11" in plan
     out = ok(run_hg("importrepo", served, "lib", cwd=p, exe=exe))
-    assert out.startswith(f"cloning {served}\nimporting {served} into lib/")
+    tip = hg.text("log", "-r", "max(branch(default))", "-T", "{node|short}", repo=child.path)
+    assert out.startswith(f"cloning {served}\nthe child has no checked-out head and 2 heads on "
+                          f"default: merging its tip {tip} (-r REV merges another)\n"
+                          f"importing {served} into lib/")  # a clone has no working directory
     assert "verify lib/: ok" in out and "11 in child = 8 imported + 3 tag-only dropped" in out
     assert state.loads(open(os.path.join(p, state.FILENAME)).read())["lib"].source == served
     assert set(hg.lines("log", "-r", "extra('convert_source')", "-T", "{importsource}\n",

@@ -254,6 +254,11 @@ def make_plan(hg: Hg, parent: Parent, opts: Options, scratch: Scratch, ui: UI) -
                                   opts.rev)
     if not opts.sync:
         record.kind, record.source = source.kind, recorded
+    if source.note and not opts.sync:
+        ui.status(source.note)
+    for name in source.divergent:
+        ui.status(f"child bookmark {name} left out: a divergent copy (NAME@PATH), which "
+                  "Mercurial never exchanges")
     earlier = parent.imported(record.sourcename)
     done = {child: node for child, (node, _b) in earlier.items()}
     owned = {branch for _n, branch in earlier.values()}

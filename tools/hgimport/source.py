@@ -54,6 +54,8 @@ class Source:
         self.changes: list[Change] = []  # topological order
         self.tags: dict[str, str] = {}   # name -> node, global tags in range only
         self.bookmarks: dict[str, str] = {}  # name -> node in range (git: branches)
+        self.divergent: list[str] = []   # bookmarks left out: divergent copies (hg)
+        self.note: str | None = None     # how the head was chosen, when it may surprise
         self.head = ""                   # the changeset merged into the parent
 
     def __repr__(self) -> str:
@@ -137,9 +139,11 @@ class HgSource(Source):
         for entry in hg.json("tags", "-T", "json", repo=path):
             if entry["tag"] != "tip" and entry.get("type") != "local" and entry["node"] in inrange:
                 self.tags[entry["tag"]] = entry["node"]
-        self.bookmarks = {b["bookmark"]: b["node"] for b in hg.json("bookmarks", "-T", "json",
-                                                                    repo=path)
-                          if b["node"] in inrange}
+        marks = {b["bookmark"]: b["node"] for b in hg.json("bookmarks", "-T", "json", repo=path)
+                 if b["node"] in inrange}
+        # NAME@PATH: a divergent copy, which Mercurial never exchanges (a pull cannot take it)
+        self.divergent = sorted(m for m in marks if "@" in m and not m.endswith("@"))
+        self.bookmarks = {m: n for m, n in marks.items() if m not in self.divergent}
         if rev:
             self.head = self.rev
         else:  # the checked-out head if there is one, else the tip of default
@@ -148,6 +152,11 @@ class HgSource(Source):
             default = [c.node for c in self.changes if c.branch == "default"]
             self.head = wdir if wdir in heads else \
                 (default or [c.node for c in self.changes] or [""])[-1]
+            several = [n for n in default if n in heads]
+            if wdir not in heads and len(several) > 1:
+                self.note = (f"the child has no checked-out head and {len(several)} heads on "
+                             f"default: merging its tip {self.head[:12]} (-r REV merges "
+                             "another)")
 
     def tree(self, node: str) -> dict[str, tuple[str, bool]]:
         return hg_tree(self.hg, self.path, node)

@@ -181,8 +181,8 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
             ui.progress("verifying", n, total, "changesets")
         entry = kept.get(change.node)
         if entry is None:
-            if len(change.parents) == 2 and len({image(source, revmap, p)
-                                                 for p in change.parents}) == 2:
+            if len(change.parents) >= 2 and len({image(source, revmap, p)
+                                                 for p in change.parents}) >= 2:
                 report.problem(f"merge {change.node[:12]} of the child was not imported")
             kind = "tag-only" if change.files == (".hgtags",) else \
                 "empty after excludes" if record.exclude else "empty"  # a branch opened, say
@@ -206,10 +206,12 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
         counts["kept"] += 1
         node = entry["node"]
         dest_parents = [p for p in (entry["p1"], entry["p2"]) if p != NULL]
-        if len(change.parents) == 2:
+        if len(change.parents) >= 2:  # a merge, or an octopus (its chain of merges ends in one)
             counts["merges"] = counts.get("merges", 0) + 1
             if len(dest_parents) != 2:
                 report.problem(f"{node[:12]}: child {change.node[:12]} is a merge, this is not")
+        if len(change.parents) > 2:  # git's octopus: convert chains merges that name it
+            dest_parents = _octopus_parents(hg, repo, change.node, dest_parents)
         want_parents = list(dict.fromkeys(image(source, revmap, p) for p in change.parents))
         if change.parents:
             if set(dest_parents) - set(want_parents) or not dest_parents:
@@ -251,7 +253,7 @@ def check(hg: Hg, repo: str, record: Record, source: Source, revmap: dict[str, s
     how = "diffs against the first parent" if hgchild else \
         "full trees at heads, tags and dropped commits"
     report.facts.append(f"contents: {counts['kept']} changesets by {how}, {full} in full")
-    merges = sum(len(c.parents) == 2 for c in changes)
+    merges = sum(len(c.parents) >= 2 for c in changes)
     report.facts.append(f"merges: {merges} in child, {counts.get('merges', 0)} imported")
     if merges != counts.get("merges", 0):
         report.problem(f"merges: {merges} in child, {counts.get('merges', 0)} imported")
@@ -303,6 +305,21 @@ def _citations(source: Source, revmap: dict[str, str]):
         return image(source, revmap, found[0])
 
     return cite
+
+
+def _octopus_parents(hg: Hg, repo: str, child: str, parents: list[str]) -> list[str]:
+    """The parents of an octopus merge's image: convert makes a git commit of n parents
+    a chain of n - 1 merges, each recording the same child commit; the chain's own
+    merges give way to their parents."""
+    out = []
+    for node in parents:
+        p1, p2, source = hg.text("log", "-r", node, "-T", '{p1node} {p2node} '
+                                 '{get(extras, "convert_revision")}', repo=repo).split()
+        if source == child:
+            out += _octopus_parents(hg, repo, child, [p for p in (p1, p2) if p != NULL])
+        else:
+            out.append(node)
+    return out
 
 
 def _changed(hg: Hg, source: Source, a: str, b: str, excludes: set[str]) -> list[str]:
