@@ -180,11 +180,10 @@ def test_every_merge_is_kept_and_log_follow_finds_what_it_finds_in_the_child(
     assert kept.startswith("main edit of f|side edit of g")
 
 
-def test_git_no_ff_merges_are_kept(hg, tmp_path, keeper, run_hg, exe):
-    """A --no-ff merge while the main line has not moved: its tree equals its second
-    parent and its first parent is an ancestor of the second."""
+def _git_child(git: Path):
+    """A new git repository at `git` (on master, fixed author and dates) and a function
+    running git in it."""
     require(bool(shutil.which("git")), "git", "apt-get install git")
-    git = tmp_path / "gitchild"
     env = dict(os.environ, GIT_AUTHOR_NAME="Gus", GIT_AUTHOR_EMAIL="gus@example.org",
                GIT_COMMITTER_NAME="Gus", GIT_COMMITTER_EMAIL="gus@example.org",
                GIT_AUTHOR_DATE="1700000000 +0000", GIT_COMMITTER_DATE="1700000000 +0000")
@@ -194,6 +193,13 @@ def test_git_no_ff_merges_are_kept(hg, tmp_path, keeper, run_hg, exe):
 
     git.mkdir()
     run("init", "-q", "-b", "master")
+    return git, run
+
+
+def test_git_no_ff_merges_are_kept(hg, tmp_path, keeper, run_hg, exe):
+    """A --no-ff merge while the main line has not moved: its tree equals its second
+    parent and its first parent is an ancestor of the second."""
+    git, run = _git_child(tmp_path / "gitchild")
     (git / "f.txt").write_text("one\n")
     run("add", "f.txt"), run("commit", "-q", "-m", "one")
     for n in (1, 2):
@@ -215,17 +221,7 @@ def test_a_git_octopus_merge_is_kept_as_convert_chains_it(hg, tmp_path, keeper, 
     """A merge of three branches at once (git's octopus) becomes convert's chain of two
     merges, the last one standing for it; verification counts it as the child's merge
     and checks its three parents through the chain."""
-    require(bool(shutil.which("git")), "git", "apt-get install git")
-    git = tmp_path / "gitchild"
-    env = dict(os.environ, GIT_AUTHOR_NAME="Gus", GIT_AUTHOR_EMAIL="gus@example.org",
-               GIT_COMMITTER_NAME="Gus", GIT_COMMITTER_EMAIL="gus@example.org",
-               GIT_AUTHOR_DATE="1700000000 +0000", GIT_COMMITTER_DATE="1700000000 +0000")
-
-    def run(*args):
-        subprocess.run(["git", "-C", str(git), *args], env=env, check=True, capture_output=True)
-
-    git.mkdir()
-    run("init", "-q", "-b", "master")
+    git, run = _git_child(tmp_path / "gitchild")
     (git / "base.txt").write_text("base\n")
     run("add", "base.txt"), run("commit", "-q", "-m", "base")
     for name in ("x", "y", "z"):
