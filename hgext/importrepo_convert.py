@@ -21,9 +21,9 @@ rollback undoes the last closed transaction, not one still open) it aborts with
 treat a merge that adds nothing as it treats a changeset that changes nothing it
 includes: a merge where one parent's converted changeset is an ancestor of the
 other's, on the merge's branch, and the included files are those of the later one
-becomes that parent's changeset. Convert alone keeps such a merge whenever its parents are on different
-branches (an import's or a sync's merge, seen from the child's side), and a push
-of the export would add it to the child as an empty merge.
+becomes that parent's changeset. Convert alone keeps such a merge whenever its
+parents are on different branches (an import's or a sync's merge, seen from the
+child's side), and a push of the export would add it to the child as an empty merge.
 
 ``importrepo.source`` (when set) is recorded in every converted changeset as the
 ``importrepo_source`` extra, beside convert's ``convert_revision``.
@@ -135,22 +135,21 @@ def _later_parent(source, rev):
     a named branch into default stays, or default would not hold what it merged."""
     converter = getattr(source, "importrepo_converter", None)
     parents = source.commits[rev].parents
-    if converter is None or len(parents) != 2:
+    commit = converter.commitcache.get(rev) if converter is not None else None
+    if commit is None or len(parents) != 2:  # commit: the merge as converted (its branch)
         return None
     from hgext.convert.common import SKIPREV
 
     images = [converter.map.get(source.parentmap.get(p)) for p in parents]
     if None in images or SKIPREV in images or images[0] == images[1]:
         return None
-    changelog = converter.dest.repo.unfiltered().changelog
+    dest = converter.dest.repo.unfiltered()
     nodes = [bin(image) for image in images]
-    if not all(map(changelog.hasnode, nodes)):
+    if not all(map(dest.changelog.hasnode, nodes)):
         return None
-    commit = converter.commitcache.get(rev)  # its branch as converted
     for later, earlier in ((0, 1), (1, 0)):
-        if changelog.isancestor(nodes[earlier], nodes[later]) and commit is not None and \
-                changelog.changelogrevision(nodes[later]).extra.get(b"branch", b"default") == \
-                commit.branch and not source.wanted(rev, later):
+        if dest.changelog.isancestor(nodes[earlier], nodes[later]) and \
+                dest[nodes[later]].branch() == commit.branch and not source.wanted(rev, later):
             return parents[later]
     return None
 
@@ -171,9 +170,8 @@ _LOADED = {}
 
 def _load(path):
     if path not in _LOADED:
-        if len(_LOADED) >= 4:  # a command server runs many imports and exports
-            _LOADED.clear()
         with open(path, "rb") as fh:
+            _LOADED.clear()
             _LOADED[path] = dict(line.split() for line in fh if line.strip())
     return _LOADED[path]
 

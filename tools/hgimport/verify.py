@@ -313,9 +313,9 @@ def _octopus_parents(hg: Hg, repo: str, child: str, parents: list[str]) -> list[
     merges give way to their parents."""
     out = []
     for node in parents:
-        p1, p2, source = hg.text("log", "-r", node, "-T", '{p1node} {p2node} '
-                                 '{get(extras, "convert_revision")}', repo=repo).split()
-        if source == child:
+        p1, p2, *source = hg.text("log", "-r", node, "-T", '{p1node} {p2node} '
+                                  '{get(extras, "convert_revision")}', repo=repo).split()
+        if source == [child]:
             out += _octopus_parents(hg, repo, child, [p for p in (p1, p2) if p != NULL])
         else:
             out.append(node)
