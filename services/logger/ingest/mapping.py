@@ -48,7 +48,12 @@ from ..columns import Columns
 from ..store import Row
 from .lineprotocol import LineError, parse_fields, parse_key, split_line
 
-__all__ = ["PRECISIONS", "Batch", "Mapper", "arrival_us", "sensor_name"]
+try:
+    from . import _simplelines
+except ImportError:  # not built (no C compiler at install): runs are read by `_SIMPLE`
+    _simplelines = None
+
+__all__ = ["PRECISIONS", "RUN_READERS", "Batch", "Mapper", "arrival_us", "sensor_name"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,49 @@ _SIMPLE = re.compile(r'^([^\s,="\\#][^\s"\\]* [^\s,="\\]+)='
                      re.M)
 _last_arrival = 0
 _arrival_lock = threading.Lock()
+
+
+def _columns(kind: str, raw: bytes) -> array:
+    out = array(kind)
+    out.frombytes(raw)
+    return out
+
+
+def run_by_expression(text: str, scale: int, divide: int) -> tuple | None:
+    """(heads, index, times, values) of a run of simple lines, read with `_SIMPLE`: the
+    distinct "key field" heads in order, and per line its head's index, its time in µs
+    (timestamp * scale // divide) and its value; None when a line is not simple or a time
+    or value is out of range."""
+    parts = _SIMPLE.split(text)  # "", head, value, stamp, "", head, ... if all match
+    if len(parts) // 4 != text.count("\n") + 1 or "".join(parts[0::4]):
+        return None
+    values = array("d", map(float, parts[2::4]))  # the pattern only lets floats through
+    if not all(map(math.isfinite, values)):
+        return None
+    if scale == divide == 1:
+        times = list(map(int, parts[3::4]))
+    else:
+        times = [int(stamp) * scale // divide for stamp in parts[3::4]]
+    if not (-MAX_US <= min(times) and max(times) <= MAX_US):
+        return None
+    heads = parts[1::4]
+    at = {head: k for k, head in enumerate(dict.fromkeys(heads))}
+    return list(at), array("I", map(at.__getitem__, heads)), array("q", times), values
+
+
+def run_compiled(text: str, scale: int, divide: int) -> tuple | None:
+    """What `run_by_expression` gives, read by the compiled `_simplelines` in one pass."""
+    run = _simplelines.simple(text, scale, divide, MAX_US)
+    if run is None:
+        return None
+    heads, index, times, values = run
+    return heads, _columns("I", index), _columns("q", times), _columns("d", values)
+
+
+#: how Mapper reads a run of simple lines: compiled where the extension was built at install
+RUN_READERS = {"expression": run_by_expression}
+if _simplelines is not None:
+    RUN_READERS["compiled"] = run_compiled
 
 
 def arrival_us() -> int:
@@ -148,10 +196,11 @@ class Mapper:
     any other run is read line by line.
     """
 
-    def __init__(self, strings: str = "refuse"):
+    def __init__(self, strings: str = "refuse", runs: str | None = None):
         if strings not in ("refuse", "skip"):
             raise ValueError(f"strings: expected 'refuse' or 'skip', got {strings!r}")
         self.strings = strings
+        self.read_run = RUN_READERS[runs or ("compiled" if _simplelines else "expression")]
         self.strings_skipped = 0
         self._series: dict[str, tuple[str, str, dict, dict]] = {}
         self._heads: dict[str, tuple[str, str]] = {}  # "key field" -> (sensor, unit)
@@ -193,23 +242,12 @@ class Mapper:
     def _simple(self, text: str, precision: str, batch: Batch) -> bool:
         """Convert `text` at once if every line is simple and good; False (nothing added)
         otherwise."""
-        parts = _SIMPLE.split(text)  # "", head, value, stamp, "", head, ... if all match
-        n = len(parts) // 4
-        if n != text.count("\n") + 1 or "".join(parts[0::4]):
+        run = self.read_run(text, *PRECISIONS[precision])
+        if run is None:
             return False
-        heads = parts[1::4]
-        values = array("d", map(float, parts[2::4]))  # the pattern only lets floats through
-        if not all(map(math.isfinite, values)):
-            return False
-        scale, divide = PRECISIONS[precision]
-        if scale == divide == 1:
-            times = list(map(int, parts[3::4]))
-        else:
-            times = [int(stamp) * scale // divide for stamp in parts[3::4]]
-        if not (-MAX_US <= min(times) and max(times) <= MAX_US):
-            return False
-        at, sensors = {}, []  # of this run's heads (the memo may be cleared meanwhile)
-        for head in set(heads):
+        heads, index, times, values = run
+        sensors = []  # of this run's heads (the memo may be cleared meanwhile)
+        for head in heads:
             known = self._heads.get(head)
             if known is None:
                 key, _, field = head.partition(" ")
@@ -220,15 +258,13 @@ class Mapper:
                 if len(self._heads) >= _MAX_SERIES:
                     self._heads.clear()
                 known = self._heads[head] = (self._sensor(series, field, batch), series[1])
-            at[head] = len(sensors)
             sensors.append(known)
         if batch.rows:
             batch.parts.append(batch.rows)
             batch.rows = []
-        batch.parts.append(Columns(sensors, array("I", map(at.__getitem__, heads)),
-                                     array("q", times), values))
-        batch.lines += n
-        batch.stored_lines += n
+        batch.parts.append(Columns(sensors, index, times, values))
+        batch.lines += len(times)
+        batch.stored_lines += len(times)
         return True
 
     def convert_lines(self, lines: Iterable[tuple[int, str]], precision: str, batch: Batch,

@@ -1,11 +1,18 @@
-"""Runs of simple lines are converted at once: exactly as line by line, whatever the run holds."""
+"""Runs of simple lines are converted at once: exactly as line by line, whatever the run holds.
+
+Both readers of runs are checked: the compiled one (`_simplelines`, built at
+install) and the regular expression used where it was not built.
+"""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 
 from services.logger.ingest.lineprotocol import LineReader
-from services.logger.ingest.mapping import Batch, Mapper
+from services.logger.ingest.mapping import MAX_US, PRECISIONS, RUN_READERS, Batch, Mapper
+from tests.conftest import require
 
 from .conftest import stored
 from .test_ingest_http import post
@@ -27,8 +34,16 @@ ODD = [
 ]
 
 
-def by_runs(body: bytes, chunk: int, precision: str) -> Batch:
-    mapper, batch, reader = Mapper(), Batch(), LineReader()
+@pytest.fixture(params=["compiled", "expression"])
+def runs(request) -> str:
+    """Which reader of runs the Mapper uses."""
+    require(request.param in RUN_READERS, "the compiled line-protocol reader "
+            "(services/logger/ingest/_simplelines.c)", "Install with a C compiler: make venv.")
+    return request.param
+
+
+def by_runs(body: bytes, chunk: int, precision: str, runs: str) -> Batch:
+    mapper, batch, reader = Mapper(runs=runs), Batch(), LineReader()
     for at in range(0, len(body), chunk):
         mapper.convert(reader.feed(body[at:at + chunk]), precision, batch)
     mapper.convert(reader.end(), precision, batch)
@@ -53,20 +68,20 @@ def outcome(batch: Batch) -> tuple:
 
 @pytest.mark.parametrize("precision", ["u", "n", "s"])
 @pytest.mark.parametrize("odd", ODD, ids=repr)
-def test_a_run_with_an_odd_line_converts_as_line_by_line(odd, precision):
+def test_a_run_with_an_odd_line_converts_as_line_by_line(odd, precision, runs):
     body = "\n".join([*SIMPLE[:150], odd, *SIMPLE[150:]]).encode()
     expected = outcome(by_lines(body, precision))
     assert expected[0], "the simple lines are stored"
     for chunk in (7, 1000, len(body)):
-        assert outcome(by_runs(body, chunk, precision)) == expected
+        assert outcome(by_runs(body, chunk, precision, runs)) == expected
 
 
 @pytest.mark.parametrize("field", ["value", "temp", "mixed"])
-def test_simple_runs_keep_every_value_time_and_sensor(field):
+def test_simple_runs_keep_every_value_time_and_sensor(field, runs):
     names = [field if field != "mixed" else ("value", "temp")[k % 2] for k in range(300)]
     body = "\n".join(line.replace("value=", f"{name}=")
                      for line, name in zip(SIMPLE, names, strict=True)).encode()
-    batch = by_runs(body, 4096, "u")
+    batch = by_runs(body, 4096, "u", runs)
     sensors = [f"room,sensor=s{k % 7}" + ("" if name == "value" else f" {name}")
                for k, name in enumerate(names)]
     assert rows(batch) == [(sensor, "", 1_700_000_000 + k, k * 0.25)
@@ -74,6 +89,49 @@ def test_simple_runs_keep_every_value_time_and_sensor(field):
     assert batch.sensors == {sensor: ("", {"sensor": sensor.split()[0][12:]})
                              for sensor in sensors}
     assert (batch.lines, batch.stored_lines, batch.dropped) == (300, 300, 0)
+
+
+PIECES = ["m", "m,t=a", "m,t=a,u=b", "\u00b5", ",", "=", " ", "  ", "\\", '"', "#", "v", "=",
+          "1", "-1", "+1", ".5", "1.", "1e3", "1E-3", "1e", "e5", "1e999", "-", "i", "u", "t",
+          "\r", "\t", "\x0b", "\x1f", "\x7f", "5", "-5", "05", "9" * 20, "nan", "_", "0x1"]
+
+
+def near_simple(rng: random.Random) -> str:
+    """A line of the simple form with a few pieces changed, added or cut."""
+    parts = [rng.choice(["m", "m,t=a", "m,t=a,u=b", "#m"]), " ", rng.choice(["v", "value"]),
+             "=", rng.choice(["1", "-1.5", "+.5", "1e3", "2E-3"]), " ",
+             rng.choice(["5", "-5", "1700000000000"])]
+    for _ in range(rng.randrange(3)):
+        at = rng.randrange(len(parts) + 1)
+        what = rng.randrange(3)
+        if what == 0:
+            parts.insert(at, rng.choice(PIECES))
+        elif what == 1 and at < len(parts):
+            parts[at] = rng.choice(PIECES)
+        elif at < len(parts):
+            del parts[at]
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("precision", ["n", "u", "ms", "s", "h"])
+def test_the_compiled_reader_reads_runs_as_the_expression_does(precision):
+    require("compiled" in RUN_READERS, "the compiled line-protocol reader "
+            "(services/logger/ingest/_simplelines.c)", "Install with a C compiler: make venv.")
+    compiled, expression = RUN_READERS["compiled"], RUN_READERS["expression"]
+    rng = random.Random(f"runs-{precision}")
+    scale, divide = PRECISIONS[precision]
+    taken = 0
+    for _ in range(4000):
+        text = "\n".join(near_simple(rng) for _ in range(rng.randrange(1, 4)))
+        got, expected = compiled(text, scale, divide), expression(text, scale, divide)
+        # non-ASCII runs are left to the line-by-line reading (the odd lines above)
+        assert got == expected or (got is None and not text.isascii()), text
+        taken += got is not None
+    assert 200 < taken < 3600, "the lines are near the simple form, on both sides of it"
+    edge = MAX_US * divide // scale
+    for stamp in (edge, edge + 1, -edge, -edge - 1, 2**63 - 1, 2**63, -2**63):
+        text = f"m v=1 {stamp}"
+        assert compiled(text, scale, divide) == expression(text, scale, divide), text
 
 
 def test_a_bad_line_deep_in_a_large_body_is_named_by_its_number(ingest_server, tmp_path, api):
