@@ -6,7 +6,9 @@
   second figure runs until all are in PostgreSQL) and to InfluxDB
   1.6's own ``/write`` (started here on free ports with a throw-away folder,
   WAL fsynced on every write), on two connections at once; points/s and the
-  peak RSS of both servers.
+  peak RSS of both servers. Beside them, PostgreSQL's own ceiling: the same
+  points as rows, COPYed into a fresh database of the same schema by a client
+  that does nothing else (`copy_ceiling`).
 - MQTT: paho publishers in two processes send plain-number QoS 1 messages
   through our own Mosquitto (free port, generated config) to ``ionlab
   logger``; messages/s from the first publish until every one is stored in
@@ -21,6 +23,8 @@ PostgreSQL is the test server (IONLAB_TEST_PG, default postgresql://127.0.0.1:54
 from __future__ import annotations
 
 import http.client
+import io
+import json
 import multiprocessing
 import shutil
 import socket
@@ -31,9 +35,12 @@ import tempfile
 import threading
 import time
 import uuid
+from array import array
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from services.logger.postgres import DAY_US, _CopyData, partition_name
 from services.logger.store import open_store
 
 from .bench_logger import Influx, _database, _free_port
@@ -87,6 +94,24 @@ class Logger:
                     raise RuntimeError("ionlab logger did not start") from None
                 time.sleep(0.1)
 
+    def written(self) -> int:
+        """Rows the logger's store has taken (committed), by its status page: asking
+        PostgreSQL for count(*) all the time would take a core from the writes measured."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request("GET", "/api/v1/logger/status")
+            return json.loads(conn.getresponse().read())["written"]
+        finally:
+            conn.close()
+
+    def wait_written(self, n: int, timeout: float = 600) -> None:
+        """Until the store has taken `n` rows (RuntimeError if not within `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while (written := self.written()) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ionlab stored {written} of {n} points")
+            time.sleep(0.02)
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -126,13 +151,46 @@ def count_rows(url: str) -> int:
     return n
 
 
-def wait_rows(url: str, n: int, timeout: float = 600) -> None:
-    """Until the database holds `n` samples (RuntimeError if not within `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while (stored := count_rows(url)) < n:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"ionlab stored {stored} of {n} points")
-        time.sleep(0.02)
+def copy_ceiling(url: str, total: int) -> float:
+    """Seconds PostgreSQL takes to COPY the same points as rows into the same schema from a
+    client that does nothing else: binary COPY prepared beforehand, 100 000 rows a
+    transaction, on two connections at once (what the server allows on this machine)."""
+    import psycopg2
+
+    store = open_store(url)
+    start = datetime.fromtimestamp(T0_US / 1e6, UTC)
+    store.create_partitions(start, start + timedelta(microseconds=total * 1000))
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        ids = []
+        for k in range(SERIES):
+            cur.execute("INSERT INTO sensors (name, unit) VALUES (%s, '') RETURNING id",
+                        (f"bench,sensor=s{k:02d}",))
+            ids.append(cur.fetchone()[0])
+    conn.close()
+    store.close()
+    table = partition_name(T0_US // DAY_US)
+    per = 100_000
+    encoded = [b"".join(iter(_CopyData(
+        array("q", range(T0_US + a * 1000, T0_US + (a + per) * 1000, 1000)),
+        array("i", (ids[i % SERIES] for i in range(a, a + per))),
+        array("d", ((i % 1000) * 0.001 for i in range(a, a + per)))).read, b""))
+        for a in range(0, total, per)]
+
+    def load(mine: list[bytes]) -> None:
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            for data in mine:
+                cur.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT binary)",
+                                io.BytesIO(data))
+                conn.commit()
+        conn.close()
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(load, [encoded[0::2], encoded[1::2]]))
+    elapsed = time.perf_counter() - began
+    if (stored := count_rows(url)) != total:
+        raise RuntimeError(f"the bare COPY stored {stored} of {total} rows")
+    return elapsed
 
 
 def line_protocol(folder: Path, url: str, total: int) -> list[Row]:
@@ -145,17 +203,20 @@ def line_protocol(folder: Path, url: str, total: int) -> list[Row]:
         post_all(logger.port, "/write?db=lab&precision=u", [w.replace(b"bench,", b"warm,")
                                                             for w in warm],
                  {"Authorization": f"Token {TOKEN}"})
-        wait_rows(url, LINES_PER_BODY)
+        logger.wait_written(LINES_PER_BODY)
         began = time.perf_counter()
         mine = post_all(logger.port, "/write?db=lab&precision=u", payloads,
                         {"Authorization": f"Token {TOKEN}"})
-        wait_rows(url, LINES_PER_BODY + total)
+        logger.wait_written(LINES_PER_BODY + total)
         in_db = time.perf_counter() - began
+        if (stored := count_rows(url)) != LINES_PER_BODY + total:
+            raise RuntimeError(f"PostgreSQL holds {stored} of {LINES_PER_BODY + total} points")
         theirs = post_all(influx.port, "/write?db=bench&precision=u", payloads, {})
         rss = (peak_rss_mb(logger.proc.pid), peak_rss_mb(influx.proc.pid))
     finally:
         logger.stop()
         influx.stop()
+    ceiling = copy_ceiling(url + "_copy", total)
     print(f"bench_ingest: line protocol, peak RSS: ionlab logger {rss[0]:.0f} MB, "
           f"influxd {rss[1]:.0f} MB", file=sys.stderr, flush=True)
     label = f"line protocol POST /write -> PostgreSQL ({total / 1e6:g}M points, 10k/request, " \
@@ -163,6 +224,10 @@ def line_protocol(folder: Path, url: str, total: int) -> list[Row]:
     return [Row("ingest", label, total / mine, total / theirs, "InfluxDB 1.6 /write", "points/s"),
             Row("ingest", "  the same, until every point is in PostgreSQL (not only spooled)",
                 total / in_db, total / theirs, "InfluxDB 1.6 /write", "points/s"),
+            Row("ingest", "  the same, until every point is in PostgreSQL (not only spooled)",
+                total / in_db, total / ceiling, "bare binary COPY of the rows", "points/s"),
+            Row("ingest", "  PostgreSQL's own ceiling: bare binary COPY of the rows, 2 connections",
+                total / ceiling, total / theirs, "InfluxDB 1.6 /write", "points/s"),
             Row("ingest", "peak RSS of the server while ingesting", rss[0], rss[1],
                 "influxd", "MB", higher_is_better=False)]
 
@@ -247,10 +312,8 @@ def mqtt_rate(folder: Path, url: str, total: int) -> list[Row]:
         began = time.perf_counter()
         procs = _publishers(port, "bench", half)
         deadline = time.monotonic() + 600
-        stored = 0
-        while stored < 2 * half and time.monotonic() < deadline:
+        while logger.written() < 2 * half and time.monotonic() < deadline:  # a new logger
             time.sleep(0.05)
-            stored = count_rows(url) - before
         elapsed = time.perf_counter() - began
         for p in procs:
             p.join(60)
@@ -300,7 +363,7 @@ def run(quick: bool) -> list[Row]:
     admin, url = _database(name)
     folder = Path(tempfile.mkdtemp(prefix="ionlab-bench-ingest-"))
     rows: list[Row] = []
-    dbs = [name, name + "_mqtt", name + "_metrics"]
+    dbs = [name, name + "_copy", name + "_mqtt", name + "_metrics"]
     try:
         for db in dbs:
             admin.cursor().execute(f'CREATE DATABASE "{db}"')
