@@ -12,9 +12,10 @@ CC ?= cc
 
 venv: $(TEST_STAMP)
 
-# Reinstall only when pyproject.toml changed (or the venv is new). `make run` installs
-# what running needs; test, lint and bench add the test extras (Playwright, ruff, ...).
-$(STAMP): pyproject.toml
+# Reinstall only when pyproject.toml or the compiled line-protocol reader changed (or the
+# venv is new). `make run` installs what running needs; test, lint and bench add the test
+# extras (Playwright, ruff, ...).
+$(STAMP): pyproject.toml services/logger/ingest/_simplelines.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	@touch $(STAMP)
@@ -43,4 +44,5 @@ $(SIM_LIB): $(SIM_SRC)
 
 clean:
 	rm -rf $(VENV) build var .pytest_cache .ruff_cache test-artifacts *.egg-info
+	rm -f services/logger/ingest/_simplelines.*.so
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
