@@ -118,7 +118,6 @@ def _with_json_400(stream: IOStream):
     whether the head or the body's framing was malformed (`stream.head_parsed`, set by
     `_Parsed` for the request being read)."""
     write = stream.write
-    stream.head_parsed = False
 
     def written(data, *args, **kwargs):
         if data == _BARE_400:

@@ -29,6 +29,16 @@ def history(hg, repo) -> list[str]:
                            "{desc|json}\n", repo=str(repo)))
 
 
+def _child_moves_on_and_syncs(tangled, run_hg, p: str, exe: str) -> str:
+    """A new changeset on the child's master ("child later"), brought in by a sync of
+    the monorepo `p`; returns its node."""
+    tangled.update("master")
+    tangled.append("f.txt", "child later\n")
+    later = tangled.commit("child later")
+    ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
+    return later
+
+
 def test_round_trip_gives_the_child_back_and_monorepo_changes_push_into_it(
         hg, tangled, parent, run_hg, exe, tmp_path):
     p, dest = parent.path, tmp_path / "exported"
@@ -74,10 +84,7 @@ def test_export_is_incremental_and_deterministic(hg, tangled, parent, run_hg, ex
             fh.write(f"change {n}\n")
         hg.run("commit", "-m", f"monorepo change {n}", "-d", f"{1700200000 + n} 0", repo=p)
     # the child moves on too, and is synced in between
-    tangled.update("master")
-    tangled.append("f.txt", "child later\n")
-    tangled.commit("child later")
-    ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
+    _child_moves_on_and_syncs(tangled, run_hg, p, exe)
     out = ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe))
     assert "12 new changesets (11 made in the monorepo on top of the child's)" in out
     ok(run_hg("importrepo", "--export", "lib", str(second), cwd=p, exe=exe))
@@ -104,10 +111,7 @@ def test_a_sync_that_only_joins_the_child_is_no_changeset_of_the_export(
     p, inc, fresh = parent.path, tmp_path / "inc", tmp_path / "fresh"
     ok(run_hg("importrepo", tangled.path, "lib", cwd=p, exe=exe))
     ok(run_hg("importrepo", "--export", "lib", str(inc), cwd=p, exe=exe))
-    tangled.update("master")
-    tangled.append("f.txt", "child later\n")
-    tangled.commit("child later")
-    ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
+    _child_moves_on_and_syncs(tangled, run_hg, p, exe)
     out = ok(run_hg("importrepo", "--export", "lib", str(inc), cwd=p, exe=exe))
     assert "1 new changesets (0 made in the monorepo on top of the child's)" in out
     ok(run_hg("importrepo", "--export", "lib", str(fresh), cwd=p, exe=exe))
@@ -317,10 +321,7 @@ def test_a_stripped_monorepo_head_makes_the_export_read_everything(hg, tangled, 
     _monorepo_work(hg, p, "g.txt", 1)
     ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe))
     hg.run("debugstrip", "-q", "-r", "tip", repo=p)
-    tangled.update("master")
-    tangled.append("f.txt", "child later\n")
-    later = tangled.commit("child later")
-    ok(run_hg("importrepo", "--sync", cwd=p, exe=exe))
+    later = _child_moves_on_and_syncs(tangled, run_hg, p, exe)
     out = ok(run_hg("importrepo", "--export", "lib", str(first), cwd=p, exe=exe))
     # the sync only joined the child (the work it would have merged is gone): the child's
     # changeset is all that is new; the stripped work stays in DEST, which it reached

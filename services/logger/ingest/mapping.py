@@ -115,6 +115,7 @@ def run_compiled(text: str, scale: int, divide: int) -> tuple | None:
 RUN_READERS = {"expression": run_by_expression}
 if _simplelines is not None:
     RUN_READERS["compiled"] = run_compiled
+DEFAULT_RUNS = "compiled" if _simplelines is not None else "expression"
 
 
 def arrival_us() -> int:
@@ -192,15 +193,15 @@ class Mapper:
     One Mapper is shared by every request (thread-safe: the memos are only
     added to, and cleared when large). A run of lines that all have the
     common form ``key field=<float> <timestamp>`` (nothing escaped, nothing
-    quoted) is converted at once (`_simple`), without a Python step per line;
-    any other run is read line by line.
+    quoted) is converted at once (`_simple`, by one of `RUN_READERS`), without
+    a Python step per line; any other run is read line by line.
     """
 
-    def __init__(self, strings: str = "refuse", runs: str | None = None):
+    def __init__(self, strings: str = "refuse", runs: str = DEFAULT_RUNS):
         if strings not in ("refuse", "skip"):
             raise ValueError(f"strings: expected 'refuse' or 'skip', got {strings!r}")
         self.strings = strings
-        self.read_run = RUN_READERS[runs or ("compiled" if _simplelines else "expression")]
+        self.read_run = RUN_READERS[runs]
         self.strings_skipped = 0
         self._series: dict[str, tuple[str, str, dict, dict]] = {}
         self._heads: dict[str, tuple[str, str]] = {}  # "key field" -> (sensor, unit)

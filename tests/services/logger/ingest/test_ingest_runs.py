@@ -34,11 +34,16 @@ ODD = [
 ]
 
 
+def require_compiled() -> None:
+    require("compiled" in RUN_READERS, "the compiled line-protocol reader "
+            "(services/logger/ingest/_simplelines.c)", "Install with a C compiler: make venv.")
+
+
 @pytest.fixture(params=["compiled", "expression"])
 def runs(request) -> str:
     """Which reader of runs the Mapper uses."""
-    require(request.param in RUN_READERS, "the compiled line-protocol reader "
-            "(services/logger/ingest/_simplelines.c)", "Install with a C compiler: make venv.")
+    if request.param == "compiled":
+        require_compiled()
     return request.param
 
 
@@ -115,8 +120,7 @@ def near_simple(rng: random.Random) -> str:
 
 @pytest.mark.parametrize("precision", ["n", "u", "ms", "s", "h"])
 def test_the_compiled_reader_reads_runs_as_the_expression_does(precision):
-    require("compiled" in RUN_READERS, "the compiled line-protocol reader "
-            "(services/logger/ingest/_simplelines.c)", "Install with a C compiler: make venv.")
+    require_compiled()
     compiled, expression = RUN_READERS["compiled"], RUN_READERS["expression"]
     rng = random.Random(f"runs-{precision}")
     scale, divide = PRECISIONS[precision]
