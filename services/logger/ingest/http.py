@@ -124,6 +124,7 @@ class _InfluxHandler(JsonHandler):
 class _WriteHandler(_InfluxHandler):
     precisions: tuple[str, ...] = ()
     max_body_bytes = 2**62  # the server's edge lets any size through: counted here (config)
+    problem: tuple[int, str] | None = None  # (status, message) the answer will give
 
     def prepare(self):
         self.receiver.count_request("http")
@@ -153,7 +154,6 @@ class _WriteHandler(_InfluxHandler):
         self.unparsed: list[bytes] = []  # received, fewer than PARSE_BYTES
         self.unparsed_bytes = 0
         self.ticket = 0
-        self.problem: tuple[int, str] | None = None
         self.deadline = time.monotonic() + self.receiver.settings.ack_timeout_s
 
     def check_target(self) -> None: ...

@@ -6,10 +6,13 @@ import base64
 import gzip
 import http.client
 import json
+import logging
+import socket
 
 import pytest
 
 from services.logger.ingest.mapping import sensor_name
+from tests.waiting import wait_until
 
 from .conftest import sensors, stored
 
@@ -182,6 +185,30 @@ def test_gzip_bodies_plain_concatenated_and_broken(ingest_server, tmp_path, api)
     assert status == 400 and "truncated" in body["error"]
     status, body, _ = post(srv, "/write?db=d", b"x value=1", api.token, {"Content-Encoding": "br"})
     assert status == 415 and "expected gzip or none" in body["error"]
+
+
+@pytest.mark.parametrize("path, credentials", [("/write?db=d", False),
+                                               ("/write?db=d&precision=x", True),
+                                               ("/api/v2/write?bucket=b", False)])
+def test_a_refused_write_whose_client_hangs_up_mid_body_logs_no_error(ingest_server, api,
+                                                                      caplog, path,
+                                                                      credentials):
+    """A write refused before its body is read (no credentials, a bad precision): the
+    client reads the answer and hangs up with the body half sent; the server logs no
+    error for it."""
+    srv = ingest_server()
+    token = f"Authorization: Token {api.token}\r\n" if credentials else ""
+    sock = socket.create_connection(("127.0.0.1", srv.port), 30)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{token}"
+                 "Content-Length: 100000\r\n\r\nc value=1\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(65536)
+    assert head.split(b" ")[1] in (b"400", b"401"), head
+    sock.close()
+    wait_until(lambda: api.http("GET", srv.url + "/healthz")[1]["server"]["connections"] == 1,
+               what="the server to see the hang-up")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_credentials(ingest_server, api):
